@@ -1,0 +1,152 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong in `mclr-shared`, grouped by concern. Each message names the fault
+/// and, where there is one, the field, so that a person reading it knows what to fix.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- bundle container ----
+    /// The first eight bytes are not the `.mclr` magic.
+    #[error("not an mclr bundle (magic {found:02x?}, expected {expected:02x?})")]
+    BadMagic {
+        /// The bytes found where the magic belongs.
+        found: [u8; 8],
+        /// The magic this build writes.
+        expected: [u8; 8],
+    },
+    /// The bundle was written by a format version this build cannot read.
+    #[error("bundle format v{found} is not supported by this build (it reads v{supported})")]
+    UnsupportedVersion {
+        /// Version in the header.
+        found: u32,
+        /// Versions this build reads, e.g. "1" or "1..=2".
+        supported: String,
+    },
+    /// The input ended before the part named `section` was complete.
+    #[error("bundle truncated in the {section}: expected {expected} bytes, got {got}")]
+    Truncated {
+        /// "header" or "payload".
+        section: &'static str,
+        /// Bytes the header (or the fixed header size) promises.
+        expected: u64,
+        /// Bytes actually present.
+        got: u64,
+    },
+    /// Bytes follow the payload that the header does not account for.
+    #[error("bundle has {extra} unexpected bytes after the payload")]
+    TrailingBytes {
+        /// How many.
+        extra: u64,
+    },
+    /// The payload's CRC-32 differs from the header's: the file was corrupted in transit or on disk.
+    #[error("bundle checksum mismatch: header says {expected:#010x}, payload hashes to {found:#010x}")]
+    ChecksumMismatch {
+        /// CRC-32 stored in the header.
+        expected: u32,
+        /// CRC-32 of the payload as read.
+        found: u32,
+    },
+    /// A length exceeds the configured limit; nothing was allocated for it.
+    #[error("bundle {what} of {len} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large ("payload", or a field name).
+        what: String,
+        /// Its size in bytes.
+        len: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The payload passed the checksum but does not decode as a bundle of this version.
+    #[error("bundle payload is malformed: {reason}")]
+    Malformed {
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// The bundle could not be serialised.
+    #[error("could not encode bundle: {reason}")]
+    Encode {
+        /// The encoder's explanation.
+        reason: String,
+    },
+
+    // ---- shapes and values ----
+    /// An array's shape disagrees with what its field requires.
+    #[error("field `{field}`: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        /// Dotted path of the field, e.g. `gallery.features`.
+        field: String,
+        /// Shape the field must have.
+        expected: Vec<usize>,
+        /// Shape it has.
+        found: Vec<usize>,
+    },
+    /// An array's byte length does not match its dtype and shape.
+    #[error("field `{field}`: {dtype} array of shape {shape:?} needs {expected} bytes, found {found}")]
+    ByteLength {
+        /// Dotted path of the field.
+        field: String,
+        /// Declared element type.
+        dtype: String,
+        /// Declared shape.
+        shape: Vec<usize>,
+        /// Bytes the dtype and shape need.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// An array has the wrong element type for its field.
+    #[error("field `{field}`: expected dtype {expected}, found {found}")]
+    DType {
+        /// Dotted path of the field.
+        field: String,
+        /// Allowed dtype(s).
+        expected: String,
+        /// Dtype present.
+        found: String,
+    },
+    /// A float array holds NaN or ±inf.
+    #[error("field `{field}`: non-finite value {value} at flat index {index}")]
+    NonFinite {
+        /// Dotted path of the field.
+        field: String,
+        /// Flat index of the first offending element.
+        index: usize,
+        /// The value, as text ("NaN", "inf", "-inf").
+        value: String,
+    },
+    /// A value is outside the range its field allows (a label past the class list, k = 0, ...).
+    #[error("field `{field}`: {reason}")]
+    Invalid {
+        /// Dotted path of the field or argument.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A [`Error::Shape`] for `field`.
+    pub fn shape(field: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
+        Self::Shape { field: field.into(), expected: expected.to_vec(), found: found.to_vec() }
+    }
+
+    /// An [`Error::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Fails with [`Error::NonFinite`] naming `field` at the first NaN or infinity in `values`.
+pub(crate) fn ensure_finite(field: &str, values: impl IntoIterator<Item = f32>) -> Result<()> {
+    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((index, v)) => Err(Error::NonFinite {
+            field: field.to_owned(),
+            index,
+            value: v.to_string(),
+        }),
+    }
+}

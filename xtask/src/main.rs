@@ -1,0 +1,45 @@
+//! `cargo xtask <verb>`: the project's chores, written in Rust so they run wherever cargo does.
+//!
+//! Each verb prints what it is doing, installs what it can on a fresh Debian machine, and otherwise
+//! stops with the exact command the user should run.
+
+mod ci;
+mod cmd;
+mod setup;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <verb>
+
+verbs:
+  ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, tests
+  bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
+  demo    the end-to-end demo (train, evaluate, export, view)
+  help    this text";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let verb = args.first().map(String::as_str).unwrap_or("help");
+    let rest = args.get(1..).unwrap_or_default();
+    match verb {
+        "ci" => ci::run(rest),
+        "bench" => ci::bench(rest),
+        "demo" => demo(),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown verb `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// The demo needs the trainer, the exporter and the viewer; until they land it says so plainly.
+fn demo() -> Result<()> {
+    println!(
+        "The end-to-end demo (train on CIFAR-10, evaluate, export, open in the viewer) is not \
+         ready yet: the trainer and viewer are still being built.\n\
+         What works today: `cargo xtask ci` (all checks and tests) and `cargo xtask bench`."
+    );
+    Ok(())
+}
