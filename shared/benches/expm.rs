@@ -21,7 +21,9 @@ fn batch(count: usize, n: usize, norm: f64) -> Vec<f64> {
     };
     let mut out = Vec::with_capacity(count * n * n);
     for _ in 0..count {
-        let m: Vec<f64> = (0..n * n).map(|_| (0..4).map(|_| uniform()).sum::<f64>() - 2.0).collect();
+        let m: Vec<f64> = (0..n * n)
+            .map(|_| (0..4).map(|_| uniform()).sum::<f64>() - 2.0)
+            .collect();
         let s = norm / norm1(&m, n);
         out.extend(m.iter().map(|x| x * s));
     }
@@ -33,12 +35,18 @@ fn bench_expm(c: &mut Criterion) {
     let a64 = batch(count, n, 3.0);
     let a32: Vec<f32> = a64.iter().map(|&x| x as f32).collect();
     let mut group = c.benchmark_group("expm");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(count as u64));
-    group.bench_function("f32_8192x64x64_norm3", |b| b.iter(|| expm_batch(&a32, n).unwrap()));
+    group.bench_function("f32_8192x64x64_norm3", |b| {
+        b.iter(|| expm_batch(&a32, n).unwrap())
+    });
     let small = &a64[..1024 * n * n];
     group.throughput(Throughput::Elements(1024));
-    group.bench_function("f64_1024x64x64_norm3", |b| b.iter(|| expm_batch(small, n).unwrap()));
+    group.bench_function("f64_1024x64x64_norm3", |b| {
+        b.iter(|| expm_batch(small, n).unwrap())
+    });
     group.finish();
 }
 
@@ -51,12 +59,18 @@ fn bench_apply(c: &mut Criterion) {
         (i >> 8) as f32 / 16_777_216.0
     })
     .unwrap();
-    let coeffs: Vec<f32> = (0..b * m).map(|j| ((j * 37 % 101) as f32 / 101.0 - 0.5) * 0.4).collect();
+    let coeffs: Vec<f32> = (0..b * m)
+        .map(|j| ((j * 37 % 101) as f32 / 101.0 - 0.5) * 0.4)
+        .collect();
     let z: Vec<f32> = (0..b * k * n).map(|j| (j % 13) as f32 / 13.0).collect();
     let mut group = c.benchmark_group("operators");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(b as u64));
-    group.bench_function("apply_B512_M16_K8_n64", |bch| bch.iter(|| ops.apply(&coeffs, &z).unwrap()));
+    group.bench_function("apply_B512_M16_K8_n64", |bch| {
+        bch.iter(|| ops.apply(&coeffs, &z).unwrap())
+    });
     group.finish();
 }
 

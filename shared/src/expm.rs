@@ -105,7 +105,8 @@ pub fn norm1<T: Real>(a: &[T], n: usize) -> T {
         }
     }
     // NaN propagates: a NaN column sum compares false and is kept by the fold below.
-    col.into_iter().fold(T::ZERO, |m, x| if x > m || x.is_nan() { x } else { m })
+    col.into_iter()
+        .fold(T::ZERO, |m, x| if x > m || x.is_nan() { x } else { m })
 }
 
 /// Number of squarings for a matrix of 1-norm `norm1` with threshold `theta`: the smallest
@@ -142,9 +143,15 @@ impl ExpmPlan {
 /// The cheapest plan for a matrix of 1-norm `norm1` in precision `T` (ties: fewer squarings).
 /// The trainer's differentiable expm and the WGSL shader follow the same plan, so all three agree.
 pub fn plan<T: Real>(norm1: f64) -> ExpmPlan {
-    let mut best = ExpmPlan { degree: 12, squarings: u32::MAX };
+    let mut best = ExpmPlan {
+        degree: 12,
+        squarings: u32::MAX,
+    };
     for &(degree, theta) in T::TAYLOR_TABLE {
-        let candidate = ExpmPlan { degree, squarings: squarings(norm1, theta) };
+        let candidate = ExpmPlan {
+            degree,
+            squarings: squarings(norm1, theta),
+        };
         let key = |p: &ExpmPlan| (p.matrix_products(), p.squarings);
         if best.squarings == u32::MAX || key(&candidate) < key(&best) {
             best = candidate;
@@ -207,7 +214,7 @@ fn check_batch(len: usize, n: usize) -> Result<usize> {
     let nn = n
         .checked_mul(n)
         .ok_or_else(|| Error::invalid("expm block size", format!("{n}×{n} overflows")))?;
-    if n == 0 || len % nn != 0 {
+    if n == 0 || !len.is_multiple_of(nn) {
         return Err(Error::invalid(
             "expm input",
             format!("{len} values are not a whole number of {n}×{n} matrices"),
@@ -228,7 +235,13 @@ struct Workspace<T> {
 impl<T: Real> Workspace<T> {
     fn new(n: usize) -> Self {
         let z = || vec![T::ZERO; n * n];
-        Self { a: z(), a2: z(), a3: z(), a4: z(), tmp: z() }
+        Self {
+            a: z(),
+            a2: z(),
+            a3: z(),
+            a4: z(),
+            tmp: z(),
+        }
     }
 }
 
@@ -252,13 +265,20 @@ fn expm_one<T: Real>(a: &[T], n: usize, out: &mut [T], ws: &mut Workspace<T>) ->
     let trace: f64 = a.iter().step_by(n + 1).map(|x| x.to_f64()).sum();
     let mu = trace / n as f64;
     for (i, (x, &y)) in ws.a.iter_mut().zip(a).enumerate() {
-        *x = if i % (n + 1) == 0 { T::from_f64(y.to_f64() - mu) } else { y };
+        *x = if i % (n + 1) == 0 {
+            T::from_f64(y.to_f64() - mu)
+        } else {
+            y
+        };
     }
     let norm = norm1(&ws.a, n).to_f64();
     if !norm.is_finite() || !mu.is_finite() {
         return Err(if norm.is_finite() { mu } else { norm });
     }
-    let ExpmPlan { degree, squarings: s } = plan::<T>(norm);
+    let ExpmPlan {
+        degree,
+        squarings: s,
+    } = plan::<T>(norm);
     let scale = T::from_f64(f64::powi(0.5, s as i32));
     for x in &mut ws.a {
         *x *= scale;
@@ -272,7 +292,12 @@ fn expm_one<T: Real>(a: &[T], n: usize, out: &mut [T], ws: &mut Workspace<T>) ->
     let q = (degree / 4).max(1);
     let coef = |j: usize| T::from_f64(1.0 / factorial(j));
     let chunk = |i: usize, dst: &mut [T], ws: &Workspace<T>| {
-        let (c0, c1, c2, c3) = (coef(4 * i), coef(4 * i + 1), coef(4 * i + 2), coef(4 * i + 3));
+        let (c0, c1, c2, c3) = (
+            coef(4 * i),
+            coef(4 * i + 1),
+            coef(4 * i + 2),
+            coef(4 * i + 3),
+        );
         for (idx, d) in dst.iter_mut().enumerate() {
             let diag = if idx % (n + 1) == 0 { c0 } else { T::ZERO };
             *d += diag + c1 * ws.a[idx] + c2 * ws.a2[idx] + c3 * ws.a3[idx];
@@ -357,9 +382,11 @@ fn pade13_one(a: &[f64], n: usize) -> Option<Vec<f64>> {
     matmul(&a2, &a2, &mut a4, n);
     matmul(&a4, &a2, &mut a6, n);
     let b = &PADE13;
-    let eye = |i: usize| if i % (n + 1) == 0 { 1.0 } else { 0.0 };
+    let eye = |i: usize| if i.is_multiple_of(n + 1) { 1.0 } else { 0.0 };
     let lin = |c6: f64, c4: f64, c2: f64, c0: f64| -> Vec<f64> {
-        (0..nn).map(|i| c6 * a6[i] + c4 * a4[i] + c2 * a2[i] + c0 * eye(i)).collect()
+        (0..nn)
+            .map(|i| c6 * a6[i] + c4 * a4[i] + c2 * a2[i] + c0 * eye(i))
+            .collect()
     };
     // U = A [A6 (b13 A6 + b11 A4 + b9 A2) + b7 A6 + b5 A4 + b3 A2 + b1 I]
     let mut inner = vec![0.0; nn];
@@ -388,7 +415,8 @@ fn pade13_one(a: &[f64], n: usize) -> Option<Vec<f64>> {
 /// Solves `P X = Q` for n×n matrices by LU with partial pivoting; `None` if P is singular.
 fn solve(mut p: Vec<f64>, mut q: Vec<f64>, n: usize) -> Option<Vec<f64>> {
     for col in 0..n {
-        let pivot = (col..n).max_by(|&i, &j| p[i * n + col].abs().total_cmp(&p[j * n + col].abs()))?;
+        let pivot =
+            (col..n).max_by(|&i, &j| p[i * n + col].abs().total_cmp(&p[j * n + col].abs()))?;
         if p[pivot * n + col] == 0.0 {
             return None;
         }

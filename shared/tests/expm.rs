@@ -1,5 +1,7 @@
 //! The matrix exponential against closed forms, identities, an f64 Padé-13 oracle and the
 //! authors' `torch.matrix_exp` outputs.
+// Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -7,7 +9,9 @@ use mclr_shared::expm::{ExpmPlan, Real, expm, expm_batch, expm_pade13, norm1, pl
 use support::{Fixture, TestRng, assert_close, assert_close_f32};
 
 fn eye(n: usize) -> Vec<f64> {
-    (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 }).collect()
+    (0..n * n)
+        .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+        .collect()
 }
 
 fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
@@ -58,7 +62,12 @@ fn rotation_generator_exponentiates_to_cos_sin() {
         want[j * n + i] = e * w.sin();
     }
     assert_close("f64 rotation", &expm(&a, n).unwrap(), &want, 1e-13);
-    assert_close("pade13 rotation", &expm_pade13(&a, n).unwrap(), &want, 1e-13);
+    assert_close(
+        "pade13 rotation",
+        &expm_pade13(&a, n).unwrap(),
+        &want,
+        1e-13,
+    );
     assert_close_f32("f32 rotation", &expm(&to_f32(&a), n).unwrap(), &want, 1e-5);
 }
 
@@ -130,7 +139,12 @@ fn commuting_sum_exponentiates_to_the_product() {
     let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     let want = matmul(&expm(&a, n).unwrap(), &expm(&b, n).unwrap(), n);
     assert_close("f64 commuting", &expm(&sum, n).unwrap(), &want, 1e-13);
-    assert_close("pade13 commuting", &expm_pade13(&sum, n).unwrap(), &want, 1e-13);
+    assert_close(
+        "pade13 commuting",
+        &expm_pade13(&sum, n).unwrap(),
+        &want,
+        1e-13,
+    );
 }
 
 #[test]
@@ -143,7 +157,12 @@ fn f32_matches_f64_pade_oracle_across_norms_and_sizes() {
                 // The right target for an f32 implementation is the exact expm of its f32 input.
                 let oracle = expm_pade13(&widen(&a32), n).unwrap();
                 let got = expm(&a32, n).unwrap();
-                assert_close_f32(&format!("n={n} norm={norm} trial={trial}"), &got, &oracle, 1e-5);
+                assert_close_f32(
+                    &format!("n={n} norm={norm} trial={trial}"),
+                    &got,
+                    &oracle,
+                    1e-5,
+                );
             }
         }
     }
@@ -156,7 +175,12 @@ fn f64_taylor_agrees_with_pade13() {
         for norm in [1e-6, 0.7, 5.0, 40.0] {
             let a = random_with_norm(&mut rng, n, norm);
             let want = expm_pade13(&a, n).unwrap();
-            assert_close(&format!("n={n} norm={norm}"), &expm(&a, n).unwrap(), &want, 1e-12);
+            assert_close(
+                &format!("n={n} norm={norm}"),
+                &expm(&a, n).unwrap(),
+                &want,
+                1e-12,
+            );
         }
     }
 }
@@ -165,10 +189,16 @@ fn f64_taylor_agrees_with_pade13() {
 fn batch_equals_one_at_a_time() {
     let (n, count) = (8, 5);
     let mut rng = TestRng::new(6);
-    let a: Vec<f32> = (0..count).flat_map(|i| to_f32(&random_with_norm(&mut rng, n, i as f64 + 0.5))).collect();
+    let a: Vec<f32> = (0..count)
+        .flat_map(|i| to_f32(&random_with_norm(&mut rng, n, f64::from(i) + 0.5)))
+        .collect();
     let batch = expm_batch(&a, n).unwrap();
     for (i, m) in a.chunks_exact(n * n).enumerate() {
-        assert_eq!(&batch[i * n * n..(i + 1) * n * n], expm(m, n).unwrap().as_slice(), "matrix {i}");
+        assert_eq!(
+            &batch[i * n * n..(i + 1) * n * n],
+            expm(m, n).unwrap().as_slice(),
+            "matrix {i}"
+        );
     }
 }
 
@@ -184,7 +214,10 @@ fn squarings_bring_the_norm_under_theta() {
         let norm = 1.37f64.powi(k);
         let s = squarings(norm, 1.0);
         assert!(norm / 2f64.powi(s as i32) <= 1.0);
-        assert!(s == 0 || norm / 2f64.powi(s as i32 - 1) > 1.0, "s={s} is not minimal for {norm}");
+        assert!(
+            s == 0 || norm / 2f64.powi(s as i32 - 1) > 1.0,
+            "s={s} is not minimal for {norm}"
+        );
     }
 }
 
@@ -201,7 +234,10 @@ fn taylor_tables_keep_truncation_under_half_an_ulp() {
                 term *= theta / j as f64;
                 tail += term;
             }
-            assert!(tail <= unit_roundoff / 2.0, "D={degree} θ={theta}: tail {tail:e}");
+            assert!(
+                tail <= unit_roundoff / 2.0,
+                "D={degree} θ={theta}: tail {tail:e}"
+            );
             last = (degree, theta);
         }
     }
@@ -211,16 +247,47 @@ fn taylor_tables_keep_truncation_under_half_an_ulp() {
 
 #[test]
 fn plan_uses_low_degrees_for_small_norms_and_squares_large_ones() {
-    assert_eq!(plan::<f32>(0.0), ExpmPlan { degree: 4, squarings: 0 });
-    assert_eq!(plan::<f32>(0.5), ExpmPlan { degree: 8, squarings: 0 });
-    assert_eq!(plan::<f32>(0.9), ExpmPlan { degree: 12, squarings: 0 });
+    assert_eq!(
+        plan::<f32>(0.0),
+        ExpmPlan {
+            degree: 4,
+            squarings: 0
+        }
+    );
+    assert_eq!(
+        plan::<f32>(0.5),
+        ExpmPlan {
+            degree: 8,
+            squarings: 0
+        }
+    );
+    assert_eq!(
+        plan::<f32>(0.9),
+        ExpmPlan {
+            degree: 12,
+            squarings: 0
+        }
+    );
     // ‖A‖₁ = 3: degree 12 with two squarings ties degree 8 with three; fewer squarings win.
-    assert_eq!(plan::<f32>(3.0), ExpmPlan { degree: 12, squarings: 2 });
+    assert_eq!(
+        plan::<f32>(3.0),
+        ExpmPlan {
+            degree: 12,
+            squarings: 2
+        }
+    );
     assert_eq!(plan::<f32>(3.0).matrix_products(), 7);
     for norm in [1e-9, 0.01, 0.3, 1.0, 2.5, 7.0, 50.0, 1e4] {
         let p = plan::<f32>(norm);
-        let theta = f32::TAYLOR_TABLE.iter().find(|(d, _)| *d == p.degree).unwrap().1;
-        assert!(norm / 2f64.powi(p.squarings as i32) <= theta, "norm {norm}: {p:?}");
+        let theta = f32::TAYLOR_TABLE
+            .iter()
+            .find(|(d, _)| *d == p.degree)
+            .unwrap()
+            .1;
+        assert!(
+            norm / 2f64.powi(p.squarings as i32) <= theta,
+            "norm {norm}: {p:?}"
+        );
     }
 }
 
@@ -237,11 +304,19 @@ fn decaying_matrices_keep_relative_accuracy() {
             }
             let a32 = to_f32(&a);
             let oracle = expm_pade13(&widen(&a32), n).unwrap();
-            assert_close_f32(&format!("n={n} norm={norm}"), &expm(&a32, n).unwrap(), &oracle, 1e-5);
+            assert_close_f32(
+                &format!("n={n} norm={norm}"),
+                &expm(&a32, n).unwrap(),
+                &oracle,
+                1e-5,
+            );
         }
     }
     let scalar = expm(&[-30.0f32], 1).unwrap()[0];
-    assert!((f64::from(scalar) / (-30f64).exp() - 1.0).abs() < 1e-6, "e^-30 = {scalar}");
+    assert!(
+        (f64::from(scalar) / (-30f64).exp() - 1.0).abs() < 1e-6,
+        "e^-30 = {scalar}"
+    );
 }
 
 #[test]
@@ -249,7 +324,9 @@ fn malformed_input_is_rejected_with_a_reason() {
     let err = expm(&[1.0f32; 7], 2).unwrap_err().to_string();
     assert!(err.contains("7 values") && err.contains("2×2"), "{err}");
     assert!(expm::<f32>(&[], 0).is_err());
-    let err = expm_batch(&[0.0, 1.0, f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0], 2).unwrap_err().to_string();
+    let err = expm_batch(&[0.0, 1.0, f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0], 2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("matrix 0") && err.contains("NaN"), "{err}");
     assert!(expm_pade13(&[f64::INFINITY], 1).is_err());
 }
@@ -268,10 +345,25 @@ fn check_torch_fixture(file: &str) {
     for i in 0..count {
         let r = i * nn..(i + 1) * nn;
         let what = format!("{file}[{i}] (norm {})", norms[i]);
-        assert_close(&format!("{what} taylor f64"), &expm(&a64[r.clone()], n).unwrap(), &want64[r.clone()], 1e-12);
-        assert_close(&format!("{what} pade13"), &expm_pade13(&a64[r.clone()], n).unwrap(), &want64[r.clone()], 1e-12);
+        assert_close(
+            &format!("{what} taylor f64"),
+            &expm(&a64[r.clone()], n).unwrap(),
+            &want64[r.clone()],
+            1e-12,
+        );
+        assert_close(
+            &format!("{what} pade13"),
+            &expm_pade13(&a64[r.clone()], n).unwrap(),
+            &want64[r.clone()],
+            1e-12,
+        );
         let tol = if norms[i] <= 3.0 { 1e-5 } else { 1e-4 };
-        assert_close_f32(&format!("{what} f32"), &expm(&a32[r.clone()], n).unwrap(), &want32[r], tol);
+        assert_close_f32(
+            &format!("{what} f32"),
+            &expm(&a32[r.clone()], n).unwrap(),
+            &want32[r],
+            tol,
+        );
     }
 }
 

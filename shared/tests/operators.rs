@@ -1,5 +1,7 @@
 //! Block-diagonal transport, paths, Laplace sampling and the prior/encoder heads, against dense
 //! references, closed forms and the authors' PyTorch outputs (fixtures README §c–§e, §g).
+// Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -20,7 +22,11 @@ fn operators_from(fx: &Fixture, key: &str) -> Operators {
 }
 
 fn random_operators(rng: &mut TestRng, m: usize, k: usize, n: usize, scale: f64) -> Operators {
-    let psi = rng.normals(m * k * n * n).iter().map(|x| (x * scale) as f32).collect();
+    let psi = rng
+        .normals(m * k * n * n)
+        .iter()
+        .map(|x| (x * scale) as f32)
+        .collect();
     Operators::new(m, k, n, psi).unwrap()
 }
 
@@ -47,7 +53,9 @@ fn dense_transport(ops: &Operators, c: &[f32]) -> Vec<f64> {
 
 fn dense_apply(dense: &[f64], z: &[f32]) -> Vec<f64> {
     let d = z.len();
-    (0..d).map(|i| (0..d).map(|j| dense[i * d + j] * f64::from(z[j])).sum()).collect()
+    (0..d)
+        .map(|i| (0..d).map(|j| dense[i * d + j] * f64::from(z[j])).sum())
+        .collect()
 }
 
 #[test]
@@ -56,15 +64,28 @@ fn apply_matches_dense_512_block_diagonal_reference() {
     let (m, k, n) = (16, 8, 64);
     let ops = random_operators(&mut rng, m, k, n, 0.02);
     let (s, b) = (3, 2);
-    let c: Vec<f32> = rng.normals(s * b * m).iter().map(|x| (x * 0.5) as f32).collect();
-    let z: Vec<f32> = rng.normals(b * ops.dim()).iter().map(|x| x.max(0.0) as f32).collect();
+    let c: Vec<f32> = rng
+        .normals(s * b * m)
+        .iter()
+        .map(|x| (x * 0.5) as f32)
+        .collect();
+    let z: Vec<f32> = rng
+        .normals(b * ops.dim())
+        .iter()
+        .map(|x| x.max(0.0) as f32)
+        .collect();
     // (S, B, M) coefficients broadcast over (B, d) features: row s·B + b moves feature b.
     let out = ops.apply(&c, &z).unwrap();
     assert_eq!(out.len(), s * b * ops.dim());
     for r in 0..s * b {
         let zb = &z[(r % b) * 512..(r % b + 1) * 512];
         let want = dense_apply(&dense_transport(&ops, &c[r * m..(r + 1) * m]), zb);
-        assert_close_f32(&format!("row {r}"), &out[r * 512..(r + 1) * 512], &want, 2e-5);
+        assert_close_f32(
+            &format!("row {r}"),
+            &out[r * 512..(r + 1) * 512],
+            &want,
+            2e-5,
+        );
     }
 }
 
@@ -78,8 +99,18 @@ fn matches_reference_transop_forward() {
         let fx = Fixture::load(file);
         let ops = operators_from(&fx, "param.psi");
         let out = ops.apply(&fx.f32s("input.c"), &fx.f32s("input.z")).unwrap();
-        assert_close_f32(&format!("{file} vs torch f32"), &out, &fx.f64s("output.out"), tol);
-        assert_close_f32(&format!("{file} vs torch f64"), &out, &fx.f64s("output.out_f64ref"), tol);
+        assert_close_f32(
+            &format!("{file} vs torch f32"),
+            &out,
+            &fx.f64s("output.out"),
+            tol,
+        );
+        assert_close_f32(
+            &format!("{file} vs torch f64"),
+            &out,
+            &fx.f64s("output.out_f64ref"),
+            tol,
+        );
     }
 }
 
@@ -141,7 +172,10 @@ fn stable_init_places_one_rotation_generator_per_block() {
         }
     }
     let ws: Vec<f32> = (0..m).map(|mi| ops.generator(mi, 0).unwrap()[n]).collect();
-    assert!(ws.windows(2).any(|p| p[0] != p[1]), "frequencies differ across operators");
+    assert!(
+        ws.windows(2).any(|p| p[0] != p[1]),
+        "frequencies differ across operators"
+    );
 }
 
 #[test]
@@ -152,10 +186,16 @@ fn reparameterisation_matches_reference_with_and_without_threshold() {
     ] {
         let fx = Fixture::load(file);
         let lambda = fx.scalar("param.lambda") as f32;
-        let (shift, logscale, noise) =
-            (fx.f32s("input.shift"), fx.f32s("input.logscale"), fx.f32s("input.noise"));
-        let eps: Vec<f32> =
-            noise.iter().zip(&logscale).map(|(&u, &l)| laplace_deviation(u, l)).collect();
+        let (shift, logscale, noise) = (
+            fx.f32s("input.shift"),
+            fx.f32s("input.logscale"),
+            fx.f32s("input.noise"),
+        );
+        let eps: Vec<f32> = noise
+            .iter()
+            .zip(&logscale)
+            .map(|(&u, &l)| laplace_deviation(u, l))
+            .collect();
         assert_close_f32(&format!("{file} eps"), &eps, &fx.f64s("output.eps"), 1e-5);
         let c: Vec<f32> = (0..shift.len())
             .map(|i| reparameterize(shift[i], logscale[i], noise[i], lambda))
@@ -171,47 +211,90 @@ fn reparameterisation_matches_reference_with_and_without_threshold() {
 #[test]
 fn laplace_sampler_is_seeded_and_has_laplace_moments() {
     let (loc, logscale) = (vec![0.3f32, -1.0], vec![(0.2f32).ln(), (0.05f32).ln()]);
-    let a = LaplaceSampler::new(7).sample(&loc, &logscale, 0.0, 50_000).unwrap();
-    let b = LaplaceSampler::new(7).sample(&loc, &logscale, 0.0, 50_000).unwrap();
-    let c = LaplaceSampler::new(8).sample(&loc, &logscale, 0.0, 50_000).unwrap();
+    let a = LaplaceSampler::new(7)
+        .sample(&loc, &logscale, 0.0, 50_000)
+        .unwrap();
+    let b = LaplaceSampler::new(7)
+        .sample(&loc, &logscale, 0.0, 50_000)
+        .unwrap();
+    let c = LaplaceSampler::new(8)
+        .sample(&loc, &logscale, 0.0, 50_000)
+        .unwrap();
     assert_eq!(a, b, "same seed, same samples");
     assert_ne!(a, c, "different seeds differ");
     for j in 0..2 {
         let xs: Vec<f64> = a.iter().skip(j).step_by(2).map(|&x| f64::from(x)).collect();
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        let mad = xs.iter().map(|x| (x - f64::from(loc[j])).abs()).sum::<f64>() / xs.len() as f64;
+        let mad = xs
+            .iter()
+            .map(|x| (x - f64::from(loc[j])).abs())
+            .sum::<f64>()
+            / xs.len() as f64;
         let b = f64::from(logscale[j].exp());
         // Laplace(μ, b): E[X] = μ and E|X − μ| = b; the standard errors here are ≈ b/160.
-        assert!((mean - f64::from(loc[j])).abs() < 0.03 * b * 5.0, "mean {mean}");
+        assert!(
+            (mean - f64::from(loc[j])).abs() < 0.03 * b * 5.0,
+            "mean {mean}"
+        );
         assert!((mad / b - 1.0).abs() < 0.03, "E|X-μ|/b = {}", mad / b);
     }
     let mut s = LaplaceSampler::new(1);
-    assert!((0..10_000).map(|_| s.noise()).all(|u| (-0.5..0.5).contains(&u)));
+    assert!(
+        (0..10_000)
+            .map(|_| s.noise())
+            .all(|u| (-0.5..0.5).contains(&u))
+    );
 }
 
 #[test]
 fn threshold_zeroes_small_deviations_and_shrinks_the_rest() {
     let zeta = 0.1;
-    let t = LaplaceSampler::new(3).sample(&[2.0], &[(0.1f32).ln()], zeta, 20_000).unwrap();
+    let t = LaplaceSampler::new(3)
+        .sample(&[2.0], &[(0.1f32).ln()], zeta, 20_000)
+        .unwrap();
     let zero = t.iter().filter(|x| **x == 0.0).count() as f64 / t.len() as f64;
     // P(|ε| ≤ ζ) = 1 − exp(−ζ/b) = 1 − e⁻¹ for ζ = b.
-    assert!((zero - (1.0 - (-1.0f64).exp())).abs() < 0.02, "zero fraction {zero}");
+    assert!(
+        (zero - (1.0 - (-1.0f64).exp())).abs() < 0.02,
+        "zero fraction {zero}"
+    );
     assert!(t.iter().all(|&x| x == 0.0 || (x - 2.0).abs() > 0.0));
-    assert!(LaplaceSampler::new(0).sample(&[0.0], &[0.0], f32::NAN, 1).is_err());
-    assert!(LaplaceSampler::new(0).sample(&[0.0, 1.0], &[0.0], 0.0, 1).is_err());
+    assert!(
+        LaplaceSampler::new(0)
+            .sample(&[0.0], &[0.0], f32::NAN, 1)
+            .is_err()
+    );
+    assert!(
+        LaplaceSampler::new(0)
+            .sample(&[0.0, 1.0], &[0.0], 0.0, 1)
+            .is_err()
+    );
 }
 
 /// Dequantises `param.<layer>.weight_q` into a [`Linear`] (fixtures README §e).
 fn layer(fx: &Fixture, name: &str) -> Linear {
     let shape = fx.shape(&format!("param.{name}.weight_q"));
     let step = fx.scalar(&format!("param.{name}.weight_step")) as f32;
-    let w: Vec<f32> =
-        fx.f64s(&format!("param.{name}.weight_q")).iter().map(|&q| (q as f32 - 128.0) * step).collect();
-    Linear::new(name, shape[1], shape[0], w, fx.f32s(&format!("param.{name}.bias"))).unwrap()
+    let w: Vec<f32> = fx
+        .f64s(&format!("param.{name}.weight_q"))
+        .iter()
+        .map(|&q| (q as f32 - 128.0) * step)
+        .collect();
+    Linear::new(
+        name,
+        shape[1],
+        shape[0],
+        w,
+        fx.f32s(&format!("param.{name}.bias")),
+    )
+    .unwrap()
 }
 
 fn mlp(fx: &Fixture, trunk: &str, scale: &str, shift: &str) -> Mlp {
-    let layers = ["0", "2", "4"].iter().map(|i| layer(fx, &format!("{trunk}.{i}"))).collect();
+    let layers = ["0", "2", "4"]
+        .iter()
+        .map(|i| layer(fx, &format!("{trunk}.{i}")))
+        .collect();
     Mlp::new(trunk, layers, layer(fx, scale), layer(fx, shift)).unwrap()
 }
 
@@ -222,22 +305,60 @@ fn encoder_and_prior_heads_match_reference() {
     let prior_mlp = mlp(&fx, "prior_feat_extract", "prior_scale", "prior_shift");
     let (x0, x1) = (fx.f32s("input.x0"), fx.f32s("input.x1"));
 
-    let concat: Vec<f32> =
-        x0.chunks(512).zip(x1.chunks(512)).flat_map(|(a, b)| a.iter().chain(b).copied()).collect();
+    let concat: Vec<f32> = x0
+        .chunks(512)
+        .zip(x1.chunks(512))
+        .flat_map(|(a, b)| a.iter().chain(b).copied())
+        .collect();
     let raw = enc_mlp.forward(&concat).unwrap();
-    assert_close_f32("enc features", &raw.features, &fx.f64s("output.enc_features"), 1e-4);
-    assert_close_f32("enc scale raw", &raw.scale, &fx.f64s("output.enc_scale_raw"), 1e-4);
-    assert_close_f32("enc shift raw", &raw.loc, &fx.f64s("output.enc_shift_raw"), 1e-4);
+    assert_close_f32(
+        "enc features",
+        &raw.features,
+        &fx.f64s("output.enc_features"),
+        1e-4,
+    );
+    assert_close_f32(
+        "enc scale raw",
+        &raw.scale,
+        &fx.f64s("output.enc_scale_raw"),
+        1e-4,
+    );
+    assert_close_f32(
+        "enc shift raw",
+        &raw.loc,
+        &fx.f64s("output.enc_shift_raw"),
+        1e-4,
+    );
 
     let encoder = CoefficientEncoder::new(enc_mlp).unwrap();
     let q = encoder.posterior(&x0, &x1).unwrap();
-    assert_close_f32("enc logscale", &q.logscale, &fx.f64s("output.enc_logscale"), 1e-4);
+    assert_close_f32(
+        "enc logscale",
+        &q.logscale,
+        &fx.f64s("output.enc_logscale"),
+        1e-4,
+    );
     assert_close_f32("enc shift", &q.loc, &fx.f64s("output.enc_shift"), 1e-4);
 
     let raw = prior_mlp.forward(&x0).unwrap();
-    assert_close_f32("prior features", &raw.features, &fx.f64s("output.prior_features"), 1e-4);
-    assert_close_f32("prior scale raw", &raw.scale, &fx.f64s("output.prior_scale_raw"), 1e-4);
-    assert_close_f32("prior shift raw", &raw.loc, &fx.f64s("output.prior_shift_raw"), 1e-4);
+    assert_close_f32(
+        "prior features",
+        &raw.features,
+        &fx.f64s("output.prior_features"),
+        1e-4,
+    );
+    assert_close_f32(
+        "prior scale raw",
+        &raw.scale,
+        &fx.f64s("output.prior_scale_raw"),
+        1e-4,
+    );
+    assert_close_f32(
+        "prior shift raw",
+        &raw.loc,
+        &fx.f64s("output.prior_shift_raw"),
+        1e-4,
+    );
 
     let learned = PriorNetwork::new(prior_mlp).prior(&x0).unwrap();
     let warmup = fx.scalar("param.prior_warmup_iters") as u64;
@@ -248,15 +369,19 @@ fn encoder_and_prior_heads_match_reference() {
         assert_close_f32(&format!("prior logscale @{iter}"), &p.logscale, &ls, 1e-4);
         assert_close_f32(&format!("prior shift @{iter}"), &p.loc, &sh, 1e-4);
         if iter == 0 {
-            assert!(p.loc.iter().all(|&x| x == 0.0), "prior location is exactly 0 at iteration 0");
+            assert!(
+                p.loc.iter().all(|&x| x == 0.0),
+                "prior location is exactly 0 at iteration 0"
+            );
         }
     }
 
     // Training-mode samples: encoder location + Laplace deviation with λ = 0. Where exp(logscale)
     // underflows in f32 the reference gives 0; so must we (the deviation is exactly 0).
     let noise = fx.f32s("input.noise");
-    let samples: Vec<f32> =
-        (0..noise.len()).map(|i| reparameterize(q.loc[i], q.logscale[i], noise[i], 0.0)).collect();
+    let samples: Vec<f32> = (0..noise.len())
+        .map(|i| reparameterize(q.loc[i], q.logscale[i], noise[i], 0.0))
+        .collect();
     let underflow = fx.f64s("output.samples_f32_underflow");
     assert_eq!(underflow.iter().filter(|&&u| u == 1.0).count(), 5);
     let want = fx.f64s("output.samples");
@@ -266,7 +391,11 @@ fn encoder_and_prior_heads_match_reference() {
         }
     }
     let keep = |v: &[f64]| -> Vec<f64> {
-        v.iter().zip(&underflow).filter(|(_, u)| **u == 0.0).map(|(x, _)| *x).collect()
+        v.iter()
+            .zip(&underflow)
+            .filter(|(_, u)| **u == 0.0)
+            .map(|(x, _)| *x)
+            .collect()
     };
     assert_close("samples", &keep(&widen(&samples)), &keep(&want), 1e-5);
 }
@@ -276,8 +405,11 @@ fn best_of_j_draws_match_reference_per_draw_outputs() {
     // The (J, B, M) coefficient layout broadcasting over (B, d) features is what best-of-J uses.
     let fx = Fixture::load("best_of_j.safetensors");
     let ops = operators_from(&fx, "param.psi");
-    let (shift, logscale, noise) =
-        (fx.f32s("input.shift"), fx.f32s("input.logscale"), fx.f32s("input.noise"));
+    let (shift, logscale, noise) = (
+        fx.f32s("input.shift"),
+        fx.f32s("input.logscale"),
+        fx.f32s("input.noise"),
+    );
     let lambda = fx.scalar("param.lambda") as f32;
     let bm = shift.len();
     let c: Vec<f32> = noise
@@ -287,7 +419,12 @@ fn best_of_j_draws_match_reference_per_draw_outputs() {
         .collect();
     assert_close_f32("c per draw", &c, &fx.f64s("output.c_per_draw"), 1e-5);
     let x1_hat = ops.apply(&c, &fx.f32s("input.x0")).unwrap();
-    assert_close_f32("x1_hat per draw", &x1_hat, &fx.f64s("output.x1_hat_per_draw"), 1e-4);
+    assert_close_f32(
+        "x1_hat per draw",
+        &x1_hat,
+        &fx.f64s("output.x1_hat_per_draw"),
+        1e-4,
+    );
 }
 
 #[test]
@@ -298,14 +435,27 @@ fn shape_errors_name_the_argument() {
     let err = ops.apply(&[0.1; 4], &[0.0; 7]).unwrap_err().to_string();
     assert!(err.contains("features") && err.contains("d = 8"), "{err}");
     let err = ops.apply(&[0.1; 2], &[0.0; 16]).unwrap_err().to_string();
-    assert!(err.contains("features"), "2 features cannot broadcast to 1 coefficient row: {err}");
-    let err = Operators::new(2, 2, 4, vec![0.0; 63]).unwrap_err().to_string();
-    assert!(err.contains("operators") && err.contains("[2, 2, 4, 4]"), "{err}");
+    assert!(
+        err.contains("features"),
+        "2 features cannot broadcast to 1 coefficient row: {err}"
+    );
+    let err = Operators::new(2, 2, 4, vec![0.0; 63])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("operators") && err.contains("[2, 2, 4, 4]"),
+        "{err}"
+    );
     let mut psi = vec![0.0; 64];
     psi[9] = f32::NAN;
     let err = Operators::new(2, 2, 4, psi).unwrap_err().to_string();
-    assert!(err.contains("operators") && err.contains("index 9"), "{err}");
-    let err = path(&ops, &[0.1; 3], &[0.0; 8], &[0.5]).unwrap_err().to_string();
+    assert!(
+        err.contains("operators") && err.contains("index 9"),
+        "{err}"
+    );
+    let err = path(&ops, &[0.1; 3], &[0.0; 8], &[0.5])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("coefficients"), "{err}");
     let l = Linear::new("prior.trunk[0]", 3, 2, vec![0.0; 5], vec![0.0; 2]).unwrap_err();
     assert!(l.to_string().contains("prior.trunk[0].weight"), "{l}");

@@ -19,23 +19,61 @@ pub fn run(args: &[String]) -> Result<()> {
         .map_err(|e| e.context("formatting differs: run `cargo fmt --all`"))?;
     cmd::run(&mut command(
         "cargo",
-        &["clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--locked",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     ))?;
-    let mut wasm_clippy = vec!["clippy", "--locked", "--target", WASM_TARGET, "--no-default-features"];
+    let mut wasm_clippy = vec![
+        "clippy",
+        "--locked",
+        "--target",
+        WASM_TARGET,
+        "--no-default-features",
+    ];
     for krate in WASM_CRATES {
         wasm_clippy.extend(["-p", krate]);
     }
     wasm_clippy.extend(["--", "-D", "warnings"]);
     cmd::run(&mut command("cargo", &wasm_clippy))?;
     // Both feature sets of the shared crate must build for the browser.
-    cmd::run(&mut command("cargo", &["build", "--locked", "-p", "mclr-shared", "--target", WASM_TARGET]))?;
     cmd::run(&mut command(
         "cargo",
-        &["build", "--locked", "-p", "mclr-shared", "--target", WASM_TARGET, "--no-default-features"],
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "mclr-shared",
+            "--target",
+            WASM_TARGET,
+        ],
+    ))?;
+    cmd::run(&mut command(
+        "cargo",
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "mclr-shared",
+            "--target",
+            WASM_TARGET,
+            "--no-default-features",
+        ],
     ))?;
     // Doc tests first, so the all-targets run's summary is the last thing CI prints.
-    cmd::run(&mut command("cargo", &["test", "--locked", "--workspace", "--doc"]))?;
-    cmd::run(&mut command("cargo", &["test", "--locked", "--workspace", "--all-targets"]))
+    cmd::run(&mut command(
+        "cargo",
+        &["test", "--locked", "--workspace", "--doc"],
+    ))?;
+    cmd::run(&mut command(
+        "cargo",
+        &["test", "--locked", "--workspace", "--all-targets"],
+    ))
 }
 
 /// `cargo xtask bench [criterion args]`: the criterion benchmarks of the workspace.

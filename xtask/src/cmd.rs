@@ -16,7 +16,9 @@ pub fn command(program: &str, args: &[&str]) -> Command {
 pub fn run(c: &mut Command) -> Result<()> {
     let shown = show(c);
     eprintln!("\x1b[1m$ {shown}\x1b[0m");
-    let status = c.status().with_context(|| format!("could not start `{shown}`"))?;
+    let status = c
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -26,7 +28,9 @@ pub fn run(c: &mut Command) -> Result<()> {
 /// Runs `c` quietly and returns its stdout, or `None` if it could not run or failed.
 pub fn output(c: &mut Command) -> Option<String> {
     let out = c.stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn show(c: &Command) -> String {

@@ -19,10 +19,14 @@ pub fn rust_toolchain() -> Result<()> {
     }
     // Installs the toolchain pinned in rust-toolchain.toml if it is missing.
     let _ = output(&mut command("rustup", &["toolchain", "install"]));
-    let installed = output(&mut command("rustup", &["target", "list", "--installed"])).unwrap_or_default();
+    let installed =
+        output(&mut command("rustup", &["target", "list", "--installed"])).unwrap_or_default();
     if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
-        run(&mut command("rustup", &["target", "add", WASM_TARGET]))
-            .map_err(|e| e.context(format!("install the target with: rustup target add {WASM_TARGET}")))?;
+        run(&mut command("rustup", &["target", "add", WASM_TARGET])).map_err(|e| {
+            e.context(format!(
+                "install the target with: rustup target add {WASM_TARGET}"
+            ))
+        })?;
     }
     for (tool, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
         if output(&mut command("cargo", &[probe, "--version"])).is_none() {

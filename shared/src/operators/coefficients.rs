@@ -36,10 +36,13 @@ pub struct CoefficientEncoder {
 impl CoefficientEncoder {
     /// Wraps an MLP whose input is concat(z0, z1), i.e. twice the feature dimension.
     pub fn new(mlp: Mlp) -> Result<Self> {
-        if mlp.input_dim() % 2 != 0 {
+        if !mlp.input_dim().is_multiple_of(2) {
             return Err(Error::invalid(
                 "encoder.trunk[0]",
-                format!("input width {} is not 2·d for concat(z0, z1)", mlp.input_dim()),
+                format!(
+                    "input width {} is not 2·d for concat(z0, z1)",
+                    mlp.input_dim()
+                ),
             ));
         }
         Ok(Self { mlp })
@@ -60,7 +63,11 @@ impl CoefficientEncoder {
     pub fn posterior(&self, z0: &[f32], z1: &[f32]) -> Result<LaplaceParams> {
         let d = self.feature_dim();
         if z0.len() != z1.len() {
-            return Err(Error::shape("z1", &[z0.len() / d.max(1), d], &[z1.len() / d.max(1), d]));
+            return Err(Error::shape(
+                "z1",
+                &[z0.len() / d.max(1), d],
+                &[z1.len() / d.max(1), d],
+            ));
         }
         let x: Vec<f32> = z0
             .chunks_exact(d)
@@ -68,13 +75,24 @@ impl CoefficientEncoder {
             .flat_map(|(a, b)| a.iter().chain(b).copied())
             .collect();
         if x.len() != z0.len() * 2 {
-            return Err(Error::invalid("z0", format!("{} values are not rows of width {d}", z0.len())));
+            return Err(Error::invalid(
+                "z0",
+                format!("{} values are not rows of width {d}", z0.len()),
+            ));
         }
         let out = self.mlp.forward(&x)?;
         let (lo, hi) = ENCODER_LOGSCALE_RANGE;
         Ok(LaplaceParams {
-            logscale: out.scale.iter().map(|h| h.clamp(lo, hi) + SCALE_PRIOR_LN).collect(),
-            loc: out.loc.iter().map(|h| h.clamp(-LOC_CLAMP, LOC_CLAMP) + ENCODER_LOC_OFFSET).collect(),
+            logscale: out
+                .scale
+                .iter()
+                .map(|h| h.clamp(lo, hi) + SCALE_PRIOR_LN)
+                .collect(),
+            loc: out
+                .loc
+                .iter()
+                .map(|h| h.clamp(-LOC_CLAMP, LOC_CLAMP) + ENCODER_LOC_OFFSET)
+                .collect(),
         })
     }
 }
@@ -101,15 +119,27 @@ impl PriorNetwork {
     pub fn prior(&self, z0: &[f32]) -> Result<LaplaceParams> {
         let out = self.mlp.forward(z0)?;
         Ok(LaplaceParams {
-            logscale: out.scale.iter().map(|h| h.min(PRIOR_LOGSCALE_MAX) + SCALE_PRIOR_LN).collect(),
-            loc: out.loc.iter().map(|h| h.clamp(-LOC_CLAMP, LOC_CLAMP)).collect(),
+            logscale: out
+                .scale
+                .iter()
+                .map(|h| h.min(PRIOR_LOGSCALE_MAX) + SCALE_PRIOR_LN)
+                .collect(),
+            loc: out
+                .loc
+                .iter()
+                .map(|h| h.clamp(-LOC_CLAMP, LOC_CLAMP))
+                .collect(),
         })
     }
 }
 
 /// Warm-up weight w = min(iter / W, 1) of the learned prior at training iteration `iter`.
 pub fn prior_warmup_weight(iter: u64, warmup_iters: u64) -> f32 {
-    if warmup_iters == 0 { 1.0 } else { (iter as f64 / warmup_iters as f64).min(1.0) as f32 }
+    if warmup_iters == 0 {
+        1.0
+    } else {
+        (iter as f64 / warmup_iters as f64).min(1.0) as f32
+    }
 }
 
 /// Blends the learned prior with the fixed one during warm-up (SPEC §4):
@@ -117,7 +147,15 @@ pub fn prior_warmup_weight(iter: u64, warmup_iters: u64) -> f32 {
 /// At w = 0 the location is exactly 0 (sign(0) = 0), as in the reference.
 pub fn warm_up_prior(learned: &LaplaceParams, w: f32) -> LaplaceParams {
     LaplaceParams {
-        logscale: learned.logscale.iter().map(|&l| w * l + (1.0 - w) * SCALE_PRIOR_LN).collect(),
-        loc: learned.loc.iter().map(|&m| w * m + (1.0 - w) * SHIFT_PRIOR * sign(w * m)).collect(),
+        logscale: learned
+            .logscale
+            .iter()
+            .map(|&l| w * l + (1.0 - w) * SCALE_PRIOR_LN)
+            .collect(),
+        loc: learned
+            .loc
+            .iter()
+            .map(|&m| w * m + (1.0 - w) * SHIFT_PRIOR * sign(w * m))
+            .collect(),
     }
 }

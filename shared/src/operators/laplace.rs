@@ -12,7 +12,11 @@ pub const NOISE_LOG_CLAMP: (f32, f32) = (1e-6, 1e6);
 /// The Laplace deviation ε = −b·sign(u)·ln(clamp(1 − 2|u|)) for centred uniform noise
 /// u ∈ [−½, ½) and scale b = exp(`logscale`). Positive u gives a positive deviation; u = 0 gives 0.
 pub fn laplace_deviation(u: f32, logscale: f32) -> f32 {
-    -logscale.exp() * sign(u) * (1.0 - 2.0 * u.abs()).clamp(NOISE_LOG_CLAMP.0, NOISE_LOG_CLAMP.1).ln()
+    -logscale.exp()
+        * sign(u)
+        * (1.0 - 2.0 * u.abs())
+            .clamp(NOISE_LOG_CLAMP.0, NOISE_LOG_CLAMP.1)
+            .ln()
 }
 
 /// The soft threshold's forward value: `μ + sign(ε)(|ε| − ζ)` where `|ε| > ζ`, otherwise exactly
@@ -39,7 +43,9 @@ pub struct LaplaceSampler {
 impl LaplaceSampler {
     /// A sampler whose stream is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha8Rng::seed_from_u64(seed) }
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// Centred uniform noise u ∈ [−½, ½) on the f32 grid of 2⁻²⁴, matching `U[0,1) − ½`.
@@ -60,7 +66,10 @@ impl LaplaceSampler {
             return Err(Error::shape("logscale", &[loc.len()], &[logscale.len()]));
         }
         if !(zeta.is_finite() && zeta >= 0.0) {
-            return Err(Error::invalid("threshold", format!("must be finite and >= 0, got {zeta}")));
+            return Err(Error::invalid(
+                "threshold",
+                format!("must be finite and >= 0, got {zeta}"),
+            ));
         }
         let mut out = Vec::with_capacity(samples.saturating_mul(loc.len()));
         for _ in 0..samples {

@@ -19,9 +19,18 @@ pub struct Linear {
 impl Linear {
     /// Checks that `weight` is (outputs, inputs) and `bias` is (outputs), all finite. `field`
     /// names the layer in errors (e.g. `prior.trunk[0]`).
-    pub fn new(field: &str, inputs: usize, outputs: usize, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
+    pub fn new(
+        field: &str,
+        inputs: usize,
+        outputs: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<Self> {
         if inputs == 0 || outputs == 0 {
-            return Err(Error::invalid(field, format!("empty layer {inputs} → {outputs}")));
+            return Err(Error::invalid(
+                field,
+                format!("empty layer {inputs} → {outputs}"),
+            ));
         }
         if Some(weight.len()) != inputs.checked_mul(outputs) {
             return Err(Error::Shape {
@@ -31,11 +40,20 @@ impl Linear {
             });
         }
         if bias.len() != outputs {
-            return Err(Error::shape(format!("{field}.bias"), &[outputs], &[bias.len()]));
+            return Err(Error::shape(
+                format!("{field}.bias"),
+                &[outputs],
+                &[bias.len()],
+            ));
         }
         ensure_finite(&format!("{field}.weight"), weight.iter().copied())?;
         ensure_finite(&format!("{field}.bias"), bias.iter().copied())?;
-        Ok(Self { inputs, outputs, weight, bias })
+        Ok(Self {
+            inputs,
+            outputs,
+            weight,
+            bias,
+        })
     }
 
     /// Input width.
@@ -83,20 +101,28 @@ pub struct MlpOutput {
 impl Mlp {
     /// Checks that the layers chain: each trunk layer's input is the previous one's output and
     /// both heads read the trunk output and have the same width.
-    pub fn new(field: &str, trunk: Vec<Linear>, scale_head: Linear, loc_head: Linear) -> Result<Self> {
+    pub fn new(
+        field: &str,
+        trunk: Vec<Linear>,
+        scale_head: Linear,
+        loc_head: Linear,
+    ) -> Result<Self> {
         let Some(last) = trunk.last() else {
-            return Err(Error::invalid(format!("{field}.trunk"), "needs at least one layer"));
+            return Err(Error::invalid(
+                format!("{field}.trunk"),
+                "needs at least one layer",
+            ));
         };
         let hidden = last.outputs;
         for (i, pair) in trunk.windows(2).enumerate() {
-            if let [a, b] = pair {
-                if b.inputs != a.outputs {
-                    return Err(Error::shape(
-                        format!("{field}.trunk[{}].weight", i + 1),
-                        &[b.outputs, a.outputs],
-                        &[b.outputs, b.inputs],
-                    ));
-                }
+            if let [a, b] = pair
+                && b.inputs != a.outputs
+            {
+                return Err(Error::shape(
+                    format!("{field}.trunk[{}].weight", i + 1),
+                    &[b.outputs, a.outputs],
+                    &[b.outputs, b.inputs],
+                ));
             }
         }
         for (name, head) in [("scale_head", &scale_head), ("loc_head", &loc_head)] {
@@ -108,7 +134,11 @@ impl Mlp {
                 ));
             }
         }
-        Ok(Self { trunk, scale_head, loc_head })
+        Ok(Self {
+            trunk,
+            scale_head,
+            loc_head,
+        })
     }
 
     /// Width of the input.
@@ -123,7 +153,7 @@ impl Mlp {
     /// Forward pass for `x` of shape (rows, `input_dim`).
     pub fn forward(&self, x: &[f32]) -> Result<MlpOutput> {
         let d = self.input_dim();
-        if x.is_empty() || x.len() % d != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(Error::invalid(
                 "mlp input",
                 format!("{} values are not rows of width {d}", x.len()),
@@ -141,6 +171,10 @@ impl Mlp {
                 }
             }
         }
-        Ok(MlpOutput { scale: self.scale_head.forward(&h), loc: self.loc_head.forward(&h), features: h })
+        Ok(MlpOutput {
+            scale: self.scale_head.forward(&h),
+            loc: self.loc_head.forward(&h),
+            features: h,
+        })
     }
 }

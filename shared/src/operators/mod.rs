@@ -44,9 +44,14 @@ impl Operators {
     /// Wraps `psi` after checking that it holds exactly M·K·n·n finite values.
     pub fn new(m: usize, k: usize, n: usize, psi: Vec<f32>) -> Result<Self> {
         if m == 0 || k == 0 || n == 0 {
-            return Err(Error::invalid("operators", format!("empty shape ({m}, {k}, {n}, {n})")));
+            return Err(Error::invalid(
+                "operators",
+                format!("empty shape ({m}, {k}, {n}, {n})"),
+            ));
         }
-        let numel = [m, k, n, n].iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        let numel = [m, k, n, n]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b));
         if numel != Some(psi.len()) {
             return Err(Error::Shape {
                 field: "operators".into(),
@@ -109,7 +114,11 @@ impl Operators {
     pub fn generator(&self, m: usize, k: usize) -> Option<&[f32]> {
         let nn = self.n * self.n;
         let start = (m * self.k + k) * nn;
-        if m < self.m && k < self.k { self.psi.get(start..start + nn) } else { None }
+        if m < self.m && k < self.k {
+            self.psi.get(start..start + nn)
+        } else {
+            None
+        }
     }
 
     /// Frobenius norm of each operator Ψ_m over all its blocks (the viewer sorts by it).
@@ -126,7 +135,10 @@ impl Operators {
         let rows = self.coefficient_rows(coefficients)?;
         let block = self.k * self.n * self.n;
         let mut out = vec![0.0f32; rows * block];
-        for (a, c) in out.chunks_exact_mut(block).zip(coefficients.chunks_exact(self.m)) {
+        for (a, c) in out
+            .chunks_exact_mut(block)
+            .zip(coefficients.chunks_exact(self.m))
+        {
             for (&cm, psi_m) in c.iter().zip(self.psi.chunks_exact(block)) {
                 if cm != 0.0 {
                     for (x, &p) in a.iter_mut().zip(psi_m) {
@@ -142,7 +154,11 @@ impl Operators {
     pub fn transport(&self, coefficients: &[f32]) -> Result<BlockDiagonal> {
         let generators = self.generators(coefficients)?;
         let blocks = expm::expm_batch(&generators, self.n)?;
-        Ok(BlockDiagonal { k: self.k, n: self.n, blocks })
+        Ok(BlockDiagonal {
+            k: self.k,
+            n: self.n,
+            blocks,
+        })
     }
 
     /// `T(c) z` for coefficient rows `c` (R × M) and features `z` (B × d), where R is a multiple
@@ -152,7 +168,7 @@ impl Operators {
     }
 
     fn coefficient_rows(&self, coefficients: &[f32]) -> Result<usize> {
-        if coefficients.is_empty() || coefficients.len() % self.m != 0 {
+        if coefficients.is_empty() || !coefficients.len().is_multiple_of(self.m) {
             return Err(Error::Shape {
                 field: "coefficients".into(),
                 expected: vec![coefficients.len().div_ceil(self.m).max(1), self.m],
@@ -189,7 +205,7 @@ impl BlockDiagonal {
     /// Applies row r to feature row `r mod B` of `z` (B × d); returns R × d values.
     pub fn apply(&self, z: &[f32]) -> Result<Vec<f32>> {
         let (d, rows) = (self.dim(), self.rows());
-        if z.is_empty() || z.len() % d != 0 || rows % (z.len() / d) != 0 {
+        if z.is_empty() || !z.len().is_multiple_of(d) || !rows.is_multiple_of(z.len() / d) {
             return Err(Error::invalid(
                 "features",
                 format!(
@@ -213,7 +229,11 @@ impl BlockDiagonal {
     /// `dst = E · src` for one row of blocks `e` and one feature.
     fn apply_row(&self, e: &[f32], src: &[f32], dst: &mut [f32]) {
         let n = self.n;
-        for ((block, x), y) in e.chunks_exact(n * n).zip(src.chunks_exact(n)).zip(dst.chunks_exact_mut(n)) {
+        for ((block, x), y) in e
+            .chunks_exact(n * n)
+            .zip(src.chunks_exact(n))
+            .zip(dst.chunks_exact_mut(n))
+        {
             for (yi, row) in y.iter_mut().zip(block.chunks_exact(n)) {
                 *yi = row.iter().zip(x).map(|(a, b)| a * b).sum();
             }

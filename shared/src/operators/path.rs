@@ -7,7 +7,10 @@ use crate::{Error, Result};
 /// Returns `ts.len()` × d values. Used for the operator sweeps of SPEC §11.
 pub fn path(ops: &Operators, c: &[f32], z0: &[f32], ts: &[f32]) -> Result<Vec<f32>> {
     check_single(ops, c, z0)?;
-    let scaled: Vec<f32> = ts.iter().flat_map(|&t| c.iter().map(move |&x| t * x)).collect();
+    let scaled: Vec<f32> = ts
+        .iter()
+        .flat_map(|&t| c.iter().map(move |&x| t * x))
+        .collect();
     if scaled.is_empty() {
         return Ok(Vec::new());
     }
@@ -29,7 +32,11 @@ impl PathStepper {
     pub fn new(ops: &Operators, c: &[f32], z0: &[f32], dt: f32) -> Result<Self> {
         check_single(ops, c, z0)?;
         let scaled: Vec<f32> = c.iter().map(|&x| dt * x).collect();
-        Ok(Self { step: ops.transport(&scaled)?, z: z0.to_vec(), steps: 0 })
+        Ok(Self {
+            step: ops.transport(&scaled)?,
+            z: z0.to_vec(),
+            steps: 0,
+        })
     }
 
     /// Advances one step and returns the new position.
@@ -52,7 +59,11 @@ impl PathStepper {
 
 fn check_single(ops: &Operators, c: &[f32], z0: &[f32]) -> Result<()> {
     if c.len() != ops.num_operators() {
-        return Err(Error::shape("coefficients", &[ops.num_operators()], &[c.len()]));
+        return Err(Error::shape(
+            "coefficients",
+            &[ops.num_operators()],
+            &[c.len()],
+        ));
     }
     if z0.len() != ops.dim() {
         return Err(Error::shape("z0", &[ops.dim()], &[z0.len()]));

@@ -1,12 +1,21 @@
 //! Test support: reading the reference fixtures recorded from the authors' PyTorch code
 //! (`fixtures/reference/`, see its README) and the comparison rule they prescribe.
-#![allow(dead_code, missing_docs)]
+// Test support: a panic here is a test failure with a message, which is what we want.
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 
 /// Path of a file under the repository's `fixtures/reference/`.
 pub fn fixture_path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/reference")
+        .join(file)
 }
 
 /// One safetensors fixture file held in memory.
@@ -18,15 +27,21 @@ pub struct Fixture {
 impl Fixture {
     pub fn load(file: &str) -> Self {
         let path = fixture_path(file);
+        // Tests run natively, where reading the fixture files is fine.
+        #[allow(clippy::disallowed_methods)]
         let bytes = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()));
-        Self { name: file.to_owned(), bytes }
+        Self {
+            name: file.to_owned(),
+            bytes,
+        }
     }
 
     fn view(&self, key: &str) -> safetensors::tensor::TensorView<'_> {
         let st = safetensors::SafeTensors::deserialize(&self.bytes)
             .unwrap_or_else(|e| panic!("{}: not safetensors: {e}", self.name));
-        st.tensor(key).unwrap_or_else(|e| panic!("{}: no tensor `{key}`: {e}", self.name))
+        st.tensor(key)
+            .unwrap_or_else(|e| panic!("{}: no tensor `{key}`: {e}", self.name))
     }
 
     pub fn shape(&self, key: &str) -> Vec<usize> {
@@ -39,12 +54,18 @@ impl Fixture {
         let v = self.view(key);
         let d = v.data();
         match v.dtype() {
-            Dtype::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F64 => d
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
             Dtype::F32 => d
                 .chunks_exact(4)
                 .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
                 .collect(),
-            Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::I64 => d
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
             Dtype::U8 => d.iter().map(|&b| f64::from(b)).collect(),
             other => panic!("{}: `{key}` has unsupported dtype {other:?}", self.name),
         }
@@ -53,8 +74,16 @@ impl Fixture {
     /// An f32 tensor exactly as stored.
     pub fn f32s(&self, key: &str) -> Vec<f32> {
         let v = self.view(key);
-        assert_eq!(v.dtype(), safetensors::Dtype::F32, "{}: `{key}` is not f32", self.name);
-        v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        assert_eq!(
+            v.dtype(),
+            safetensors::Dtype::F32,
+            "{}: `{key}` is not f32",
+            self.name
+        );
+        v.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     pub fn scalar(&self, key: &str) -> f64 {
@@ -69,7 +98,10 @@ impl Fixture {
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let err = got.iter().zip(want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
     assert!(
         err <= tol * scale,
         "{what}: max abs error {err:.3e} > {tol:.1e} × max|ref| {scale:.3e} (relative {:.3e})",
