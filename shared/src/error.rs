@@ -39,7 +39,9 @@ pub enum Error {
         extra: u64,
     },
     /// The payload's CRC-32 differs from the header's: the file was corrupted in transit or on disk.
-    #[error("bundle checksum mismatch: header says {expected:#010x}, payload hashes to {found:#010x}")]
+    #[error(
+        "bundle checksum mismatch: header says {expected:#010x}, payload hashes to {found:#010x}"
+    )]
     ChecksumMismatch {
         /// CRC-32 stored in the header.
         expected: u32,
@@ -81,7 +83,9 @@ pub enum Error {
         found: Vec<usize>,
     },
     /// An array's byte length does not match its dtype and shape.
-    #[error("field `{field}`: {dtype} array of shape {shape:?} needs {expected} bytes, found {found}")]
+    #[error(
+        "field `{field}`: {dtype} array of shape {shape:?} needs {expected} bytes, found {found}"
+    )]
     ByteLength {
         /// Dotted path of the field.
         field: String,
@@ -130,12 +134,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A [`Error::Shape`] for `field`.
     pub fn shape(field: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
-        Self::Shape { field: field.into(), expected: expected.to_vec(), found: found.to_vec() }
+        Self::Shape {
+            field: field.into(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        }
     }
 
     /// An [`Error::Invalid`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), reason: reason.into() }
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
