@@ -1,0 +1,188 @@
+//! What a bundle holds. Field order is wire order: bincode writes the fields of each struct in
+//! declaration order, so reordering, inserting or removing a field is a new format version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::array::{ArrayBlob, raw_bytes};
+
+/// Everything the viewer needs from one training run. The sections appear on the wire in the
+/// order of the fields.
+///
+/// Shapes use M operators, K blocks of size n (feature dimension d = K·n), N gallery images and
+/// C classes. [`super::validate`] checks that all sections agree on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// How the run was produced and how well it did.
+    pub metadata: RunMetadata,
+    /// The learned generators Ψ, shape (M, K, n, n), f32: operator m acts on block k of the
+    /// feature vector as the n×n matrix `operators[m, k]`.
+    pub operators: ArrayBlob,
+    /// The prior network: features z0 (input d) to the scale and location of the Laplace
+    /// distribution over the M coefficients.
+    pub prior: MlpWeights,
+    /// The coefficient encoder: `concat(z0, z1)` (input 2d) to the scale and location of the
+    /// coefficients that transport z0 to z1.
+    pub encoder: MlpWeights,
+    /// Features of the images the viewer searches and plots.
+    pub gallery: Gallery,
+    /// One thumbnail per gallery image, as a single sprite sheet.
+    pub thumbnails: Thumbnails,
+    /// The 2-D (or more) projection the viewer plots features in.
+    pub pca: PcaBasis,
+    /// Precomputed per-operator statistics for the viewer's summary panels.
+    pub stats: OperatorStats,
+}
+
+impl Bundle {
+    /// M, the number of operators (after [`super::validate`]; 0 if the shape is malformed).
+    pub fn num_operators(&self) -> usize {
+        dim(&self.operators.shape, 0)
+    }
+
+    /// K, the number of blocks of the block-diagonal operators.
+    pub fn blocks(&self) -> usize {
+        dim(&self.operators.shape, 1)
+    }
+
+    /// n, the size of each block.
+    pub fn block_size(&self) -> usize {
+        dim(&self.operators.shape, 2)
+    }
+
+    /// d = K·n, the feature dimension the operators act on.
+    pub fn feature_dim(&self) -> usize {
+        self.blocks().saturating_mul(self.block_size())
+    }
+
+    /// N, the number of gallery images.
+    pub fn num_gallery(&self) -> usize {
+        dim(&self.gallery.features.shape, 0)
+    }
+
+    /// C, the number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.gallery.class_names.len()
+    }
+}
+
+/// Dimension `i` of `shape`, or 0 if it is missing or does not fit a `usize`.
+fn dim(shape: &[u64], i: usize) -> usize {
+    shape
+        .get(i)
+        .and_then(|&d| usize::try_from(d).ok())
+        .unwrap_or(0)
+}
+
+/// How a run was produced and how well it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetadata {
+    /// Dataset the run trained on, e.g. `cifar10`.
+    pub dataset: String,
+    /// Training method, e.g. `manifoldclr` or `simclr`.
+    pub method: String,
+    /// The run's full configuration as TOML text, so that the run can be reproduced.
+    pub config_toml: String,
+    /// Program that wrote the bundle, e.g. `mclr 0.1.0`.
+    pub producer: String,
+    /// Training epochs completed.
+    pub epochs: u32,
+    /// Optimiser steps completed.
+    pub steps: u64,
+    /// Soft threshold ζ applied to coefficients sampled from the prior; finite and ≥ 0.
+    pub threshold: f32,
+    /// Evaluation results by name, e.g. `linear_top1` → 0.87. Finite.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// One fully connected layer, in `PyTorch`'s layout: `y = x · Wᵀ + b`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearWeights {
+    /// W, shape (out, in), f32.
+    pub weight: ArrayBlob,
+    /// b, shape (out), f32.
+    pub bias: ArrayBlob,
+}
+
+/// A small MLP with two heads, as the prior and the coefficient encoder are: the trunk's layers
+/// have `LeakyReLU` (slope 0.01) between them and none after the last; both heads read the trunk's
+/// output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpWeights {
+    /// Hidden layers, at least one; each layer's `in` is the previous layer's `out`.
+    pub trunk: Vec<LinearWeights>,
+    /// Head producing the (pre-activation) scale of the Laplace distribution of each of the M
+    /// coefficients.
+    pub scale_head: LinearWeights,
+    /// Head producing the location of each of the M coefficients.
+    pub loc_head: LinearWeights,
+}
+
+/// The images the viewer can search and plot, as features from the trained backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gallery {
+    /// Dataset split the images come from, e.g. `test`.
+    pub split: String,
+    /// Features, shape (N, d), f16 or f32.
+    pub features: ArrayBlob,
+    /// Class of each image, shape (N), u16, each below `class_names.len()`.
+    pub labels: ArrayBlob,
+    /// Name of each class, indexed by label; at least one.
+    pub class_names: Vec<String>,
+    /// Index of each image in its dataset split, shape (N), u32.
+    pub source_indices: ArrayBlob,
+}
+
+/// Encoding of the thumbnail sprite sheet (decoded by the browser, not by this crate).
+///
+/// The variant order is part of the wire format: append, never reorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageFormat {
+    /// PNG (lossless).
+    Png,
+    /// Baseline or progressive JPEG.
+    Jpeg,
+}
+
+/// All gallery thumbnails in one image: tile i is at column `i % columns`, row `i / columns`,
+/// each `tile_px` × `tile_px` pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thumbnails {
+    /// Encoding of `sheet`.
+    pub format: ImageFormat,
+    /// Width and height of one tile in pixels; > 0.
+    pub tile_px: u32,
+    /// Tiles per row of the sheet; > 0.
+    pub columns: u32,
+    /// Number of tiles: one per gallery image.
+    pub count: u32,
+    /// The encoded image.
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "raw_bytes::deserialize"
+    )]
+    pub sheet: Vec<u8>,
+}
+
+/// A linear projection of features for plotting: `p = components · (z − mean)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PcaBasis {
+    /// Mean feature, shape (d), f32.
+    pub mean: ArrayBlob,
+    /// Principal directions as rows, shape (P, d) with P ≥ 2, f32.
+    pub components: ArrayBlob,
+    /// Variance of the features along each direction, shape (P), f32.
+    pub explained_variance: ArrayBlob,
+}
+
+/// Per-operator summaries the trainer computes once so that the viewer need not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorStats {
+    /// Frobenius norm of each `Ψ_m` (over all its blocks), shape (M), f32, ≥ 0.
+    pub norms: ArrayBlob,
+    /// Fraction of training pairs whose coefficient `c_m` was non-zero, shape (M), f32 in [0, 1].
+    pub usage: ArrayBlob,
+    /// Mean `|c̃_m|` under the prior for the images of each class, shape (C, M), f32.
+    pub class_heatmap: ArrayBlob,
+}

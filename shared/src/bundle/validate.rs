@@ -1,0 +1,377 @@
+//! [`validate`]: the invariants every decoded (and every encoded) bundle satisfies, so that the
+//! viewer can index arrays without checking them again.
+
+use super::array::{ArrayBlob, DType, Dim};
+use super::contents::{
+    Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
+    Thumbnails,
+};
+use crate::error::{Error, Result};
+
+use super::png::SIGNATURE as PNG_SIGNATURE;
+
+/// A JPEG's start-of-image marker followed by the first byte of the next marker.
+const JPEG_SOI: [u8; 3] = [0xff, 0xd8, 0xff];
+
+/// Sizes that every section must agree on, read from the operators and the gallery.
+struct Dims {
+    /// M: number of operators.
+    operators: usize,
+    /// d = K·n: feature dimension.
+    features: usize,
+    /// N: gallery size.
+    gallery: usize,
+    /// C: number of classes.
+    classes: usize,
+}
+
+/// Checks that every section of `bundle` is consistent: dtypes, shapes and byte lengths agree
+/// with M, K, n, N and C; every float is finite; every label names a class; the thumbnails cover
+/// the gallery. The first problem found is returned as an [`Error`] naming its field by dotted
+/// path (e.g. `prior.trunk[1].weight`).
+pub fn validate(bundle: &Bundle) -> Result<()> {
+    check_metadata(&bundle.metadata)?;
+    let (operators, features) = check_operators(&bundle.operators)?;
+    let input = features
+        .checked_mul(2)
+        .ok_or_else(|| Error::invalid("operators", "feature dimension overflows"))?;
+    check_mlp("prior", &bundle.prior, features, operators)?;
+    check_mlp("encoder", &bundle.encoder, input, operators)?;
+    let (gallery, classes) = check_gallery(&bundle.gallery, features)?;
+    let dims = Dims {
+        operators,
+        features,
+        gallery,
+        classes,
+    };
+    check_thumbnails(&bundle.thumbnails, &dims)?;
+    check_pca(&bundle.pca, &dims)?;
+    check_stats(&bundle.stats, &dims)
+}
+
+/// Threshold finite and ≥ 0, metrics finite.
+fn check_metadata(metadata: &RunMetadata) -> Result<()> {
+    let threshold = metadata.threshold;
+    if !threshold.is_finite() {
+        return Err(Error::NonFinite {
+            field: "metadata.threshold".to_owned(),
+            index: 0,
+            value: threshold.to_string(),
+        });
+    }
+    if threshold < 0.0 {
+        return Err(Error::invalid(
+            "metadata.threshold",
+            format!("the soft threshold must be >= 0, found {threshold}"),
+        ));
+    }
+    for (name, value) in &metadata.metrics {
+        if !value.is_finite() {
+            return Err(Error::NonFinite {
+                field: format!("metadata.metrics[{name:?}]"),
+                index: 0,
+                value: value.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Ψ is (M, K, n, n) f32 with every dimension ≥ 1; returns (M, d = K·n).
+fn check_operators(operators: &ArrayBlob) -> Result<(usize, usize)> {
+    let field = "operators";
+    let shape = operators.check(
+        field,
+        &[DType::F32],
+        &[Dim::Any("M"), Dim::Any("K"), Dim::Any("n"), Dim::Any("n")],
+    )?;
+    let &[m, k, n, n2] = shape.as_slice() else {
+        return Err(Error::invalid(field, "expected a rank-4 array"));
+    };
+    if n != n2 {
+        return Err(Error::shape(field, &[m, k, n, n], &shape));
+    }
+    if shape.contains(&0) {
+        return Err(Error::invalid(
+            field,
+            format!("every dimension of (M, K, n, n) must be at least 1, found {shape:?}"),
+        ));
+    }
+    let features = k
+        .checked_mul(n)
+        .ok_or_else(|| Error::invalid(field, "K·n overflows"))?;
+    operators.check_finite(field)?;
+    Ok((m, features))
+}
+
+/// A trunk of ≥ 1 layers from `input` features, then two heads of `outputs` from its last layer.
+fn check_mlp(name: &str, mlp: &MlpWeights, input: usize, outputs: usize) -> Result<()> {
+    if mlp.trunk.is_empty() {
+        return Err(Error::invalid(
+            format!("{name}.trunk"),
+            "needs at least one layer",
+        ));
+    }
+    let mut width = input;
+    for (i, layer) in mlp.trunk.iter().enumerate() {
+        width = check_linear(&format!("{name}.trunk[{i}]"), layer, width, None)?;
+    }
+    check_linear(
+        &format!("{name}.scale_head"),
+        &mlp.scale_head,
+        width,
+        Some(outputs),
+    )?;
+    check_linear(
+        &format!("{name}.loc_head"),
+        &mlp.loc_head,
+        width,
+        Some(outputs),
+    )?;
+    Ok(())
+}
+
+/// Weight (out, `input`) and bias (out), f32 and finite, with out ≥ 1 (or exactly `outputs`).
+/// Returns out.
+fn check_linear(
+    field: &str,
+    layer: &LinearWeights,
+    input: usize,
+    outputs: Option<usize>,
+) -> Result<usize> {
+    let weight_field = format!("{field}.weight");
+    let out_dim = outputs.map_or(Dim::Any("out"), Dim::Is);
+    let shape = layer
+        .weight
+        .check(&weight_field, &[DType::F32], &[out_dim, Dim::Is(input)])?;
+    let out = shape.first().copied().unwrap_or(0);
+    if out == 0 {
+        return Err(Error::invalid(
+            weight_field,
+            "a layer needs at least one output",
+        ));
+    }
+    layer.weight.check_finite(&weight_field)?;
+    let bias_field = format!("{field}.bias");
+    layer
+        .bias
+        .check(&bias_field, &[DType::F32], &[Dim::Is(out)])?;
+    layer.bias.check_finite(&bias_field)?;
+    Ok(out)
+}
+
+/// Features (N, d) with N ≥ 1, labels and indices (N), labels below C ≥ 1; returns (N, C).
+fn check_gallery(gallery: &Gallery, features: usize) -> Result<(usize, usize)> {
+    let shape = gallery.features.check(
+        "gallery.features",
+        &[DType::F16, DType::F32],
+        &[Dim::Any("N"), Dim::Is(features)],
+    )?;
+    let n = shape.first().copied().unwrap_or(0);
+    if n == 0 {
+        return Err(Error::invalid(
+            "gallery.features",
+            "the gallery needs at least one image",
+        ));
+    }
+    gallery.features.check_finite("gallery.features")?;
+
+    let classes = gallery.class_names.len();
+    if classes == 0 {
+        return Err(Error::invalid(
+            "gallery.class_names",
+            "needs at least one class",
+        ));
+    }
+    gallery
+        .labels
+        .check("gallery.labels", &[DType::U16], &[Dim::Is(n)])?;
+    let labels = gallery.labels.to_u16_vec()?;
+    if let Some((index, label)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &label)| usize::from(label) >= classes)
+    {
+        return Err(Error::invalid(
+            "gallery.labels",
+            format!("label {label} at index {index} is not below the number of classes {classes}"),
+        ));
+    }
+    gallery
+        .source_indices
+        .check("gallery.source_indices", &[DType::U32], &[Dim::Is(n)])?;
+    Ok((n, classes))
+}
+
+/// One tile per gallery image, non-zero geometry, and a sheet that is an image of the declared
+/// format large enough to hold every tile.
+fn check_thumbnails(thumbnails: &Thumbnails, dims: &Dims) -> Result<()> {
+    let count = usize::try_from(thumbnails.count).unwrap_or(usize::MAX);
+    if count != dims.gallery {
+        return Err(Error::invalid(
+            "thumbnails.count",
+            format!(
+                "is {} but the gallery has {} images",
+                thumbnails.count, dims.gallery
+            ),
+        ));
+    }
+    if thumbnails.tile_px == 0 {
+        return Err(Error::invalid("thumbnails.tile_px", "must be at least 1"));
+    }
+    if thumbnails.columns == 0 {
+        return Err(Error::invalid("thumbnails.columns", "must be at least 1"));
+    }
+    let (format_name, size) = match thumbnails.format {
+        ImageFormat::Png if thumbnails.sheet.starts_with(&PNG_SIGNATURE) => {
+            ("PNG", png_dimensions(&thumbnails.sheet))
+        }
+        ImageFormat::Jpeg if thumbnails.sheet.starts_with(&JPEG_SOI) => {
+            ("JPEG", jpeg_dimensions(&thumbnails.sheet))
+        }
+        format => {
+            return Err(Error::invalid(
+                "thumbnails.sheet",
+                format!("does not start with the {format:?} signature"),
+            ));
+        }
+    };
+    let Some((width, height)) = size else {
+        return Err(Error::invalid(
+            "thumbnails.sheet",
+            format!("{format_name} image has no readable dimensions"),
+        ));
+    };
+    // Tiles that exist must lie inside the sheet: min(columns, count) wide, ceil(count/columns)
+    // high. In u64 these cannot overflow (u32 × u32).
+    let tile = u64::from(thumbnails.tile_px);
+    let columns = u64::from(thumbnails.columns.min(thumbnails.count));
+    let rows = u64::from(thumbnails.count.div_ceil(thumbnails.columns));
+    let (need_w, need_h) = (columns * tile, rows * tile);
+    if u64::from(width) < need_w || u64::from(height) < need_h {
+        return Err(Error::invalid(
+            "thumbnails.sheet",
+            format!(
+                "is {width}x{height} pixels but {} tiles of {tile} px in {} columns need \
+                 {need_w}x{need_h}",
+                thumbnails.count, thumbnails.columns
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Width and height from a PNG's IHDR chunk, which must come first.
+fn png_dimensions(png: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = png.get(PNG_SIGNATURE.len()..)?;
+    let (_length, rest) = ihdr.split_first_chunk::<4>()?;
+    let (kind, rest) = rest.split_first_chunk::<4>()?;
+    if kind != b"IHDR" {
+        return None;
+    }
+    let (width, rest) = rest.split_first_chunk::<4>()?;
+    let height = rest.first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*width), u32::from_be_bytes(*height)))
+}
+
+/// Width and height from a JPEG's first start-of-frame segment (any `SOFn`), found by walking the
+/// marker segments that precede it.
+fn jpeg_dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
+    let mut rest = jpeg.get(2..)?; // after SOI
+    loop {
+        // A marker is one or more 0xFF fill bytes, then the marker code.
+        let start = rest.iter().position(|&b| b != 0xff)?;
+        if start == 0 {
+            return None;
+        }
+        let (&marker, after) = rest.get(start..)?.split_first()?;
+        match marker {
+            // Standalone markers carry no length.
+            0x01 | 0xd0..=0xd7 => rest = after,
+            // End of image, or start of scan before any frame header: no dimensions.
+            0xd9 | 0xda => return None,
+            _ => {
+                let (length, segment) = after.split_first_chunk::<2>()?;
+                let length = usize::from(u16::from_be_bytes(*length));
+                let body = segment.get(..length.checked_sub(2)?)?;
+                let is_frame =
+                    matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc);
+                if is_frame {
+                    // precision (1), height (2), width (2)
+                    let (_precision, dims) = body.split_first()?;
+                    let (height, dims) = dims.split_first_chunk::<2>()?;
+                    let width = dims.first_chunk::<2>()?;
+                    return Some((
+                        u32::from(u16::from_be_bytes(*width)),
+                        u32::from(u16::from_be_bytes(*height)),
+                    ));
+                }
+                rest = segment.get(body.len()..)?;
+            }
+        }
+    }
+}
+
+/// Mean (d), components (P, d) with P ≥ 2, explained variance (P); all f32 and finite.
+fn check_pca(pca: &PcaBasis, dims: &Dims) -> Result<()> {
+    let d = dims.features;
+    pca.mean.check("pca.mean", &[DType::F32], &[Dim::Is(d)])?;
+    pca.mean.check_finite("pca.mean")?;
+    let shape = pca.components.check(
+        "pca.components",
+        &[DType::F32],
+        &[Dim::Any("P"), Dim::Is(d)],
+    )?;
+    let p = shape.first().copied().unwrap_or(0);
+    if p < 2 {
+        return Err(Error::invalid(
+            "pca.components",
+            format!("needs at least 2 components to plot, found {p}"),
+        ));
+    }
+    pca.components.check_finite("pca.components")?;
+    pca.explained_variance
+        .check("pca.explained_variance", &[DType::F32], &[Dim::Is(p)])?;
+    pca.explained_variance
+        .check_finite("pca.explained_variance")
+}
+
+/// Norms (M) ≥ 0, usage (M) in [0, 1], class heatmap (C, M); all f32 and finite.
+fn check_stats(stats: &OperatorStats, dims: &Dims) -> Result<()> {
+    let m = dims.operators;
+    stats
+        .norms
+        .check("stats.norms", &[DType::F32], &[Dim::Is(m)])?;
+    stats.norms.check_finite("stats.norms")?;
+    if let Some((index, norm)) = first_outside(&stats.norms, 0.0, f32::INFINITY)? {
+        return Err(Error::invalid(
+            "stats.norms",
+            format!("norm {norm} at index {index} is negative"),
+        ));
+    }
+    stats
+        .usage
+        .check("stats.usage", &[DType::F32], &[Dim::Is(m)])?;
+    stats.usage.check_finite("stats.usage")?;
+    if let Some((index, usage)) = first_outside(&stats.usage, 0.0, 1.0)? {
+        return Err(Error::invalid(
+            "stats.usage",
+            format!("usage {usage} at index {index} is outside [0, 1]"),
+        ));
+    }
+    stats.class_heatmap.check(
+        "stats.class_heatmap",
+        &[DType::F32],
+        &[Dim::Is(dims.classes), Dim::Is(m)],
+    )?;
+    stats.class_heatmap.check_finite("stats.class_heatmap")
+}
+
+/// The first element of a checked f32 array outside `[lo, hi]`, with its index.
+fn first_outside(array: &ArrayBlob, lo: f32, hi: f32) -> Result<Option<(usize, f32)>> {
+    Ok(array
+        .to_f32_vec()?
+        .into_iter()
+        .enumerate()
+        .find(|&(_, v)| !(lo..=hi).contains(&v)))
+}
