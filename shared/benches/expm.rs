@@ -40,12 +40,12 @@ fn bench_expm(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(count as u64));
     group.bench_function("f32_8192x64x64_norm3", |b| {
-        b.iter(|| expm_batch(&a32, n).unwrap())
+        b.iter(|| expm_batch(&a32, n).unwrap());
     });
     let small = &a64[..1024 * n * n];
     group.throughput(Throughput::Elements(1024));
     group.bench_function("f64_1024x64x64_norm3", |b| {
-        b.iter(|| expm_batch(small, n).unwrap())
+        b.iter(|| expm_batch(small, n).unwrap());
     });
     group.finish();
 }
@@ -69,7 +69,7 @@ fn bench_apply(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(b as u64));
     group.bench_function("apply_B512_M16_K8_n64", |bch| {
-        bch.iter(|| ops.apply(&coeffs, &z).unwrap())
+        bch.iter(|| ops.apply(&coeffs, &z).unwrap());
     });
     group.finish();
 }
