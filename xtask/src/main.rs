@@ -10,6 +10,8 @@ mod ci;
 mod cmd;
 mod setup;
 
+use std::process::ExitCode;
+
 use anyhow::{Result, bail};
 
 const USAGE: &str = "\
@@ -21,7 +23,18 @@ verbs:
   demo    the end-to-end demo (train, evaluate, export, view)
   help    this text";
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match dispatch() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of contexts says what failed and what to run next; a backtrace would not.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let verb = args.first().map(String::as_str).unwrap_or("help");
     let rest = args.get(1..).unwrap_or_default();
