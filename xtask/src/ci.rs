@@ -1,9 +1,9 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest, ending with the test
-//! run so its summary is the last thing printed. `.ci/run` calls exactly this.
+//! runs and one closing count over all of them. `.ci/run` calls exactly this.
 
 use anyhow::{Result, bail};
 
-use crate::cmd::{self, command};
+use crate::cmd::{self, TestTally, command};
 use crate::setup::{self, WASM_TARGET};
 
 /// Crates that are compiled for the browser and so are linted and built for wasm32 as well.
@@ -15,20 +15,18 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("`cargo xtask ci` takes no options (got `{a}`)");
     }
     setup::rust_toolchain()?;
-    cmd::run(&mut command("cargo", &["fmt", "--all", "--", "--check"]))
+    cargo(&["fmt", "--all", "--", "--check"])
         .map_err(|e| e.context("formatting differs: run `cargo fmt --all`"))?;
-    cmd::run(&mut command(
-        "cargo",
-        &[
-            "clippy",
-            "--locked",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    ))?;
+    cargo(&[
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+
     let mut wasm_clippy = vec![
         "clippy",
         "--locked",
@@ -40,40 +38,50 @@ pub fn run(args: &[String]) -> Result<()> {
         wasm_clippy.extend(["-p", krate]);
     }
     wasm_clippy.extend(["--", "-D", "warnings"]);
-    cmd::run(&mut command("cargo", &wasm_clippy))?;
+    cargo(&wasm_clippy)?;
     // Both feature sets of the shared crate must build for the browser.
-    cmd::run(&mut command(
-        "cargo",
-        &[
-            "build",
-            "--locked",
-            "-p",
-            "mclr-shared",
-            "--target",
-            WASM_TARGET,
-        ],
-    ))?;
-    cmd::run(&mut command(
-        "cargo",
-        &[
-            "build",
-            "--locked",
-            "-p",
-            "mclr-shared",
-            "--target",
-            WASM_TARGET,
-            "--no-default-features",
-        ],
-    ))?;
-    // Doc tests first, so the all-targets run's summary is the last thing CI prints.
-    cmd::run(&mut command(
-        "cargo",
-        &["test", "--locked", "--workspace", "--doc"],
-    ))?;
-    cmd::run(&mut command(
-        "cargo",
-        &["test", "--locked", "--workspace", "--all-targets"],
-    ))
+    cargo(&[
+        "build",
+        "--locked",
+        "-p",
+        "mclr-shared",
+        "--target",
+        WASM_TARGET,
+    ])?;
+    cargo(&[
+        "build",
+        "--locked",
+        "-p",
+        "mclr-shared",
+        "--target",
+        WASM_TARGET,
+        "--no-default-features",
+    ])?;
+
+    let mut total = TestTally::default();
+    let mut ok = true;
+    for scope in ["--doc", "--all-targets"] {
+        let (tally, success) = cmd::run_tests(&mut command(
+            "cargo",
+            &["test", "--locked", "--workspace", scope],
+        ))?;
+        total.passed += tally.passed;
+        total.failed += tally.failed;
+        total.ignored += tally.ignored;
+        ok &= success;
+    }
+    // One closing line over every test binary, so the last thing CI prints is the whole count.
+    println!(
+        "\ntests: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.ignored
+    );
+    if !ok || total.failed > 0 {
+        bail!("tests failed");
+    }
+    if total.passed == 0 {
+        bail!("no test ran: the test command found nothing to run");
+    }
+    Ok(())
 }
 
 /// `cargo xtask bench [criterion args]`: the criterion benchmarks of the workspace.
@@ -83,4 +91,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         c.arg("--").args(args);
     }
     cmd::run(&mut c)
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cmd::run(&mut command("cargo", args))
 }

@@ -39,3 +39,63 @@ fn show(c: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Totals over every `test result:` line a `cargo test` run printed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TestTally {
+    /// Tests that passed.
+    pub passed: u64,
+    /// Tests that failed.
+    pub failed: u64,
+    /// Tests marked `#[ignore]` (the project has none; counted so they cannot hide).
+    pub ignored: u64,
+}
+
+impl TestTally {
+    /// Adds the counts of one libtest summary line, e.g.
+    /// `test result: ok. 48 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; …`.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = count.parse::<u64>() else {
+                continue;
+            };
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a `cargo test` command like [`run`], streaming its output, and returns the totals of its
+/// summary lines (also when it fails, so the caller can report them).
+pub fn run_tests(c: &mut Command) -> Result<(TestTally, bool)> {
+    use std::io::{BufRead, BufReader};
+    let shown = show(c);
+    eprintln!("\x1b[1m$ {shown}\x1b[0m");
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut tally = TestTally::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.with_context(|| format!("reading the output of `{shown}`"))?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{shown}`"))?;
+    Ok((tally, status.success()))
+}
