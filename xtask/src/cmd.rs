@@ -99,3 +99,27 @@ pub fn run_tests(c: &mut Command) -> Result<(TestTally, bool)> {
         .with_context(|| format!("waiting for `{shown}`"))?;
     Ok((tally, status.success()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TestTally;
+
+    #[test]
+    fn tally_sums_libtest_summary_lines_and_ignores_others() {
+        let mut t = TestTally::default();
+        t.add_line("test result: ok. 48 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line(
+            "test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        t.add_line("test shape_errors_name_the_argument ... ok");
+        t.add_line("running 12 tests");
+        assert_eq!(
+            t,
+            TestTally {
+                passed: 51,
+                failed: 1,
+                ignored: 2
+            }
+        );
+    }
+}
