@@ -1,0 +1,419 @@
+//! The ResNet-18 backbone (SPEC §4): images (B, 3, H, W) to features (B, 8w), where w is the base
+//! width (64 in the paper, so 512-d features; a smaller w such as 16 makes CPU-sized runs).
+//!
+//! Architecture, as torchvision's `resnet18` with the CIFAR stem and without `fc`:
+//! * stem: 3×3 conv (stride 1, pad 1, no bias), BatchNorm, ReLU, and for 64-px inputs a 3×3 max-pool
+//!   with stride 2 and pad 1 (see [`Stem`]);
+//! * four stages of two [`BasicBlock`]s each, widths w·(1, 2, 4, 8); the first block of stages 2–4
+//!   downsamples with stride 2 and a 1×1 conv + BatchNorm shortcut;
+//! * global average pooling. There is no classifier: evaluation trains its own on frozen features
+//!   (SPEC §10).
+//!
+//! Parameters are registered under [`VAR_PREFIX`] with torchvision's names (`backbone.conv1.weight`,
+//! `backbone.layer2.0.downsample.1.running_var`, ...), so checkpoints read like a torch state dict
+//! and the optimiser can group them by prefix. Initialisation is torchvision's: Kaiming-normal with
+//! fan-out for convolutions, weight 1 and bias 0 for BatchNorm.
+
+use candle_core::{Result, Tensor, bail};
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::{Conv2d, Conv2dConfig, Init, Module, ModuleT, VarBuilder};
+
+use super::batch_norm::BatchNorm;
+
+/// Prefix of every backbone variable in the [`candle_nn::VarMap`] (the optimiser's parameter group
+/// "backbone").
+pub const VAR_PREFIX: &str = "backbone";
+/// The paper's base width: stages of 64, 128, 256 and 512 channels and 512-d features.
+pub const PAPER_BASE_WIDTH: usize = 64;
+/// BasicBlocks per stage in ResNet-18.
+pub const BLOCKS_PER_STAGE: [usize; 4] = [2, 2, 2, 2];
+/// Channel multiplier of each stage relative to the base width.
+pub const STAGE_MULTIPLIERS: [usize; 4] = [1, 2, 4, 8];
+/// Input channels (RGB).
+pub const INPUT_CHANNELS: usize = 3;
+
+/// torchvision's init for convolutions followed by ReLU: normal with std √(2 / fan_out), where
+/// fan_out = out_channels · kernel height · kernel width.
+const CONV_INIT: Init = Init::Kaiming {
+    dist: NormalOrUniform::Normal,
+    fan: FanInOut::FanOut,
+    non_linearity: NonLinearity::ReLU,
+};
+
+/// The first layers, which differ with the input resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stem {
+    /// 3×3 conv, stride 1, pad 1, no max-pool: the CIFAR stem for 32-px inputs. The backbone's
+    /// feature maps are 32, 16, 8 and 4 px in stages 1–4.
+    Conv3x3,
+    /// 3×3 conv, stride 1, pad 1, then 3×3 max-pool with stride 2 and pad 1: the stem SPEC §4
+    /// prescribes for 64-px inputs (STL-10, Tiny ImageNet), which halves the resolution once.
+    Conv3x3MaxPool,
+    /// torchvision's ImageNet stem: 7×7 conv, stride 2, pad 3, then the same max-pool. The
+    /// authors' code keeps it for datasets other than CIFAR and STL-10; offered for comparison.
+    Conv7x7MaxPool,
+}
+
+impl Stem {
+    /// The SPEC §4 stem for square inputs of `image_px` pixels: no max-pool up to 32 px (CIFAR),
+    /// the max-pool above (64-px STL-10 and Tiny ImageNet crops).
+    pub fn for_image_size(image_px: usize) -> Self {
+        if image_px <= 32 {
+            Self::Conv3x3
+        } else {
+            Self::Conv3x3MaxPool
+        }
+    }
+
+    /// Kernel size, stride and padding of the stem convolution.
+    pub fn conv_geometry(self) -> (usize, usize, usize) {
+        match self {
+            Self::Conv3x3 | Self::Conv3x3MaxPool => (3, 1, 1),
+            Self::Conv7x7MaxPool => (7, 2, 3),
+        }
+    }
+
+    /// Whether the stem ends with the 3×3, stride-2 max-pool.
+    pub fn has_max_pool(self) -> bool {
+        !matches!(self, Self::Conv3x3)
+    }
+}
+
+/// Shape of a ResNet-18 backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResNetConfig {
+    /// Channels of the first stage, w; the stages have w·(1, 2, 4, 8) and the features 8w.
+    pub base_width: usize,
+    /// The layers before the first stage.
+    pub stem: Stem,
+}
+
+impl ResNetConfig {
+    /// The paper's backbone for `image_px`-pixel inputs: base width 64 and [`Stem::for_image_size`].
+    pub fn paper(image_px: usize) -> Self {
+        Self {
+            base_width: PAPER_BASE_WIDTH,
+            stem: Stem::for_image_size(image_px),
+        }
+    }
+
+    /// Channels of each of the four stages.
+    pub fn stage_widths(&self) -> [usize; 4] {
+        STAGE_MULTIPLIERS.map(|m| m * self.base_width)
+    }
+
+    /// Dimension of the output features, 8w (512 at the paper's w = 64).
+    pub fn feature_dim(&self) -> usize {
+        STAGE_MULTIPLIERS[3] * self.base_width
+    }
+}
+
+impl Default for ResNetConfig {
+    /// The paper's CIFAR-10 backbone: base width 64, 3×3 stem without max-pool.
+    fn default() -> Self {
+        Self::paper(32)
+    }
+}
+
+/// A bias-free convolution with torchvision's init, its weight named `weight` under `vb`.
+fn conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    vb: &VarBuilder<'_>,
+) -> Result<Conv2d> {
+    let weight = vb.get_with_hints(
+        (out_channels, in_channels, kernel, kernel),
+        "weight",
+        CONV_INIT,
+    )?;
+    let config = Conv2dConfig {
+        padding,
+        stride,
+        dilation: 1,
+        groups: 1,
+        cudnn_fwd_algo: None,
+    };
+    Ok(Conv2d::new(weight, None, config))
+}
+
+/// ResNet's residual block of two 3×3 convolutions (torchvision's `BasicBlock`):
+/// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the shortcut is the identity, or a
+/// 1×1 conv + BatchNorm when the block changes the stride or the width.
+#[derive(Debug, Clone)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<(Conv2d, BatchNorm)>,
+}
+
+impl BasicBlock {
+    /// A block from `in_channels` to `out_channels` whose first convolution has `stride`;
+    /// variables `conv1`, `bn1`, `conv2`, `bn2` and, when needed, `downsample.0` (conv) and
+    /// `downsample.1` (BatchNorm) under `vb`.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "candle-nn's convention: layer constructors take their VarBuilder by value"
+    )]
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        vb: VarBuilder<'_>,
+    ) -> Result<Self> {
+        let downsample = if stride != 1 || in_channels != out_channels {
+            let vb = vb.pp("downsample");
+            Some((
+                conv(in_channels, out_channels, 1, stride, 0, &vb.pp("0"))?,
+                BatchNorm::new(out_channels, vb.pp("1"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1: conv(in_channels, out_channels, 3, stride, 1, &vb.pp("conv1"))?,
+            bn1: BatchNorm::new(out_channels, vb.pp("bn1"))?,
+            conv2: conv(out_channels, out_channels, 3, 1, 1, &vb.pp("conv2"))?,
+            bn2: BatchNorm::new(out_channels, vb.pp("bn2"))?,
+            downsample,
+        })
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (h + shortcut)?.relu()
+    }
+}
+
+/// The ResNet-18 backbone without its classifier. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    config: ResNetConfig,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    stages: Vec<Vec<BasicBlock>>,
+}
+
+impl ResNet {
+    /// Builds the backbone, registering (or, with a pre-filled map, reading) its variables under
+    /// [`VAR_PREFIX`] in `vb`'s store. Fails if the base width is 0 or a stored variable has the
+    /// wrong shape.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "candle-nn's convention: layer constructors take their VarBuilder by value"
+    )]
+    pub fn new(config: ResNetConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        if config.base_width == 0 {
+            bail!("ResNet base width must be at least 1");
+        }
+        let vb = vb.pp(VAR_PREFIX);
+        let widths = config.stage_widths();
+        let (kernel, stride, padding) = config.stem.conv_geometry();
+        let conv1 = conv(
+            INPUT_CHANNELS,
+            widths[0],
+            kernel,
+            stride,
+            padding,
+            &vb.pp("conv1"),
+        )?;
+        let bn1 = BatchNorm::new(widths[0], vb.pp("bn1"))?;
+        let mut stages = Vec::with_capacity(widths.len());
+        let mut in_channels = widths[0];
+        for (i, (&width, &blocks)) in widths.iter().zip(&BLOCKS_PER_STAGE).enumerate() {
+            let vb = vb.pp(format!("layer{}", i + 1));
+            let first_stride = if i == 0 { 1 } else { 2 };
+            let mut stage = Vec::with_capacity(blocks);
+            for b in 0..blocks {
+                let stride = if b == 0 { first_stride } else { 1 };
+                stage.push(BasicBlock::new(
+                    in_channels,
+                    width,
+                    stride,
+                    vb.pp(b.to_string()),
+                )?);
+                in_channels = width;
+            }
+            stages.push(stage);
+        }
+        Ok(Self {
+            config,
+            conv1,
+            bn1,
+            stages,
+        })
+    }
+
+    /// The configuration the backbone was built with.
+    pub fn config(&self) -> ResNetConfig {
+        self.config
+    }
+
+    /// Dimension of the output features, 8w.
+    pub fn feature_dim(&self) -> usize {
+        self.config.feature_dim()
+    }
+}
+
+impl ModuleT for ResNet {
+    /// Features (B, 8w) of images (B, 3, H, W). `train` selects BatchNorm's mode: batch
+    /// statistics and running-statistics updates in training, running statistics in evaluation.
+    /// Each call normalises its own batch, so two views passed separately get their own statistics
+    /// (SPEC §4).
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (_, channels, height, width) = x.dims4()?;
+        if channels != INPUT_CHANNELS || height == 0 || width == 0 {
+            bail!(
+                "ResNet expects images (B, {INPUT_CHANNELS}, H, W), got {:?}",
+                x.dims()
+            );
+        }
+        let mut h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        if self.config.stem.has_max_pool() {
+            h = max_pool_3x3_stride2_pad1(&h)?;
+        }
+        for block in self.stages.iter().flatten() {
+            h = block.forward_t(&h, train)?;
+        }
+        h.mean((2, 3))
+    }
+}
+
+/// `torch.nn.MaxPool2d(kernel_size=3, stride=2, padding=1)` on (B, C, H, W): out = ⌊(L − 1)/2⌋ + 1
+/// per spatial axis, padding with −∞.
+///
+/// candle's own max-pool has no padding, and no backward pass when the window (3) differs from the
+/// stride (2), so the pool is built from differentiable pieces: one 1-D pass per axis, each the
+/// elementwise maximum of the three strided taps of every window. Where several taps hold the
+/// maximum, the gradient is shared among them instead of going to the first one as in torch;
+/// after a ReLU such ties are zeros whose ReLU gradient vanishes anyway.
+fn max_pool_3x3_stride2_pad1(x: &Tensor) -> Result<Tensor> {
+    let h = max_pool_1d_3_2_1(x, 2)?;
+    max_pool_1d_3_2_1(&h, 3)
+}
+
+/// Window 3, stride 2, padding 1 max-pool along `dim` of `x`.
+///
+/// With L inputs there are n = ⌊(L − 1)/2⌋ + 1 outputs; output i covers padded positions 2i, 2i + 1
+/// and 2i + 2 (input positions 2i − 1, 2i, 2i + 1). Padding to 2(n + 1) positions (1 in front, the
+/// rest behind) and splitting the axis into (n + 1, 2) turns the three taps into contiguous
+/// narrows: (i, 0), (i, 1) and (i + 1, 0).
+fn max_pool_1d_3_2_1(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let Some(&len) = dims.get(dim) else {
+        bail!("max-pool axis {dim} out of range for shape {dims:?}");
+    };
+    if len == 0 {
+        bail!("max-pool over an empty axis {dim} of shape {dims:?}");
+    }
+    let out = (len - 1) / 2 + 1;
+    let padded_len = 2 * (out + 1);
+    let pad = |n: usize| -> Result<Tensor> {
+        let mut shape = dims.clone();
+        shape[dim] = n;
+        Tensor::full(f64::NEG_INFINITY, shape, x.device())?.to_dtype(x.dtype())
+    };
+    let padded = Tensor::cat(&[&pad(1)?, x, &pad(padded_len - 1 - len)?], dim)?;
+    let mut split = dims[..dim].to_vec();
+    split.extend([out + 1, 2]);
+    split.extend(&dims[dim + 1..]);
+    let pairs = padded.reshape(split)?;
+    let even = pairs.narrow(dim + 1, 0, 1)?;
+    let odd = pairs.narrow(dim + 1, 1, 1)?;
+    let max = even
+        .narrow(dim, 0, out)?
+        .maximum(&odd.narrow(dim, 0, out)?)?
+        .maximum(&even.narrow(dim, 1, out)?)?;
+    max.squeeze(dim + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Var};
+
+    use super::*;
+
+    /// Naive −∞-padded 3×3 / stride 2 / pad 1 max-pool over (C, H, W) values.
+    fn naive_pool(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut m = f32::NEG_INFINITY;
+                    for di in 0..3 {
+                        for dj in 0..3 {
+                            let (r, s) = ((2 * i + di) as isize - 1, (2 * j + dj) as isize - 1);
+                            if (0..h as isize).contains(&r) && (0..w as isize).contains(&s) {
+                                m = m.max(x[(ch * h + r as usize) * w + s as usize]);
+                            }
+                        }
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn max_pool_matches_torch_geometry_for_even_and_odd_sizes() {
+        for (h, w) in [(8, 8), (7, 5), (1, 2), (2, 1), (64, 3)] {
+            let n = 2 * h * w;
+            // Distinct values in a scrambled order, negative ones included.
+            let values: Vec<f32> = (0..n)
+                .map(|i| ((i * 37) % n) as f32 - n as f32 / 2.0)
+                .collect();
+            let x = Tensor::from_vec(values.clone(), (1, 2, h, w), &Device::Cpu).unwrap();
+            let got = max_pool_3x3_stride2_pad1(&x).unwrap();
+            assert_eq!(got.dims(), &[1, 2, (h - 1) / 2 + 1, (w - 1) / 2 + 1]);
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got, naive_pool(&values, 2, h, w), "size {h}×{w}");
+        }
+    }
+
+    #[test]
+    fn max_pool_gradient_reaches_each_window_maximum() {
+        // Distinct values: every output's gradient goes to exactly its argmax (overlapping windows
+        // can share one), so the input gradient counts how many windows each element wins.
+        let (h, w) = (5, 6);
+        let values: Vec<f32> = (0..h * w).map(|i| ((i * 7) % (h * w)) as f32).collect();
+        let x = Var::from_vec(values.clone(), (1, 1, h, w), &Device::Cpu).unwrap();
+        let y = max_pool_3x3_stride2_pad1(x.as_tensor()).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let g = grads
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let mut wins = vec![0.0f32; h * w];
+        for i in 0..(h - 1) / 2 + 1 {
+            for j in 0..(w - 1) / 2 + 1 {
+                let mut best = (f32::NEG_INFINITY, 0);
+                for r in (2 * i).saturating_sub(1)..(2 * i + 2).min(h) {
+                    for s in (2 * j).saturating_sub(1)..(2 * j + 2).min(w) {
+                        if values[r * w + s] > best.0 {
+                            best = (values[r * w + s], r * w + s);
+                        }
+                    }
+                }
+                wins[best.1] += 1.0;
+            }
+        }
+        assert_eq!(g, wins);
+        assert_eq!(x.dtype(), DType::F32);
+    }
+}
