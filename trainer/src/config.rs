@@ -1,0 +1,544 @@
+//! Training configurations: one TOML file per experiment of the paper (SPEC §9) plus a CPU-sized
+//! `demo`, `--set key=value` overrides, and the resolved config a run saves next to its weights.
+//!
+//! The paper's base setting (CIFAR-10 ManifoldCLR without a projection head) is [`Config::default`]
+//! and is the only place a default lives; each file under `trainer/configs/` states just how its
+//! experiment differs. The resolved config written into a run directory states everything.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetName;
+use crate::error::{Error, Result};
+use crate::model::{projection, resnet};
+
+/// The built-in configurations, by name: every row of SPEC §9 and `demo`.
+pub const BUILTIN: [(&str, &str); 16] = [
+    ("demo", include_str!("../configs/demo.toml")),
+    (
+        "cifar10-manifoldclr",
+        include_str!("../configs/cifar10-manifoldclr.toml"),
+    ),
+    (
+        "stl10-manifoldclr",
+        include_str!("../configs/stl10-manifoldclr.toml"),
+    ),
+    (
+        "tin-manifoldclr",
+        include_str!("../configs/tin-manifoldclr.toml"),
+    ),
+    (
+        "cifar10-manifoldclr-proj",
+        include_str!("../configs/cifar10-manifoldclr-proj.toml"),
+    ),
+    (
+        "stl10-manifoldclr-proj",
+        include_str!("../configs/stl10-manifoldclr-proj.toml"),
+    ),
+    (
+        "tin-manifoldclr-proj",
+        include_str!("../configs/tin-manifoldclr-proj.toml"),
+    ),
+    (
+        "cifar10-manifoldclr-thresh",
+        include_str!("../configs/cifar10-manifoldclr-thresh.toml"),
+    ),
+    (
+        "stl10-manifoldclr-thresh",
+        include_str!("../configs/stl10-manifoldclr-thresh.toml"),
+    ),
+    (
+        "tin-manifoldclr-thresh",
+        include_str!("../configs/tin-manifoldclr-thresh.toml"),
+    ),
+    (
+        "cifar10-simclr",
+        include_str!("../configs/cifar10-simclr.toml"),
+    ),
+    ("stl10-simclr", include_str!("../configs/stl10-simclr.toml")),
+    ("tin-simclr", include_str!("../configs/tin-simclr.toml")),
+    (
+        "cifar10-simclr-nohead",
+        include_str!("../configs/cifar10-simclr-nohead.toml"),
+    ),
+    (
+        "stl10-simclr-nohead",
+        include_str!("../configs/stl10-simclr-nohead.toml"),
+    ),
+    (
+        "tin-simclr-nohead",
+        include_str!("../configs/tin-simclr-nohead.toml"),
+    ),
+];
+
+/// A complete training configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of the experiment (the built-in name, or the file stem).
+    pub name: String,
+    /// Which images and how to serve them.
+    pub data: DataConfig,
+    /// Network sizes.
+    pub model: ModelConfig,
+    /// SimCLR or ManifoldCLR, and ManifoldCLR's operator and sampling settings.
+    pub method: MethodConfig,
+    /// Loss weights and temperatures.
+    pub loss: LossConfig,
+    /// Epochs, batch size and the three parameter groups.
+    pub optim: OptimConfig,
+    /// Seed, device, logging and checkpointing.
+    pub run: RunConfig,
+}
+
+/// Data settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset name: `cifar10`, `stl10` or `tiny-imagenet`.
+    pub dataset: String,
+    /// Folder holding the dataset's official files (`mclr data fetch` writes them there).
+    pub dir: PathBuf,
+    /// Train on only the first N images of the SSL split (0 = all): for CPU-sized runs.
+    pub subset: usize,
+    /// Batches prepared ahead of the model.
+    pub prefetch: usize,
+}
+
+/// Network settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// ResNet-18 base width: 64 is the paper's (512-d features); 16 fits a CPU.
+    pub base_width: usize,
+    /// Whether the contrastive loss sees an MLP projection head (512→1024→128) or raw features.
+    pub projection_head: bool,
+    /// Projection head hidden width.
+    pub projection_hidden: usize,
+    /// Projection head output width.
+    pub projection_dim: usize,
+}
+
+/// Which self-supervised method trains the backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SimCLR: NT-Xent between the two augmented views.
+    Simclr,
+    /// ManifoldCLR: learned operators, variational coefficients, feature augmentation.
+    Manifoldclr,
+}
+
+/// Method settings (the operator fields only matter for ManifoldCLR).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MethodConfig {
+    /// `simclr` or `manifoldclr`.
+    pub kind: Method,
+    /// Number of operators M.
+    pub operators: usize,
+    /// Operator block size n; the feature dimension must be a multiple of it (K = d / n blocks).
+    pub block_size: usize,
+    /// Soft threshold ζ on the Laplace deviation (0 = off).
+    pub threshold: f32,
+    /// Best-of-J sampling: draws per pair (1 = off).
+    pub best_of_j: usize,
+    /// Iteration from which best-of-J is used.
+    pub best_of_j_start: u64,
+    /// Iterations W of the prior warm-up.
+    pub prior_warmup_iters: u64,
+}
+
+/// How the KL weight is warmed up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlWarmup {
+    /// Full weight from the first step.
+    None,
+    /// (5e-3)^(1 − k/5000) over the first 5000 loss calls (the no-head configs).
+    Exponential,
+}
+
+/// Loss settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Temperature τ of both contrastive terms.
+    pub temperature: f32,
+    /// Weight w_m of the manifold-matching term.
+    pub manifold_weight: f32,
+    /// Weight of KL(q‖p).
+    pub kl_weight: f32,
+    /// Warm-up of the KL weight.
+    pub kl_warmup: KlWarmup,
+    /// Weight of the encoder-location L2 term (0 = off).
+    pub shift_weight: f32,
+}
+
+/// One optimiser parameter group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Learning rate the cosine anneals to.
+    pub floor: f64,
+    /// Gradient-norm clip of the group (0 = none).
+    pub clip: f64,
+}
+
+/// Optimisation settings (SPEC §7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Training epochs.
+    pub epochs: u64,
+    /// Image pairs per step.
+    pub batch_size: usize,
+    /// Linear warm-up length in epochs, then cosine.
+    pub warmup_epochs: f64,
+    /// Backbone and projection head.
+    pub backbone: GroupConfig,
+    /// Operators Ψ.
+    pub operators: GroupConfig,
+    /// Coefficient encoder and prior.
+    pub coefficients: GroupConfig,
+}
+
+/// Run settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of every random stream (init, shuffling, augmentation, sampling).
+    pub seed: u64,
+    /// Write a `metrics.jsonl` line every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many epochs (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept besides the best one.
+    pub keep_last: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: "cifar10-manifoldclr".into(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            method: MethodConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            run: RunConfig::default(),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "cifar10".into(),
+            dir: PathBuf::from("data/cifar10"),
+            subset: 0,
+            prefetch: 4,
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            base_width: resnet::PAPER_BASE_WIDTH,
+            projection_head: false,
+            projection_hidden: projection::PAPER_HIDDEN_DIM,
+            projection_dim: projection::PAPER_OUTPUT_DIM,
+        }
+    }
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        Self {
+            kind: Method::Manifoldclr,
+            operators: 16,
+            block_size: 64,
+            threshold: 0.0,
+            best_of_j: 1,
+            best_of_j_start: 5000,
+            prior_warmup_iters: 5000,
+        }
+    }
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.5,
+            manifold_weight: 1.0,
+            kl_weight: 1e-5,
+            kl_warmup: KlWarmup::Exponential,
+            shift_weight: 0.0,
+        }
+    }
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1000,
+            batch_size: 512,
+            warmup_epochs: 10.0,
+            backbone: GroupConfig {
+                lr: 3e-3,
+                weight_decay: 1e-5,
+                floor: 1e-5,
+                clip: 0.0,
+            },
+            operators: GroupConfig {
+                lr: 1e-3,
+                weight_decay: 1e-3,
+                floor: 1e-6,
+                clip: 0.1,
+            },
+            coefficients: GroupConfig {
+                lr: 1e-4,
+                weight_decay: 1e-5,
+                floor: 1e-6,
+                clip: 1.0,
+            },
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            log_every: 50,
+            checkpoint_every: 10,
+            keep_last: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Loads a built-in configuration by name, or a TOML file by path, applies `overrides`
+    /// (`key=value` with dotted keys, values in TOML syntax or bare strings) and validates.
+    pub fn resolve(name_or_path: &str, overrides: &[String]) -> Result<Self> {
+        let (source, text) = match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            Some((n, text)) => ((*n).to_owned(), (*text).to_owned()),
+            None => {
+                let path = Path::new(name_or_path);
+                if !path.exists() {
+                    return Err(Error::UnknownConfig {
+                        name: name_or_path.to_owned(),
+                        valid: BUILTIN
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                    action: "reading config",
+                    path: path.to_owned(),
+                    source,
+                })?;
+                (path.display().to_string(), text)
+            }
+        };
+        let file: toml::Table = toml::from_str(&text).map_err(|e| Error::Config {
+            source_name: source.clone(),
+            reason: e.to_string(),
+        })?;
+        // Start from the defaults and lay the file over them, so a file may set any single key
+        // (`optim.operators.weight_decay = 1e-4`) and the defaults live only in `Config::default`.
+        let mut table = default_table();
+        let stem = Path::new(&source)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(&source);
+        table.insert("name".into(), toml::Value::String(stem.to_owned()));
+        merge(&mut table, file);
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config {
+                source_name: source,
+                reason: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The dataset as a typed name.
+    pub fn dataset(&self) -> Result<DatasetName> {
+        self.data.dataset.parse()
+    }
+
+    /// Backbone feature dimension d (8 × base width for ResNet-18).
+    pub fn feature_dim(&self) -> usize {
+        self.backbone(0).feature_dim()
+    }
+
+    /// The backbone's architecture for `image_px`-pixel inputs (the stem depends on the size).
+    pub fn backbone(&self, image_px: usize) -> resnet::ResNetConfig {
+        resnet::ResNetConfig {
+            base_width: self.model.base_width,
+            stem: resnet::Stem::for_image_size(image_px),
+        }
+    }
+
+    /// Checks the settings against each other (shapes, ranges), naming the offending key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &'static str, expected: &str, found: String| {
+            Err(Error::InvalidSetting {
+                setting: key,
+                expected: expected.into(),
+                found,
+            })
+        };
+        self.dataset()?;
+        if self.model.base_width == 0 {
+            return bad("model.base_width", "a positive width", "0".into());
+        }
+        if self.method.kind == Method::Manifoldclr {
+            let (d, n) = (self.feature_dim(), self.method.block_size);
+            if n == 0 || !d.is_multiple_of(n) {
+                return bad(
+                    "method.block_size",
+                    &format!("a divisor of d = {d}"),
+                    n.to_string(),
+                );
+            }
+            if self.method.operators == 0 {
+                return bad("method.operators", "at least one operator", "0".into());
+            }
+            if !(self.method.threshold.is_finite() && self.method.threshold >= 0.0) {
+                return bad(
+                    "method.threshold",
+                    "finite and >= 0",
+                    self.method.threshold.to_string(),
+                );
+            }
+            if self.method.best_of_j == 0 {
+                return bad("method.best_of_j", "at least 1 draw", "0".into());
+            }
+        }
+        if self.optim.batch_size < 2 {
+            return bad(
+                "optim.batch_size",
+                "at least 2 (contrastive pairs)",
+                self.optim.batch_size.to_string(),
+            );
+        }
+        if self.optim.epochs == 0 {
+            return bad("optim.epochs", "at least 1", "0".into());
+        }
+        if self.loss.temperature.is_nan() || self.loss.temperature <= 0.0 {
+            return bad("loss.temperature", "> 0", self.loss.temperature.to_string());
+        }
+        Ok(())
+    }
+
+    /// The config as TOML, complete (every key), as saved in the run directory.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Config {
+            source_name: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Sets `key=value` in `table`. The key must exist in the full config (so a typo is an error that
+/// lists the valid keys, not a silently ignored setting); the value is parsed as TOML, falling back
+/// to a string.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let Some((key, raw)) = assignment.split_once('=') else {
+        return Err(Error::InvalidSetting {
+            setting: "--set",
+            expected: "key=value".into(),
+            found: assignment.to_owned(),
+        });
+    };
+    let key = key.trim();
+    let valid = valid_keys();
+    if !valid.iter().any(|k| k == key) {
+        return Err(Error::UnknownConfigKey {
+            key: key.to_owned(),
+            valid: valid.join(", "),
+        });
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
+    let mut node = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            node.insert(part.to_owned(), value);
+            break;
+        }
+        let entry = node
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(Error::UnknownConfigKey {
+                    key: key.to_owned(),
+                    valid: valid.join(", "),
+                });
+            }
+        };
+    }
+    Ok(())
+}
+
+/// [`Config::default`] as a TOML table.
+fn default_table() -> toml::Table {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// Lays `over` onto `base`, recursing into tables; keys only in `over` are kept so that
+/// deserialisation can reject them by name.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Every dotted key of the full config, e.g. `optim.backbone.lr`.
+pub fn valid_keys() -> Vec<String> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &toml::Value::Table(default_table()), &mut out);
+    out
+}
