@@ -1,0 +1,427 @@
+//! `mclr train`: the training loop. Per iteration it takes a batch of view pairs from the data
+//! loader, computes the objective of the run's config ([`step`]), backpropagates, steps AdamW with
+//! its three parameter groups, logs metrics ([`metrics`]) and, at epoch ends, writes checkpoints
+//! ([`checkpoint`]) from which `--resume` continues bit for bit.
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod step;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::augment::SslAugment;
+use crate::config::Config;
+use crate::data::loader::{LoaderConfig, SslLoader};
+use crate::data::{self, ImageSet, Split};
+use crate::error::{Error, Result};
+use crate::model::ssl::{Group, SslModel};
+use crate::optim::{AdamW, GroupSettings, ParamGroup};
+use checkpoint::{Checkpoint, TrainState};
+use metrics::{MetricsRecord, MetricsWriter};
+use step::Objective;
+
+/// How to run training (as opposed to what to train, which is the [`Config`]).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The run directory: config, weights, metrics and checkpoints go here.
+    pub run_dir: PathBuf,
+    /// Continue the run in `run_dir` from its latest checkpoint.
+    pub resume: bool,
+    /// Where the model runs.
+    pub device: Device,
+    /// Stop (with a checkpoint) after this many epochs in total, before the config's end; the
+    /// schedule still follows the config's length, so a later `--resume` continues seamlessly.
+    pub stop_after_epochs: Option<u64>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a training call achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Epochs completed in total.
+    pub epochs_done: u64,
+    /// Iterations completed in total.
+    pub steps: u64,
+    /// Mean loss of the last epoch.
+    pub last_epoch_loss: f64,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`. CUDA needs a build with the `cuda` feature; without it the
+/// error says so.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let invalid = || Error::InvalidSetting {
+        setting: "--device",
+        expected: "cpu, cuda or cuda:N".into(),
+        found: spec.to_owned(),
+    };
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::new_cuda(0)?),
+        other => {
+            let ordinal = other.strip_prefix("cuda:").ok_or_else(invalid)?;
+            Ok(Device::new_cuda(ordinal.parse().map_err(|_| invalid())?)?)
+        }
+    }
+}
+
+/// Trains `config` on its dataset (read from `config.data.dir`), or resumes the run in
+/// `options.run_dir` with the config saved there.
+pub fn train(config: &Config, options: &TrainOptions) -> Result<TrainSummary> {
+    let config = if options.resume {
+        saved_config(options)?
+    } else {
+        config.clone()
+    };
+    let name = config.dataset()?;
+    let mut images = data::load(name, &config.data.dir, Split::SslTrain)?;
+    if config.data.subset > 0 && config.data.subset < images.len() {
+        images = first_images(&images, config.data.subset)?;
+    }
+    train_on(&config, Arc::new(images), options)
+}
+
+/// Trains on an image set already in memory (`config.data` only chooses the augmentation recipe).
+pub fn train_on(
+    config: &Config,
+    images: Arc<ImageSet>,
+    options: &TrainOptions,
+) -> Result<TrainSummary> {
+    let run_dir = &options.run_dir;
+    let dataset = config.dataset()?;
+    let augment = SslAugment::for_dataset(dataset);
+    let image_px = augment.size();
+    let loader_config = LoaderConfig {
+        batch_size: config.optim.batch_size,
+        drop_last: true,
+        shuffle: true,
+        seed: config.run.seed,
+        prefetch: config.data.prefetch.max(1),
+        threads: None,
+    };
+    let loader = SslLoader::new(images, augment, loader_config)?;
+    let per_epoch = loader.batches_per_epoch() as u64;
+    if per_epoch == 0 {
+        return Err(Error::InvalidSetting {
+            setting: "optim.batch_size",
+            expected: "at most the number of training images".into(),
+            found: config.optim.batch_size.to_string(),
+        });
+    }
+    let total_steps = per_epoch * config.optim.epochs;
+
+    let model = SslModel::new(config, image_px, &options.device)?;
+    let warmup_iters = config.optim.warmup_epochs * per_epoch as f64;
+    let mut groups = Vec::new();
+    for (group, settings) in [
+        (Group::Backbone, &config.optim.backbone),
+        (Group::Operators, &config.optim.operators),
+        (Group::Coefficients, &config.optim.coefficients),
+    ] {
+        let vars: Vec<_> = model
+            .group_vars(group)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        if vars.is_empty() {
+            continue;
+        }
+        let settings = GroupSettings {
+            lr: settings.lr,
+            weight_decay: settings.weight_decay,
+            floor: settings.floor,
+            max_grad_norm: (settings.clip > 0.0).then_some(settings.clip),
+        };
+        groups.push(ParamGroup::new(
+            group.name(),
+            vars,
+            &settings,
+            warmup_iters,
+            total_steps,
+        )?);
+    }
+    let mut optimizer = AdamW::new(groups)?;
+
+    let mut state = if options.resume {
+        let (weights, opt_tensors, state) = checkpoint::read(run_dir, &options.device)?;
+        load_weights(&model, &weights, run_dir)?;
+        optimizer.load_state(&state.optimizer, &opt_tensors)?;
+        tracing::info!(
+            epochs_done = state.epochs_done,
+            step = state.step,
+            "resuming"
+        );
+        state
+    } else {
+        start_run_dir(config, options)?;
+        TrainState {
+            config_name: config.name.clone(),
+            epochs_done: 0,
+            step: 0,
+            optimizer: optimizer.meta(),
+            objective: Objective::new(config).state(),
+            epoch_losses: Vec::new(),
+            best: None,
+            elapsed_secs: 0.0,
+        }
+    };
+    let mut objective = Objective::with_state(config, Some(&state.objective));
+    let mut metrics = MetricsWriter::open(&run_dir.join(checkpoint::METRICS_FILE))?;
+    let last_epoch = options
+        .stop_after_epochs
+        .map_or(config.optim.epochs, |s| s.min(config.optim.epochs));
+    tracing::info!(
+        parameters = model.num_parameters(),
+        steps_per_epoch = per_epoch,
+        total_steps,
+        "training {}",
+        config.name
+    );
+
+    let bar = if options.progress {
+        ProgressBar::new(total_steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_position(state.step);
+    let started = Instant::now();
+    let mut last_log = (Instant::now(), state.step);
+    let mut last_epoch_loss = state.epoch_losses.last().copied().unwrap_or(f64::NAN);
+
+    for epoch in state.epochs_done..last_epoch {
+        bar.set_prefix(format!("{}/{}", epoch + 1, config.optim.epochs));
+        let mut loss_sum = 0.0;
+        let mut batches = 0u64;
+        for batch in loader.epoch(epoch)? {
+            let step = state.step;
+            optimizer.set_iteration(step);
+            let shape = (batch.len(), 3, batch.size, batch.size);
+            let x0 = Tensor::from_vec(batch.view0, shape, &options.device)?;
+            let x1 = Tensor::from_vec(batch.view1, shape, &options.device)?;
+            let failed = |e: candle_core::Error| {
+                bar.abandon();
+                Error::Step {
+                    step,
+                    reason: describe(&e),
+                    run_dir: run_dir.clone(),
+                }
+            };
+            let out = objective.step(&model, &x0, &x1, step).map_err(failed)?;
+            if let Some((term, value)) = out.terms.first_non_finite() {
+                bar.abandon();
+                return Err(Error::NonFiniteLoss {
+                    step,
+                    term,
+                    value,
+                    run_dir: run_dir.clone(),
+                });
+            }
+            let grads = out.loss.backward().map_err(failed)?;
+            let report = optimizer.step(&grads).map_err(failed)?;
+            state.step += 1;
+            loss_sum += out.terms.total;
+            batches += 1;
+            bar.inc(1);
+
+            if step % config.run.log_every.max(1) == 0 {
+                let (since, since_step) = last_log;
+                let pairs = (state.step - since_step) as f64 * config.optim.batch_size as f64;
+                let pairs_per_sec = pairs / since.elapsed().as_secs_f64().max(1e-9);
+                last_log = (Instant::now(), state.step);
+                let record = MetricsRecord {
+                    step,
+                    epoch,
+                    loss: out.terms.clone(),
+                    lr: report
+                        .groups
+                        .iter()
+                        .map(|g| (g.name.clone(), g.lr))
+                        .collect::<BTreeMap<_, _>>(),
+                    grad_norm: report
+                        .groups
+                        .iter()
+                        .map(|g| (g.name.clone(), g.grad_norm))
+                        .collect(),
+                    pairs_per_sec,
+                    diagnostics: metrics::diagnostics(&model, &out.tensors)?,
+                };
+                metrics.write(&record)?;
+                let backbone_lr = record.lr.get("backbone").copied().unwrap_or(f64::NAN);
+                bar.set_message(format!(
+                    "loss {:.4} (con {:.4} man {:.4} kl {:.2}) lr {backbone_lr:.2e} {pairs_per_sec:.0} pairs/s",
+                    out.terms.total, out.terms.contrastive, out.terms.manifold, out.terms.kl
+                ));
+            }
+        }
+        last_epoch_loss = loss_sum / batches.max(1) as f64;
+        state.epochs_done = epoch + 1;
+        state.epoch_losses.push(last_epoch_loss);
+        state.objective = objective.state();
+        state.optimizer = optimizer.meta();
+        state.elapsed_secs += started.elapsed().as_secs_f64();
+        let done = state.epochs_done;
+        if done % config.run.checkpoint_every.max(1) == 0 || done == last_epoch {
+            let is_best = state.best.is_none_or(|(_, best)| last_epoch_loss < best);
+            if is_best {
+                state.best = Some((done, last_epoch_loss));
+            }
+            save_checkpoint(
+                &model,
+                &optimizer,
+                &state,
+                run_dir,
+                config.run.keep_last,
+                is_best,
+            )?;
+        }
+        tracing::info!(epoch = done, loss = last_epoch_loss, "epoch done");
+    }
+    bar.finish();
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        steps: state.step,
+        last_epoch_loss,
+        run_dir: run_dir.clone(),
+    })
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set.
+fn describe(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => describe(inner),
+        other => other.to_string(),
+    }
+}
+
+/// The first `n` images of `images` (CPU-sized runs train on a subset).
+fn first_images(images: &ImageSet, n: usize) -> Result<ImageSet> {
+    let bytes = images.image_len() * n;
+    ImageSet::new(
+        images.height(),
+        images.width(),
+        images.pixels().get(..bytes).unwrap_or_default().to_vec(),
+        images.labels().map(|l| l.iter().take(n).copied().collect()),
+        images.class_names().to_vec(),
+    )
+}
+
+/// Creates the run directory for a new run and writes its resolved config; refuses to overwrite
+/// an existing run.
+fn start_run_dir(config: &Config, options: &TrainOptions) -> Result<()> {
+    let dir = &options.run_dir;
+    if dir.join(checkpoint::STATE_FILE).exists() {
+        return Err(Error::Checkpoint {
+            path: dir.clone(),
+            reason:
+                "already holds a run; pass --resume to continue it, or choose another --run-dir"
+                    .into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        action: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    checkpoint::write_atomic(
+        &dir.join(checkpoint::CONFIG_FILE),
+        config.to_toml()?.as_bytes(),
+    )
+}
+
+/// The config saved in the run directory.
+fn saved_config(options: &TrainOptions) -> Result<Config> {
+    let path = options.run_dir.join(checkpoint::CONFIG_FILE);
+    if !path.exists() {
+        return Err(Error::Checkpoint {
+            path,
+            reason: "no run to resume here (config.toml is missing)".into(),
+        });
+    }
+    Config::resolve(&path.to_string_lossy(), &[])
+}
+
+/// Every variable of the model, by name (sorted), for saving.
+fn model_tensors(model: &SslModel) -> Vec<(String, Tensor)> {
+    let Ok(vars) = model.varmap.data().lock() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Tensor)> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Sets every model variable from `weights`, checking that each is present with its shape.
+pub fn load_weights(
+    model: &SslModel,
+    weights: &std::collections::HashMap<String, Tensor>,
+    from: &std::path::Path,
+) -> Result<()> {
+    let Ok(vars) = model.varmap.data().lock() else {
+        return Err(Error::Checkpoint {
+            path: from.to_owned(),
+            reason: "variable store lock poisoned".into(),
+        });
+    };
+    for (name, var) in vars.iter() {
+        let Some(t) = weights.get(name) else {
+            return Err(Error::Checkpoint {
+                path: from.to_owned(),
+                reason: format!("no tensor `{name}`"),
+            });
+        };
+        if t.dims() != var.dims() {
+            return Err(Error::Checkpoint {
+                path: from.to_owned(),
+                reason: format!(
+                    "tensor `{name}` has shape {:?}, the model needs {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            });
+        }
+        var.set(t)?;
+    }
+    Ok(())
+}
+
+/// Writes the epoch checkpoint, refreshes the run directory's latest files, the best copy, and
+/// prunes old epochs.
+fn save_checkpoint(
+    model: &SslModel,
+    optimizer: &AdamW,
+    state: &TrainState,
+    run_dir: &std::path::Path,
+    keep_last: usize,
+    is_best: bool,
+) -> Result<()> {
+    let ck = Checkpoint {
+        model: model_tensors(model),
+        optimizer: optimizer.state_tensors(),
+        state,
+    };
+    let dir = checkpoint::epoch_dir(run_dir, state.epochs_done);
+    ck.write_to(&dir)?;
+    ck.write_to(run_dir)?;
+    if is_best {
+        checkpoint::promote_best(run_dir, &dir)?;
+    }
+    checkpoint::prune(run_dir, keep_last.max(1))
+}

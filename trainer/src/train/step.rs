@@ -1,0 +1,288 @@
+//! One training step's objective (SPEC §5–6): the two views through the backbone, then either
+//! SimCLR's NT-Xent or ManifoldCLR's contrastive + manifold-matching + KL + location terms.
+
+use candle_core::{D, DType, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, KlWarmup as KlWarmupConfig, Method};
+use crate::losses::{
+    KlWarmup, KlWeightSchedule, encoder_location_l2, laplace_kl, lie_infonce_mse,
+    manifold_matching, nt_xent_cosine,
+};
+use crate::model::ssl::{ManifoldParts, SslModel};
+use crate::sampling::{NoiseSource, NoiseState, best_of_j, prior_warmup, reparameterize};
+
+/// The loss terms of one step, as host numbers (the weighted total is what was minimised).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossTerms {
+    /// The contrastive term (Lie-InfoNCE, or NT-Xent with a head / for SimCLR).
+    pub contrastive: f64,
+    /// Manifold matching mean (T(c)z0 − sg z1)².
+    pub manifold: f64,
+    /// KL(q‖p), batch mean.
+    pub kl: f64,
+    /// The KL weight used this step (after warm-up).
+    pub kl_weight: f64,
+    /// Encoder-location L2 mean_b Σ_m μ².
+    pub shift: f64,
+    /// Weighted total.
+    pub total: f64,
+}
+
+impl LossTerms {
+    /// The first term that is NaN or infinite, by name.
+    pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
+        [
+            ("contrastive", self.contrastive),
+            ("manifold", self.manifold),
+            ("kl", self.kl),
+            ("shift", self.shift),
+            ("total", self.total),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_finite())
+    }
+}
+
+/// What a step leaves for the diagnostics of SPEC §11 (detached).
+#[derive(Debug, Clone)]
+pub struct StepTensors {
+    /// Backbone features of the first view (B, d).
+    pub z0: Tensor,
+    /// Backbone features of the second view (B, d).
+    pub z1: Tensor,
+    /// ManifoldCLR only: the inferred coefficients c (B, M), T(c) z0, the encoder's and the
+    /// warmed prior's (loc, logscale).
+    pub manifold: Option<ManifoldTensors>,
+}
+
+/// ManifoldCLR's per-step tensors for diagnostics.
+#[derive(Debug, Clone)]
+pub struct ManifoldTensors {
+    /// Coefficients used for manifold matching (B, M).
+    pub c: Tensor,
+    /// T(c) z0 (B, d).
+    pub z_hat: Tensor,
+    /// Encoder location and log-scale (B, M).
+    pub encoder: (Tensor, Tensor),
+    /// Warmed prior location and log-scale (B, M).
+    pub prior: (Tensor, Tensor),
+    /// Prior sample used for the feature augmentation (B, M).
+    pub c_aug: Tensor,
+}
+
+/// The loss of one step with its graph, its terms and its tensors.
+pub struct StepOutput {
+    /// Scalar to differentiate.
+    pub loss: Tensor,
+    /// The terms as numbers.
+    pub terms: LossTerms,
+    /// Detached tensors for diagnostics.
+    pub tensors: StepTensors,
+}
+
+/// The stateful parts of the objective: the coefficient noise stream and the KL warm-up counter.
+/// Both are saved in checkpoints so a resumed run draws the same noise and weights.
+pub struct Objective {
+    method: Method,
+    temperature: f64,
+    manifold_weight: f64,
+    shift_weight: f64,
+    threshold: f64,
+    best_of_j: usize,
+    best_of_j_start: u64,
+    prior_warmup_iters: u64,
+    noise: NoiseSource,
+    kl: KlWeightSchedule,
+}
+
+/// The resumable state of an [`Objective`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveState {
+    /// Position of the coefficient noise stream.
+    pub noise: NoiseState,
+    /// KL weight calls so far.
+    pub kl_calls: u64,
+}
+
+impl Objective {
+    /// The objective of `config`, with fresh state seeded by the run seed.
+    pub fn new(config: &Config) -> Self {
+        Self::with_state(config, None)
+    }
+
+    /// The objective of `config`, continuing from `state` when given.
+    pub fn with_state(config: &Config, state: Option<&ObjectiveState>) -> Self {
+        let mode = match config.loss.kl_warmup {
+            KlWarmupConfig::None => KlWarmup::None,
+            KlWarmupConfig::Exponential => KlWarmup::Exponential { iters: 5000 },
+        };
+        let base = f64::from(config.loss.kl_weight);
+        let (noise, kl) = match state {
+            Some(s) => (
+                NoiseSource::from_state(s.noise),
+                KlWeightSchedule::resume(base, mode, s.kl_calls),
+            ),
+            None => (
+                NoiseSource::new(config.run.seed ^ NOISE_STREAM),
+                KlWeightSchedule::new(base, mode),
+            ),
+        };
+        Self {
+            method: config.method.kind,
+            temperature: f64::from(config.loss.temperature),
+            manifold_weight: f64::from(config.loss.manifold_weight),
+            shift_weight: f64::from(config.loss.shift_weight),
+            threshold: f64::from(config.method.threshold),
+            best_of_j: config.method.best_of_j,
+            best_of_j_start: config.method.best_of_j_start,
+            prior_warmup_iters: config.method.prior_warmup_iters,
+            noise,
+            kl,
+        }
+    }
+
+    /// State to save in a checkpoint.
+    pub fn state(&self) -> ObjectiveState {
+        ObjectiveState {
+            noise: self.noise.state(),
+            kl_calls: self.kl.calls(),
+        }
+    }
+
+    /// Forward pass and loss of one batch of view pairs `x0`, `x1` (B, 3, H, W) at iteration `iter`.
+    pub fn step(
+        &mut self,
+        model: &SslModel,
+        x0: &Tensor,
+        x1: &Tensor,
+        iter: u64,
+    ) -> Result<StepOutput> {
+        // Each view passes through the backbone separately: BatchNorm statistics per view.
+        let z0 = model.features(x0, true)?;
+        let z1 = model.features(x1, true)?;
+        match (&self.method, &model.manifold) {
+            (Method::Simclr, _) => {
+                let h0 = model.project(&z0, true)?;
+                let h1 = model.project(&z1, true)?;
+                let loss = nt_xent_cosine(&h0, &h1, self.temperature)?;
+                let contrastive = scalar(&loss)?;
+                let terms = LossTerms {
+                    contrastive,
+                    total: contrastive,
+                    ..LossTerms::default()
+                };
+                let tensors = StepTensors {
+                    z0: z0.detach(),
+                    z1: z1.detach(),
+                    manifold: None,
+                };
+                Ok(StepOutput {
+                    loss,
+                    terms,
+                    tensors,
+                })
+            }
+            (Method::Manifoldclr, Some(parts)) => self.manifold_step(model, parts, &z0, &z1, iter),
+            (Method::Manifoldclr, None) => {
+                candle_core::bail!("ManifoldCLR config but the model has no operators")
+            }
+        }
+    }
+
+    fn manifold_step(
+        &mut self,
+        model: &SslModel,
+        parts: &ManifoldParts,
+        z0: &Tensor,
+        z1: &Tensor,
+        iter: u64,
+    ) -> Result<StepOutput> {
+        let (z0, z1) = (z0.clone(), z1.clone());
+        let device = z0.device().clone();
+        let (b, m) = (z0.dim(0)?, parts.operators.num_operators());
+        // q(c | sg z0, sg z1) and the warmed prior p(c | sg z0).
+        let q = parts.encoder.forward(&z0, &z1)?;
+        let p_raw = parts.prior.forward(&z0)?;
+        let p = prior_warmup(&p_raw.logscale, &p_raw.loc, iter, self.prior_warmup_iters)?;
+
+        // Coefficients carrying z0 to z1: best-of-J once it is on, else one draw.
+        let c = if self.best_of_j > 1 && iter >= self.best_of_j_start {
+            let noise = self.noise.uniform((self.best_of_j, b, m), &device)?;
+            let (z0d, psi) = (z0.detach(), parts.operators.psi().detach());
+            let ops = crate::model::operators::TransportOperator::from_tensor(&psi)?;
+            best_of_j(
+                &q.loc,
+                &q.logscale,
+                &noise,
+                &z1.detach(),
+                self.threshold,
+                0.0,
+                |cj| ops.transport(cj, &z0d),
+            )?
+            .c
+        } else {
+            let noise = self.noise.uniform((b, m), &device)?;
+            reparameterize(&q.loc, &q.logscale, &noise, self.threshold)?
+        };
+        let z_hat = parts.operators.transport(&c, &z0)?;
+        let manifold = manifold_matching(&z_hat, &z1)?;
+        let kl = laplace_kl(&q.loc, &q.logscale, &p.loc, &p.logscale)?;
+        let shift = encoder_location_l2(&q.loc)?;
+        let kl_weight = self.kl.next(iter);
+
+        // Feature augmentation: a prior sample moves z0 (neither z0 nor Ψ detached).
+        let noise = self.noise.uniform((b, m), &device)?;
+        let c_aug = reparameterize(&p.loc, &p.logscale, &noise, self.threshold)?;
+        let z_aug = parts.operators.transport(&c_aug, &z0)?;
+        let contrastive = if model.projection.is_some() {
+            nt_xent_cosine(
+                &model.project(&z_aug, true)?,
+                &model.project(&z1, true)?,
+                self.temperature,
+            )?
+        } else {
+            lie_infonce_mse(&z_aug, &z1, &z0, self.temperature)?
+        };
+
+        let mut loss = (&contrastive + manifold.affine(self.manifold_weight, 0.0)?)?;
+        loss = (loss + kl.affine(kl_weight, 0.0)?)?;
+        if self.shift_weight != 0.0 {
+            loss = (loss + shift.affine(self.shift_weight, 0.0)?)?;
+        }
+        let terms = LossTerms {
+            contrastive: scalar(&contrastive)?,
+            manifold: scalar(&manifold)?,
+            kl: scalar(&kl)?,
+            kl_weight,
+            shift: scalar(&shift)?,
+            total: scalar(&loss)?,
+        };
+        let tensors = StepTensors {
+            z0: z0.detach(),
+            z1: z1.detach(),
+            manifold: Some(ManifoldTensors {
+                c: c.detach(),
+                z_hat: z_hat.detach(),
+                encoder: (q.loc.detach(), q.logscale.detach()),
+                prior: (p.loc.detach(), p.logscale.detach()),
+                c_aug: c_aug.detach(),
+            }),
+        };
+        Ok(StepOutput {
+            loss,
+            terms,
+            tensors,
+        })
+    }
+}
+
+/// Offset of the coefficient-noise stream from the run seed (kept apart from Ψ's init stream).
+const NOISE_STREAM: u64 = 0x004e_4f49_5345;
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    t.to_dtype(DType::F64)?
+        .flatten_all()?
+        .mean(D::Minus1)?
+        .to_scalar::<f64>()
+}
