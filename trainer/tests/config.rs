@@ -246,7 +246,7 @@ fn invalid_values_are_rejected_naming_the_key() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("method.block_size") && err.contains("d = 128"),
+        err.contains("method.block_size") && err.contains("d = 64"),
         "{err}"
     );
     let err = Config::resolve("demo", &["data.dataset=imagenet".into()])
