@@ -15,6 +15,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("`cargo xtask ci` takes no options (got `{a}`)");
     }
     setup::rust_toolchain()?;
+    setup::npm()?;
     cargo(&["fmt", "--all", "--", "--check"])
         .map_err(|e| e.context("formatting differs: run `cargo fmt --all`"))?;
     cargo(&[

