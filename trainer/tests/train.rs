@@ -207,3 +207,28 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint() {
             .unwrap();
     assert_eq!(state["epochs_done"], 1);
 }
+
+#[test]
+fn first_non_finite_loss_term_is_named() {
+    use mclr_trainer::train::step::LossTerms;
+    let ok = LossTerms {
+        contrastive: 5.0,
+        manifold: 0.3,
+        kl: 40.0,
+        kl_weight: 1e-5,
+        shift: 0.1,
+        total: 5.3,
+    };
+    assert_eq!(ok.first_non_finite(), None);
+    let kl = LossTerms {
+        kl: f64::INFINITY,
+        total: f64::INFINITY,
+        ..ok.clone()
+    };
+    assert_eq!(kl.first_non_finite(), Some(("kl", f64::INFINITY)));
+    let man = LossTerms {
+        manifold: f64::NAN,
+        ..ok
+    };
+    assert_eq!(man.first_non_finite().map(|(t, _)| t), Some("manifold"));
+}
