@@ -1,0 +1,80 @@
+//! The results of the evaluation protocols, as written to a run's `results.json`.
+//!
+//! Accuracies and purities are fractions in `[0, 1]` (not percentages), so that no reader has to
+//! guess the unit; each result also records the settings that produced it.
+
+use serde::{Deserialize, Serialize};
+
+/// Linear probe accuracy on the test features (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Fraction of test rows whose highest logit is the true class.
+    pub top1: f64,
+    /// Fraction of test rows whose true class is among the five highest logits (1 when there are
+    /// at most five classes).
+    pub top5: f64,
+    /// Epochs the probe was trained for.
+    pub epochs: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Test rows.
+    pub test_rows: usize,
+}
+
+/// k-nearest-neighbour accuracy on the test features under one voting rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KnnResult {
+    /// Fraction of test rows classified correctly.
+    pub top1: f64,
+    /// Neighbours consulted.
+    pub k: usize,
+    /// The softmax temperature of a weighted vote; `None` for a majority vote.
+    pub temperature: Option<f64>,
+}
+
+/// k-means clustering quality (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClusteringResult {
+    /// Σ over clusters of the count of the cluster's most common class, divided by the rows.
+    pub purity: f64,
+    /// Clusters fitted.
+    pub clusters: usize,
+    /// Rows clustered.
+    pub rows: usize,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+    /// Sum of squared distances of the rows to their centroids.
+    pub inertia: f64,
+}
+
+/// The semi-supervised protocol's accuracy over trials, for one augmentation method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SemiSupervisedResult {
+    /// The method's name (`supervised-only`, `pseudo-label`, `learned-operators`, ...).
+    pub method: String,
+    /// Mean test accuracy of the EMA classifier over the trials.
+    pub mean: f64,
+    /// Population standard deviation (ddof 0, as numpy's `std`) of the trial accuracies.
+    pub std: f64,
+    /// Each trial's accuracy, trial `t` having seed `first_seed + t`.
+    pub trials: Vec<f64>,
+    /// Labelled examples per class.
+    pub labels_per_class: usize,
+    /// Training iterations per trial.
+    pub iterations: usize,
+}
+
+/// Everything `mclr eval` measured for a run; absent protocols were not run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Linear probe.
+    pub linear: Option<ProbeResult>,
+    /// k-NN with the SPEC's k = 5 cosine majority vote.
+    pub knn: Option<KnnResult>,
+    /// lightly's k = 200, τ = 0.1 weighted k-NN, for comparison with other libraries.
+    pub weighted_knn: Option<KnnResult>,
+    /// k-means purity.
+    pub kmeans: Option<ClusteringResult>,
+    /// Semi-supervised results, one per augmentation method compared.
+    pub semi_supervised: Vec<SemiSupervisedResult>,
+}

@@ -1,0 +1,525 @@
+//! Evaluation protocols on synthetic features whose answer is known: well-separated Gaussian
+//! clusters (every protocol near 100%), the same features with shuffled labels (near chance), a
+//! brute-force f64 kNN oracle, closed-form purities, and elongated clusters on which an
+//! augmentation that follows the class structure must help the few-labels classifier.
+
+// Tests unwrap: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use candle_core::{Device, Tensor};
+use mclr_trainer::Error;
+use mclr_trainer::augment::rng::StreamRng;
+use mclr_trainer::eval::knn::KnnClassifier;
+use mclr_trainer::eval::{
+    Features, KMeansConfig, KnnVote, LinearProbeConfig, Method, Report, SemiSupervisedConfig,
+    kmeans, kmeans_purity, knn_accuracy, knn_predict, linear_probe, purity, semi_supervised,
+};
+
+/// The evaluation heads train on the CPU here.
+const CPU: &Device = &Device::Cpu;
+
+/// A standard normal draw (Box–Muller) from the library's seeded stream.
+fn normal(rng: &mut StreamRng) -> f32 {
+    let u1 = 1.0 - rng.unit(); // (0, 1]
+    let u2 = rng.unit();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+/// `per_class` rows of each of `classes` isotropic Gaussian clusters in `dim` dimensions, centred at
+/// `spread · e_c` with standard deviation `sigma` (well separated when `spread ≫ sigma`).
+fn clusters(
+    classes: usize,
+    per_class: usize,
+    dim: usize,
+    spread: f32,
+    sigma: f32,
+    seed: u64,
+) -> Features {
+    assert!(classes <= dim);
+    let mut rng = StreamRng::from_words(&[seed]);
+    let mut data = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..classes * per_class {
+        let c = i % classes;
+        for j in 0..dim {
+            let centre = if j == c { spread } else { 0.0 };
+            data.push(centre + sigma * normal(&mut rng));
+        }
+        labels.push(c as u16);
+    }
+    Features::new(data, dim, labels, classes).unwrap()
+}
+
+/// `features` with its labels permuted by a seeded shuffle: the features say nothing about them.
+fn shuffled(features: &Features, seed: u64) -> Features {
+    let mut labels = features.labels().to_vec();
+    StreamRng::from_words(&[seed, 7]).shuffle(&mut labels);
+    features.with_labels(labels).unwrap()
+}
+
+// ---- Features ----
+
+#[test]
+fn features_reject_ragged_data_out_of_range_labels_and_nan() {
+    assert!(matches!(
+        Features::new(vec![0.0; 5], 2, vec![0, 1], 2),
+        Err(Error::Shape {
+            expected: 4,
+            found: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Features::new(vec![0.0; 4], 2, vec![0, 2], 2),
+        Err(Error::InvalidSetting {
+            setting: "labels",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Features::new(vec![0.0, f32::NAN, 0.0, 0.0], 2, vec![0, 1], 2),
+        Err(Error::InvalidSetting {
+            setting: "features",
+            ..
+        })
+    ));
+    assert!(Features::new(vec![], 3, vec![], 2).unwrap().is_empty());
+}
+
+#[test]
+fn sample_draws_distinct_rows_reproducibly() {
+    let features = clusters(3, 20, 4, 5.0, 0.5, 1);
+    let a = features.sample(25, 9);
+    assert_eq!(a, features.sample(25, 9));
+    assert_eq!(a.len(), 25);
+    let mut rows: Vec<Vec<u32>> = a
+        .data()
+        .chunks(4)
+        .map(|r| r.iter().map(|v| v.to_bits()).collect())
+        .collect();
+    rows.sort();
+    rows.dedup();
+    assert_eq!(rows.len(), 25);
+    assert_eq!(features.sample(1000, 9).len(), 60);
+}
+
+// ---- linear probe ----
+
+/// A probe short enough for a test: 40 epochs of minibatches of 100, decaying only to 1e-4 (the
+/// full decay to 1e-6 squeezed into 40 epochs would leave it undertrained).
+fn short_probe() -> LinearProbeConfig {
+    LinearProbeConfig {
+        epochs: 40,
+        batch_size: 100,
+        final_lr: 1e-4,
+        ..LinearProbeConfig::default()
+    }
+}
+
+#[test]
+fn linear_probe_separates_gaussian_clusters() {
+    let train = clusters(8, 60, 16, 5.0, 0.5, 1);
+    let test = clusters(8, 30, 16, 5.0, 0.5, 2);
+    let result = linear_probe(&train, &test, &short_probe(), CPU).unwrap();
+    assert!(result.top1 > 0.99, "top-1 {}", result.top1);
+    assert!(result.top5 >= result.top1);
+    assert_eq!(
+        (result.epochs, result.train_rows, result.test_rows),
+        (40, 480, 240)
+    );
+}
+
+#[test]
+fn linear_probe_on_shuffled_labels_is_at_chance() {
+    let train = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 1), 1);
+    let test = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 2), 2);
+    let result = linear_probe(&train, &test, &short_probe(), CPU).unwrap();
+    assert!(
+        (result.top1 - 1.0 / 8.0).abs() < 0.06,
+        "top-1 {}",
+        result.top1
+    );
+    assert!(
+        (result.top5 - 5.0 / 8.0).abs() < 0.08,
+        "top-5 {}",
+        result.top5
+    );
+}
+
+#[test]
+fn linear_probe_is_reproducible_for_a_seed() {
+    let train = clusters(3, 20, 4, 1.0, 1.0, 3);
+    let config = LinearProbeConfig {
+        epochs: 5,
+        batch_size: 16,
+        seed: 4,
+        ..LinearProbeConfig::default()
+    };
+    let a = linear_probe(&train, &train, &config, CPU).unwrap();
+    let b = linear_probe(&train, &train, &config, CPU).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn linear_probe_rejects_zero_epochs_and_mismatched_test_features() {
+    let train = clusters(3, 5, 4, 5.0, 0.5, 1);
+    let zero = LinearProbeConfig {
+        epochs: 0,
+        ..short_probe()
+    };
+    assert!(matches!(
+        linear_probe(&train, &train, &zero, CPU),
+        Err(Error::InvalidSetting {
+            setting: "linear.epochs",
+            ..
+        })
+    ));
+    let other = clusters(3, 5, 5, 5.0, 0.5, 1);
+    assert!(matches!(
+        linear_probe(&train, &other, &short_probe(), CPU),
+        Err(Error::InvalidSetting { .. })
+    ));
+}
+
+// ---- kNN ----
+
+#[test]
+fn knn_votes_classify_separated_clusters() {
+    let train = clusters(8, 60, 16, 5.0, 0.5, 1);
+    let test = clusters(8, 30, 16, 5.0, 0.5, 2);
+    let majority = knn_accuracy(&train, &test, KnnVote::SPEC).unwrap();
+    let weighted = knn_accuracy(&train, &test, KnnVote::LIGHTLY).unwrap();
+    assert!(majority.top1 > 0.99, "majority {}", majority.top1);
+    assert!(weighted.top1 > 0.99, "weighted {}", weighted.top1);
+    assert_eq!((majority.k, majority.temperature), (5, None));
+    assert_eq!((weighted.k, weighted.temperature), (200, Some(0.1)));
+}
+
+#[test]
+fn knn_votes_on_shuffled_labels_are_at_chance() {
+    let train = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 1), 1);
+    let test = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 2), 2);
+    let knn = KnnClassifier::new(&train).unwrap();
+    for vote in [KnnVote::SPEC, KnnVote::LIGHTLY] {
+        let top1 = knn.evaluate(&test, vote).unwrap().top1;
+        assert!((top1 - 1.0 / 8.0).abs() < 0.06, "{vote:?}: {top1}");
+    }
+}
+
+/// Cosine similarities in f64, all neighbours sorted best first (ties to the lower row).
+fn brute_force_neighbours(train: &Features, query: &[f32]) -> Vec<(usize, f64)> {
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let mut sims: Vec<(usize, f64)> = train
+        .data()
+        .chunks(train.dim())
+        .enumerate()
+        .map(|(i, row)| {
+            let dot: f64 = row
+                .iter()
+                .zip(query)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            (i, dot / (norm(row) * norm(query)))
+        })
+        .collect();
+    sims.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    sims
+}
+
+#[test]
+fn knn_predictions_match_a_brute_force_oracle() {
+    let train = clusters(4, 15, 6, 1.0, 1.0, 5); // overlapping clusters: votes are not unanimous
+    let queries = clusters(4, 10, 6, 1.0, 1.0, 6);
+    for (vote, k, temperature) in [
+        (KnnVote::SPEC, 5, None),
+        (
+            KnnVote::Weighted {
+                k: 7,
+                temperature: 0.5,
+            },
+            7,
+            Some(0.5),
+        ),
+        (KnnVote::LIGHTLY, 200, Some(0.1)), // k above the gallery size: every row votes
+    ] {
+        let predicted = knn_predict(&train, queries.data(), vote).unwrap();
+        for (q, query) in queries.data().chunks(6).enumerate() {
+            let mut scores = [0.0_f64; 4];
+            for &(i, sim) in brute_force_neighbours(&train, query).iter().take(k) {
+                let label = train.labels()[i] as usize;
+                scores[label] += temperature.map_or(1.0, |t: f64| (sim / t).exp());
+            }
+            let best = scores.iter().copied().fold(f64::MIN, f64::max);
+            let expected = scores.iter().position(|&s| s == best).unwrap() as u16;
+            assert_eq!(
+                predicted[q], expected,
+                "{vote:?}, query {q}: scores {scores:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn knn_majority_tie_goes_to_the_smallest_tied_class() {
+    // The query's two nearest rows are of classes 2 and 1 (one vote each): class 1 wins.
+    let train = Features::new(vec![1.0, 0.0, 1.0, 0.1, -1.0, 0.0], 2, vec![2, 1, 0], 3).unwrap();
+    let predicted = knn_predict(&train, &[1.0, 0.04], KnnVote::Majority { k: 2 }).unwrap();
+    assert_eq!(predicted, vec![1]);
+}
+
+#[test]
+fn knn_rejects_zero_k_and_non_positive_temperature() {
+    let train = clusters(3, 5, 4, 5.0, 0.5, 1);
+    assert!(matches!(
+        knn_predict(&train, train.data(), KnnVote::Majority { k: 0 }),
+        Err(Error::InvalidSetting {
+            setting: "knn.k",
+            ..
+        })
+    ));
+    assert!(matches!(
+        knn_predict(
+            &train,
+            train.data(),
+            KnnVote::Weighted {
+                k: 3,
+                temperature: 0.0
+            }
+        ),
+        Err(Error::InvalidSetting {
+            setting: "knn.temperature",
+            ..
+        })
+    ));
+}
+
+// ---- k-means ----
+
+#[test]
+fn kmeans_purity_is_one_on_separated_clusters() {
+    let features = clusters(8, 50, 16, 10.0, 0.5, 3);
+    let result = kmeans_purity(&features, &KMeansConfig::default()).unwrap();
+    assert!(result.purity > 0.999, "purity {}", result.purity);
+    assert_eq!((result.clusters, result.rows), (8, 400));
+}
+
+#[test]
+fn kmeans_purity_on_uniform_noise_with_shuffled_labels_is_near_chance() {
+    let mut rng = StreamRng::from_words(&[11]);
+    let rows = 2000;
+    let data: Vec<f32> = (0..rows * 8)
+        .map(|_| rng.uniform(-1.0, 1.0) as f32)
+        .collect();
+    let labels: Vec<u16> = (0..rows).map(|i| (i % 4) as u16).collect();
+    let features = shuffled(&Features::new(data, 8, labels, 4).unwrap(), 3);
+    let result = kmeans_purity(&features, &KMeansConfig::default()).unwrap();
+    // Taking each cluster's majority biases purity a little above 1/4.
+    assert!(
+        (0.25..0.32).contains(&result.purity),
+        "purity {}",
+        result.purity
+    );
+}
+
+#[test]
+fn kmeans_converges_to_the_means_of_its_clusters() {
+    let features = clusters(3, 40, 5, 2.0, 1.0, 4);
+    let fit = kmeans(features.data(), 5, 3, 300, 0).unwrap();
+    assert!(fit.converged);
+    let mut inertia = 0.0;
+    for c in 0..3 {
+        let rows: Vec<&[f32]> = features
+            .data()
+            .chunks(5)
+            .zip(&fit.assignments)
+            .filter(|&(_, &a)| a == c)
+            .map(|(r, _)| r)
+            .collect();
+        assert!(!rows.is_empty());
+        for j in 0..5 {
+            let mean = rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / rows.len() as f64;
+            assert!((mean - f64::from(fit.centroids[c * 5 + j])).abs() < 1e-5);
+        }
+        for r in &rows {
+            // Each row is at least as near its own centroid as any other.
+            let dist = |k: usize| -> f64 {
+                r.iter()
+                    .zip(&fit.centroids[k * 5..k * 5 + 5])
+                    .map(|(&a, &b)| f64::from(a - b).powi(2))
+                    .sum()
+            };
+            assert!((0..3).all(|k| dist(c) <= dist(k) + 1e-5));
+            inertia += dist(c);
+        }
+    }
+    assert!((inertia - fit.inertia).abs() < 1e-3 * inertia);
+}
+
+#[test]
+fn purity_counts_each_clusters_majority_class() {
+    // Cluster 0: labels 0,0,1 (majority 2); cluster 1: 1,2 (1); cluster 2: 2 (1): 4 of 6.
+    let purity = purity(&[0, 0, 0, 1, 1, 2], &[0, 0, 1, 1, 2, 2], 3, 3);
+    assert!((purity - 4.0 / 6.0).abs() < 1e-12);
+}
+
+#[test]
+fn kmeans_rejects_more_clusters_than_rows() {
+    let features = clusters(2, 2, 2, 5.0, 0.5, 1);
+    let config = KMeansConfig {
+        clusters: Some(5),
+        ..KMeansConfig::default()
+    };
+    assert!(matches!(
+        kmeans_purity(&features, &config),
+        Err(Error::InvalidSetting {
+            setting: "kmeans.clusters",
+            ..
+        })
+    ));
+}
+
+// ---- semi-supervised ----
+
+/// Signal dimensions (class means `SEPARATION · e_c`) and nuisance dimensions (within-class
+/// spread, the same for every class) of the elongated clusters.
+const SIGNAL: usize = 4;
+const NUISANCE: usize = 12;
+const NUISANCE_SIGMA: f32 = 3.0;
+
+/// Elongated clusters: each class is tight in the signal dimensions and spread widely along the
+/// nuisance ones. With 5 labels per class (20 points in 16 dimensions) a classifier can fit the
+/// labels through the nuisance dimensions, which do not generalise.
+fn elongated(per_class: usize, seed: u64) -> Features {
+    let mut rng = StreamRng::from_words(&[seed, 99]);
+    let mut data = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..SIGNAL * per_class {
+        let c = i % SIGNAL;
+        for j in 0..SIGNAL {
+            data.push(if j == c { 2.0 } else { 0.0 } + 0.4 * normal(&mut rng));
+        }
+        for _ in 0..NUISANCE {
+            data.push(NUISANCE_SIGMA * normal(&mut rng));
+        }
+        labels.push(c as u16);
+    }
+    Features::new(data, SIGNAL + NUISANCE, labels, SIGNAL).unwrap()
+}
+
+/// Moves each row along the within-class (nuisance) directions: a class-preserving augmentation.
+fn along_nuisance(z: &Tensor, rng: &mut StreamRng) -> mclr_trainer::Result<Tensor> {
+    let (rows, dim) = z.dims2()?;
+    let shift: Vec<f32> = (0..rows * dim)
+        .map(|i| {
+            if i % dim >= SIGNAL {
+                NUISANCE_SIGMA * normal(rng)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok((z + Tensor::from_vec(shift, (rows, dim), z.device())?)?)
+}
+
+#[test]
+fn structure_following_augmentation_beats_supervised_only_with_few_labels() {
+    let train = elongated(200, 1);
+    let test = elongated(100, 2);
+    // Shortened for a test: few iterations, so a faster rate and a shorter EMA.
+    let config = SemiSupervisedConfig {
+        trials: 3,
+        iterations: 300,
+        hidden: 128,
+        lr: 3e-3,
+        ema_decay: 0.95,
+        ..SemiSupervisedConfig::default()
+    };
+    let supervised = semi_supervised(&train, &test, Method::SupervisedOnly, &config, CPU).unwrap();
+    let augmented = semi_supervised(
+        &train,
+        &test,
+        Method::Augmented {
+            name: "along-nuisance",
+            augment: &along_nuisance,
+        },
+        &config,
+        CPU,
+    )
+    .unwrap();
+    assert_eq!(supervised.method, "supervised-only");
+    assert_eq!(augmented.method, "along-nuisance");
+    assert_eq!(augmented.trials.len(), 3);
+    assert!(
+        augmented.mean > supervised.mean + 0.15,
+        "augmented {augmented:?}\nsupervised {supervised:?}"
+    );
+}
+
+#[test]
+fn semi_supervised_trials_are_reproducible_and_pseudo_labelling_runs() {
+    let train = clusters(3, 30, 4, 5.0, 0.5, 1);
+    let config = SemiSupervisedConfig {
+        trials: 2,
+        iterations: 20,
+        hidden: 16,
+        lr: 1e-2,
+        ema_decay: 0.5,
+        ..SemiSupervisedConfig::default()
+    };
+    let a = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
+    let b = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.method, "pseudo-label");
+    let mean = a.trials.iter().sum::<f64>() / 2.0;
+    let std = (a.trials.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    assert!((a.mean - mean).abs() < 1e-12 && (a.std - std).abs() < 1e-12);
+}
+
+#[test]
+fn augmentation_that_changes_the_shape_is_rejected() {
+    let train = clusters(2, 10, 3, 5.0, 0.5, 1);
+    let config = SemiSupervisedConfig {
+        trials: 1,
+        iterations: 50,
+        hidden: 8,
+        lr: 1e-1,
+        threshold: 0.0,
+        ..SemiSupervisedConfig::default()
+    };
+    let drop_row =
+        |z: &Tensor, _: &mut StreamRng| -> mclr_trainer::Result<Tensor> { Ok(z.narrow(0, 1, 2)?) };
+    let result = semi_supervised(
+        &train,
+        &train,
+        Method::Augmented {
+            name: "bad",
+            augment: &drop_row,
+        },
+        &config,
+        CPU,
+    );
+    assert!(
+        matches!(
+            result,
+            Err(Error::Shape {
+                what: "augmented unlabelled features",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+// ---- report ----
+
+#[test]
+fn report_round_trips_through_json() {
+    let train = clusters(3, 10, 4, 5.0, 0.5, 1);
+    let report = Report {
+        knn: Some(knn_accuracy(&train, &train, KnnVote::SPEC).unwrap()),
+        kmeans: Some(kmeans_purity(&train, &KMeansConfig::default()).unwrap()),
+        ..Report::default()
+    };
+    let json = serde_json::to_string(&report).unwrap();
+    assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+}
