@@ -270,6 +270,13 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    // ---- bundles ----
+    /// An error of the shared crate: a viewer bundle that cannot be built, encoded or decoded
+    /// (the typed error names the section or field at fault), or a shared computation (PCA,
+    /// Laplace sampling) that refused its input.
+    #[error(transparent)]
+    Bundle(#[from] mclr_shared::Error),
+
     // ---- loader ----
     /// The loader's worker pool could not be created.
     #[error("cannot start a worker pool of {threads} threads: {reason}")]

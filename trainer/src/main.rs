@@ -1,7 +1,10 @@
 //! `mclr`: the command line of the mclr trainer.
 //!
 //! `mclr data fetch <cifar10|stl10|tiny-imagenet> --dir DIR [--offline] [--archive FILE]`
-//! puts the official files of a dataset into `DIR`, verified. Training, evaluation, export and
+//! puts the official files of a dataset into `DIR`, verified.
+//!
+//! `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
+//! as a viewer bundle; `mclr inspect FILE.mclr` summarises one, or says why it cannot be read. Training, evaluation, export and
 //! inspection join as further subcommands of [`Command`].
 
 use std::path::PathBuf;
@@ -37,6 +40,43 @@ enum Command {
     },
     /// Train SimCLR or ManifoldCLR with a built-in config (see `--config`) or a TOML file.
     Train(TrainArgs),
+    /// Export a ManifoldCLR run as a viewer bundle (`.mclr`).
+    Export(ExportArgs),
+    /// Print a summary of a bundle file, or why it cannot be read.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The run directory (holding config.toml, model.safetensors and state.json).
+    run: PathBuf,
+    /// The bundle file to write.
+    #[arg(long, value_name = "FILE.mclr")]
+    out: PathBuf,
+    /// The split the gallery images come from.
+    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
+    gallery: String,
+    /// Export only the first N images of the split (at least 2).
+    #[arg(long, value_name = "N")]
+    max: Option<usize>,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Thumbnail side in pixels.
+    #[arg(long, default_value_t = 32)]
+    tile_px: u32,
+    /// Sprite sheet encoding: png (lossless) or jpeg (smaller).
+    #[arg(long, default_value = "png", value_parser = ["png", "jpeg"])]
+    thumbnails: String,
+    /// Read the dataset from here instead of the run config's `data.dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The bundle file.
+    file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +160,8 @@ fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Train(args) => train(&args, !cli.quiet)?,
+        Command::Export(args) => export(&args)?,
+        Command::Inspect(args) => inspect(&args)?,
         Command::Data { command } => match command {
             DataCommand::Fetch(args) => {
                 let options = FetchOptions {
@@ -222,5 +264,52 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
         summary.last_epoch_loss,
         summary.run_dir.display()
     );
+    Ok(())
+}
+
+/// `mclr export`.
+fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    use mclr_trainer::data::Split;
+    use mclr_trainer::export::{self, ExportOptions};
+    let options = ExportOptions {
+        gallery: if args.gallery == "train" {
+            Split::EvalTrain
+        } else {
+            Split::EvalTest
+        },
+        max: args.max,
+        device: mclr_trainer::train::parse_device(&args.device)
+            .context("while choosing the device")?,
+        tile_px: args.tile_px,
+        thumbnail_format: if args.thumbnails == "jpeg" {
+            mclr_shared::bundle::ImageFormat::Jpeg
+        } else {
+            mclr_shared::bundle::ImageFormat::Png
+        },
+        data_dir: args.data_dir.clone(),
+    };
+    let bundle = export::export_run(&args.run, &options)
+        .with_context(|| format!("while exporting the run in {}", args.run.display()))?;
+    export::write_bundle(&args.out, &bundle)
+        .with_context(|| format!("while writing {}", args.out.display()))?;
+    info!(
+        "wrote {} ({} operators, {} gallery images)",
+        args.out.display(),
+        bundle.num_operators(),
+        bundle.num_gallery()
+    );
+    Ok(())
+}
+
+/// `mclr inspect`.
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    use mclr_trainer::export;
+    use std::io::Write as _;
+    let file = export::read_bundle(&args.file)
+        .with_context(|| format!("while inspecting {}", args.file.display()))?;
+    std::io::stdout()
+        .lock()
+        .write_all(export::summarize(&file).as_bytes())
+        .context("while printing the summary")?;
     Ok(())
 }
