@@ -53,9 +53,13 @@ fn dispatch() -> Result<()> {
 /// The demo needs the trainer, the exporter and the viewer; until they land it says so plainly.
 fn demo() -> Result<()> {
     println!(
-        "The end-to-end demo (train on CIFAR-10, evaluate, export, open in the viewer) is not \
-         ready yet: the trainer and viewer are still being built.\n\
-         What works today: `cargo xtask ci` (all checks and tests) and `cargo xtask bench`."
+        "The one-command demo (fetch CIFAR-10, train, evaluate, export, open in the viewer) is not \
+         ready yet: the viewer is still being built. What works today:\n  \
+         cargo run --release -p mclr-trainer -- data fetch cifar10 --dir data/cifar10 --offline\n  \
+         cargo run --release -p mclr-trainer -- train --config demo\n  \
+         cargo run --release -p mclr-trainer -- export runs/demo --out demo.mclr --thumbnails jpeg\n  \
+         cargo run --release -p mclr-trainer -- inspect demo.mclr\n\
+         and `cargo xtask ci` (all checks and tests), `cargo xtask bench`."
     );
     Ok(())
 }
