@@ -629,27 +629,19 @@ fn extract_tar_members(
         path: archive.to_path_buf(),
         reason,
     };
-    let file = File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
     let mut out = Vec::new();
-    for entry in tar.entries().map_err(|e| archive_err(e.to_string()))? {
-        let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
-        let name = entry
-            .path()
-            .map_err(|e| archive_err(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
+    for_each_tar_entry(archive, |name, entry| {
         let name = name.trim_start_matches("./");
         let Some(&(file, md5)) = members
             .iter()
             .find(|(f, _)| name.strip_prefix(root).and_then(|n| n.strip_prefix('/')) == Some(*f))
         else {
-            continue;
+            return Ok(());
         };
         let path = dir.join(file);
         tracing::info!("extracting {}", path.display());
         let mut tmp = partial_file(&path)?;
-        let (_, found) = copy_hashed(&mut entry, &mut tmp)
+        let (_, found) = copy_hashed(&mut &mut *entry, &mut tmp)
             .map_err(|e| archive_err(format!("reading {name}: {e}")))?;
         if let Some(expected) = md5.filter(|&m| m != found) {
             return Err(Error::ChecksumMismatch {
@@ -660,7 +652,8 @@ fn extract_tar_members(
         }
         persist(tmp, &path)?;
         out.push(written(path, md5.map(|_| found)));
-    }
+        Ok(())
+    })?;
     if let Some((missing, _)) = members
         .iter()
         .find(|(f, _)| !out.iter().any(|r| r.path == dir.join(f)))
@@ -672,13 +665,33 @@ fn extract_tar_members(
 
 /// Reads the named members of a `.tar.gz` (full member paths) into memory.
 fn read_tar_members(archive: &Path, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for_each_tar_entry(archive, |name, entry| {
+        if names.iter().any(|n| n == name) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(|e| Error::Archive {
+                path: archive.to_path_buf(),
+                reason: format!("reading {name}: {e}"),
+            })?;
+            out.push((name.to_owned(), bytes));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Walks the entries of a `.tar.gz`, calling `visit` with each member's path (as stored) and a
+/// reader of its bytes; archive-level failures become [`Error::Archive`] naming `archive`.
+fn for_each_tar_entry(
+    archive: &Path,
+    mut visit: impl FnMut(&str, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
     let archive_err = |reason: String| Error::Archive {
         path: archive.to_path_buf(),
         reason,
     };
     let file = File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
-    let mut out = Vec::new();
     for entry in tar.entries().map_err(|e| archive_err(e.to_string()))? {
         let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
         let name = entry
@@ -686,15 +699,9 @@ fn read_tar_members(archive: &Path, names: &[String]) -> Result<Vec<(String, Vec
             .map_err(|e| archive_err(e.to_string()))?
             .to_string_lossy()
             .into_owned();
-        if names.contains(&name) {
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| archive_err(format!("reading {name}: {e}")))?;
-            out.push((name, bytes));
-        }
+        visit(&name, &mut entry)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Downloads `url` into a temporary file in `dir`, checking its MD5 on the way.
