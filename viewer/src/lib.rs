@@ -1,6 +1,18 @@
-//! The mclr viewer: a browser explorer of learned Lie group operators.
+//! The mclr viewer: a browser app (Leptos, client-side rendered, compiled to wasm32) that opens a
+//! `.mclr` bundle and shows what the learned operators do — the gallery in a PCA scatter, the
+//! operators by norm, and animated paths z(t) = T(t·c) z0 with the nearest gallery images of the
+//! moving point — and keeps the whole view in a share link.
 //!
-//! Placeholder until the viewer issue lands: it only proves that the browser build of
-//! `mclr-shared` links into a wasm32 crate.
+//! The modules outside `web` are plain Rust and tested natively: the share-link state, the
+//! compute engine's CPU path, the digest of a bundle and the path player. `web` is the browser
+//! app and only exists on wasm32.
 
-pub use mclr_shared::bundle;
+pub mod engine;
+pub mod error;
+mod percent;
+pub mod player;
+pub mod session;
+pub mod state;
+pub mod viewport;
+
+pub use error::{Result, ViewerError};

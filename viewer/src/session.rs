@@ -1,0 +1,186 @@
+//! A decoded bundle digested into what the viewer draws and computes with: features as f32, the
+//! 2-D PCA coordinates of every gallery image, the operators, and the operator list in display
+//! order. Built once per loaded bundle; everything after trusts its shapes.
+
+use mclr_shared::bundle::{Bundle, RunMetadata, Thumbnails};
+use mclr_shared::geometry::Pca;
+use mclr_shared::operators::Operators;
+
+use crate::error::{Result, ViewerError};
+
+/// Most bundle bytes the viewer decodes (512 MiB): larger than any gallery a browser tab can
+/// hold comfortably, small enough to refuse a runaway download early.
+pub const MAX_BUNDLE_BYTES: u64 = 512 << 20;
+
+/// One loaded bundle, ready for the views.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Name shown in the header (the file name of the bundle).
+    pub name: String,
+    /// How the run was produced.
+    pub metadata: RunMetadata,
+    /// The operators Ψ.
+    pub operators: Operators,
+    /// Gallery features, N × d, f32.
+    pub features: Vec<f32>,
+    /// Class of each gallery image.
+    pub labels: Vec<u16>,
+    /// Name of each class.
+    pub class_names: Vec<String>,
+    /// The plotting projection (the bundle's first two principal axes).
+    pub pca: Pca,
+    /// PCA coordinates of every gallery image.
+    pub points: Vec<[f32; 2]>,
+    /// Frobenius norm of each operator (from the bundle's statistics).
+    pub norms: Vec<f32>,
+    /// Fraction of training pairs that used each operator.
+    pub usage: Vec<f32>,
+    /// Operator indices by decreasing norm: the order of the operator list.
+    pub order: Vec<usize>,
+    /// The thumbnail sprite sheet and its layout.
+    pub thumbnails: Thumbnails,
+}
+
+impl Session {
+    /// Decodes `bytes` (at most [`MAX_BUNDLE_BYTES`]) and digests the bundle.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
+        let bundle = mclr_shared::bundle::decode_with_limit(bytes, MAX_BUNDLE_BYTES)
+            .map_err(ViewerError::Bundle)?;
+        Self::from_bundle(bundle, name)
+    }
+
+    /// Digests a bundle. It is [`mclr_shared::bundle::validate`]d again here, so a bundle built in
+    /// memory gets the same checks as a decoded one.
+    pub fn from_bundle(bundle: Bundle, name: &str) -> Result<Self> {
+        mclr_shared::bundle::validate(&bundle).map_err(ViewerError::Bundle)?;
+        let (m, k, n, d) = (
+            bundle.num_operators(),
+            bundle.blocks(),
+            bundle.block_size(),
+            bundle.feature_dim(),
+        );
+        let operators =
+            Operators::new(m, k, n, bundle.operators.to_f32_vec().map_err(bad)?).map_err(bad)?;
+        let features = bundle.gallery.features.to_f32_vec().map_err(bad)?;
+        let labels = bundle.gallery.labels.to_u16_vec().map_err(bad)?;
+
+        let components = bundle.pca.components.to_f32_vec().map_err(bad)?;
+        let variance = bundle.pca.explained_variance.to_f32_vec().map_err(bad)?;
+        let pca = Pca::from_parts(
+            bundle.pca.mean.to_f32_vec().map_err(bad)?,
+            components.get(..2 * d).unwrap_or_default().to_vec(),
+            variance.get(..2).unwrap_or_default().to_vec(),
+            d,
+        )
+        .map_err(bad)?;
+        let points = pca
+            .project(&features)
+            .map_err(bad)?
+            .chunks_exact(2)
+            .map(|p| [p[0], p[1]])
+            .collect();
+
+        let norms = bundle.stats.norms.to_f32_vec().map_err(bad)?;
+        let usage = bundle.stats.usage.to_f32_vec().map_err(bad)?;
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_by(|&a, &b| {
+            let (na, nb) = (norms.get(a), norms.get(b));
+            nb.partial_cmp(&na)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
+
+        Ok(Self {
+            name: name.to_owned(),
+            metadata: bundle.metadata,
+            operators,
+            features,
+            labels,
+            class_names: bundle.gallery.class_names,
+            pca,
+            points,
+            norms,
+            usage,
+            order,
+            thumbnails: bundle.thumbnails,
+        })
+    }
+
+    /// N, the number of gallery images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the gallery is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// d, the feature dimension.
+    pub fn dim(&self) -> usize {
+        self.operators.dim()
+    }
+
+    /// M, the number of operators.
+    pub fn num_operators(&self) -> usize {
+        self.operators.num_operators()
+    }
+
+    /// Feature of gallery image `i`.
+    pub fn feature(&self, i: usize) -> Option<&[f32]> {
+        let d = self.dim();
+        self.features
+            .get(i.checked_mul(d)?..(i + 1).checked_mul(d)?)
+    }
+
+    /// PCA coordinates of a feature vector.
+    pub fn project(&self, z: &[f32]) -> Result<[f32; 2]> {
+        let p = self.pca.project(z)?;
+        match p.as_slice() {
+            [x, y] => Ok([*x, *y]),
+            _ => Err(ViewerError::Compute(mclr_shared::Error::shape(
+                "projection",
+                &[2],
+                &[p.len()],
+            ))),
+        }
+    }
+}
+
+/// A shared error on a bundle that passed validation still means the bundle is unusable.
+fn bad(error: mclr_shared::Error) -> ViewerError {
+    ViewerError::Bundle(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
+
+    use super::*;
+
+    #[test]
+    fn a_synthetic_bundle_is_digested_with_consistent_shapes() {
+        let bundle = synthetic_bundle(&SyntheticSpec::default()).unwrap();
+        let bytes = mclr_shared::bundle::encode(&bundle).unwrap();
+        let session = Session::from_bytes(&bytes, "synthetic.mclr").unwrap();
+        assert_eq!(session.len(), 40);
+        assert_eq!(session.points.len(), 40);
+        assert_eq!(session.dim(), 16);
+        assert_eq!(session.order.len(), 4);
+        let norms: Vec<f32> = session.order.iter().map(|&m| session.norms[m]).collect();
+        assert!(norms.windows(2).all(|w| w[0] >= w[1]), "{norms:?}");
+        let p = session.project(session.feature(3).unwrap()).unwrap();
+        assert_eq!(p, session.points[3]);
+    }
+
+    #[test]
+    fn a_corrupted_bundle_is_a_bundle_error() {
+        let bundle = synthetic_bundle(&SyntheticSpec::default()).unwrap();
+        let mut bytes = mclr_shared::bundle::encode(&bundle).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let error = Session::from_bytes(&bytes, "x").unwrap_err();
+        assert!(matches!(error, ViewerError::Bundle(_)), "{error:?}");
+        assert!(error.to_string().contains("corrupted"), "{error}");
+    }
+}
