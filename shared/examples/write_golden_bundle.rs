@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
-use mclr_shared::bundle::{self, FORMAT_VERSION};
+use mclr_shared::bundle::{self, FORMAT_VERSION, WeightPrecision};
 
 /// The spec of the golden bundle: every section present, everything small. The test in
 /// `shared/tests/bundle.rs` asserts these sizes.
@@ -51,6 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     golden.metadata.producer = "mclr-shared write_golden_bundle".to_owned();
     golden.metadata.epochs = 3;
     golden.metadata.steps = 1234;
+    // v2's new storage: the MLP weights as int8 with per-row scales.
+    golden.prior = golden.prior.with_precision(WeightPrecision::I8)?;
+    golden.encoder = golden.encoder.with_precision(WeightPrecision::I8)?;
     let bytes = bundle::encode(&golden)?;
     // Prove the file opens before writing it.
     if bundle::decode(&bytes)? != golden {

@@ -14,7 +14,7 @@ use mclr_shared::Error;
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{
     self, ArrayBlob, Bundle, DEFAULT_MAX_PAYLOAD_BYTES, DType, Dim, FORMAT_VERSION, HEADER_LEN,
-    ImageFormat, MAGIC, SUPPORTED_VERSIONS, WIRE_CONFIG,
+    ImageFormat, LinearWeights, MAGIC, SUPPORTED_VERSIONS, WIRE_CONFIG, WeightPrecision,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -73,6 +73,9 @@ fn assert_no_large_allocation() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/// The golden fixture of the current format version (v2).
+const GOLDEN: &[u8] = include_bytes!("golden/bundle_v2.mclr");
+/// The frozen fixture of format v1 (f32-only MLP weights), which must keep opening.
 const GOLDEN_V1: &[u8] = include_bytes!("golden/bundle_v1.mclr");
 
 /// A header written from the documented layout: magic, u32 version, u64 length, u32 CRC, all LE.
@@ -87,7 +90,11 @@ fn header(version: u32, payload_len: u64, crc: u32) -> Vec<u8> {
 
 /// A complete file around `payload`, with a correct length and CRC.
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut file = header(1, payload.len() as u64, crc32fast::hash(payload));
+    let mut file = header(
+        FORMAT_VERSION,
+        payload.len() as u64,
+        crc32fast::hash(payload),
+    );
     file.extend_from_slice(payload);
     file
 }
@@ -126,7 +133,7 @@ fn section_ends(bundle: &Bundle) -> Vec<(&'static str, usize)> {
 }
 
 fn golden() -> Bundle {
-    bundle::decode(GOLDEN_V1).unwrap()
+    bundle::decode(GOLDEN).unwrap()
 }
 
 fn small() -> Bundle {
@@ -278,7 +285,7 @@ impl Read for Trickle<'_> {
 fn decode_reader_handles_short_and_interrupted_reads() {
     let decoded = bundle::decode_reader(
         Trickle {
-            bytes: GOLDEN_V1,
+            bytes: GOLDEN,
             interrupt: false,
         },
         DEFAULT_MAX_PAYLOAD_BYTES,
@@ -289,11 +296,11 @@ fn decode_reader_handles_short_and_interrupted_reads() {
 
 #[test]
 fn decode_reader_stops_at_the_end_of_the_bundle() {
-    let mut stream = GOLDEN_V1.to_vec();
+    let mut stream = GOLDEN.to_vec();
     stream.extend_from_slice(b"next");
     let mut cursor = Cursor::new(&stream);
     bundle::decode_reader(&mut cursor, DEFAULT_MAX_PAYLOAD_BYTES).unwrap();
-    assert_eq!(cursor.position(), GOLDEN_V1.len() as u64);
+    assert_eq!(cursor.position(), GOLDEN.len() as u64);
 }
 
 #[test]
@@ -317,14 +324,21 @@ fn payload_is_the_sections_in_field_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The golden v1 fixture (written once by `cargo run -p mclr-shared --example write_golden_bundle`)
+// The golden fixtures (each written once by `cargo run -p mclr-shared --example
+// write_golden_bundle` when its version was current)
 
 #[test]
-fn golden_v1_header_matches_the_documented_layout() {
-    let payload = &GOLDEN_V1[24..];
+fn golden_header_matches_the_documented_layout() {
+    let payload = &GOLDEN[24..];
+    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(
+        &GOLDEN[..24],
+        &header(2, payload.len() as u64, crc32fast::hash(payload))[..]
+    );
+    let v1_payload = &GOLDEN_V1[24..];
     assert_eq!(
         &GOLDEN_V1[..24],
-        &header(1, payload.len() as u64, crc32fast::hash(payload))[..]
+        &header(1, v1_payload.len() as u64, crc32fast::hash(v1_payload))[..]
     );
     assert_eq!(MAGIC, [0x89, b'M', b'C', b'L', b'R', b'\r', b'\n', 0x1a]);
     assert_eq!(HEADER_LEN, 24);
@@ -333,7 +347,7 @@ fn golden_v1_header_matches_the_documented_layout() {
 }
 
 #[test]
-fn golden_v1_decodes_with_the_expected_contents() {
+fn golden_decodes_with_the_expected_contents() {
     let g = golden();
     bundle::validate(&g).unwrap();
     assert_eq!(g.operators.dtype, DType::F32);
@@ -363,6 +377,14 @@ fn golden_v1_decodes_with_the_expected_contents() {
     assert_eq!(g.encoder.trunk[0].weight.shape, [4, 16]);
     assert_eq!(g.encoder.loc_head.weight.shape, [2, 4]);
     assert_eq!(g.encoder.scale_head.bias.shape, [2]);
+    for layer in g.prior.trunk.iter().chain([&g.encoder.loc_head]) {
+        assert_eq!(layer.weight.dtype, DType::I8);
+        let scale = layer
+            .weight_scale
+            .as_ref()
+            .expect("i8 weights carry a scale");
+        assert_eq!(scale.shape, [layer.weight.shape[0]]);
+    }
 
     assert_eq!(g.gallery.split, "test");
     assert_eq!(g.gallery.features.dtype, DType::F16);
@@ -390,7 +412,7 @@ fn golden_v1_decodes_with_the_expected_contents() {
 }
 
 #[test]
-fn golden_v1_operators_have_the_stable_init_structure() {
+fn golden_operators_have_the_stable_init_structure() {
     let g = golden();
     let psi = g.operators.to_f32_vec().unwrap();
     for block in psi.chunks_exact(16) {
@@ -419,8 +441,112 @@ fn golden_v1_operators_have_the_stable_init_structure() {
 }
 
 #[test]
-fn golden_v1_reencodes_to_identical_bytes() {
-    assert_eq!(bundle::encode(&golden()).unwrap(), GOLDEN_V1);
+fn golden_reencodes_to_identical_bytes() {
+    assert_eq!(bundle::encode(&golden()).unwrap(), GOLDEN);
+}
+
+#[test]
+fn golden_v1_opens_and_upgrades_to_the_same_bundle_with_f32_weights() {
+    let v1 = bundle::decode(GOLDEN_V1).unwrap();
+    let current = golden();
+    // Same spec and seed: everything but the weights' storage is identical...
+    for layer in v1.prior.trunk.iter().chain(&v1.encoder.trunk) {
+        assert_eq!(layer.weight.dtype, DType::F32);
+        assert_eq!(layer.weight_scale, None);
+    }
+    assert_eq!(
+        (&v1.metadata, &v1.operators, &v1.gallery, &v1.thumbnails),
+        (
+            &current.metadata,
+            &current.operators,
+            &current.gallery,
+            &current.thumbnails
+        )
+    );
+    assert_eq!((&v1.pca, &v1.stats), (&current.pca, &current.stats));
+    // ...and quantising v1's f32 weights gives exactly the v2 fixture's int8 weights.
+    let mut upgraded = v1.clone();
+    upgraded.prior = v1.prior.with_precision(WeightPrecision::I8).unwrap();
+    upgraded.encoder = v1.encoder.with_precision(WeightPrecision::I8).unwrap();
+    assert_eq!(upgraded, current);
+    // A v1 file re-encodes as the current version.
+    let reencoded = bundle::encode(&v1).unwrap();
+    assert_eq!(reencoded[8..12], FORMAT_VERSION.to_le_bytes());
+    assert_eq!(bundle::decode(&reencoded).unwrap(), v1);
+}
+
+#[test]
+fn int8_weights_dequantize_within_half_a_step_of_each_row() {
+    let v1 = bundle::decode(GOLDEN_V1).unwrap();
+    for (exact, stored) in v1.encoder.trunk.iter().zip(&golden().encoder.trunk) {
+        let a = exact.dense_weight().unwrap();
+        let b = stored.dense_weight().unwrap();
+        let cols = exact.weight.shape[1] as usize;
+        for (row_a, row_b) in a.chunks(cols).zip(b.chunks(cols)) {
+            let step = row_a.iter().fold(0.0_f32, |m, w| m.max(w.abs())) / 127.0;
+            for (x, y) in row_a.iter().zip(row_b) {
+                assert!(
+                    (x - y).abs() <= 0.5 * step * (1.0 + 1e-5) + 1e-12,
+                    "{x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_at_every_precision_give_the_same_forward_pass_to_their_tolerance() {
+    let b = small();
+    let x: Vec<f32> = (0..b.feature_dim())
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let exact = b.prior.to_mlp("prior").unwrap().forward(&x).unwrap();
+    for (precision, tol) in [
+        (WeightPrecision::F32, 0.0),
+        (WeightPrecision::F16, 2e-3),
+        (WeightPrecision::I8, 3e-2),
+    ] {
+        let stored = b.prior.with_precision(precision).unwrap();
+        let out = stored.to_mlp("prior").unwrap().forward(&x).unwrap();
+        let scale = exact.loc.iter().fold(0.0_f32, |m, v| m.max(v.abs()));
+        for (u, v) in exact.loc.iter().zip(&out.loc) {
+            assert!((u - v).abs() <= tol * scale, "{precision}: {u} vs {v}");
+        }
+    }
+    let int8 = b.prior.with_precision(WeightPrecision::I8).unwrap();
+    for (q, f) in int8.trunk.iter().zip(&b.prior.trunk) {
+        assert_eq!(
+            q.weight.data.len() * 4,
+            f.weight.data.len(),
+            "a byte per weight"
+        );
+    }
+}
+
+#[test]
+fn int8_weight_without_its_scale_is_rejected_naming_the_layer() {
+    let mut g = golden();
+    g.encoder.trunk[1].weight_scale = None;
+    let err = bundle::validate(&g).unwrap_err();
+    assert!(
+        err.to_string().contains("encoder.trunk[1].weight_scale"),
+        "{err}"
+    );
+    let mut g = golden();
+    g.prior.loc_head.weight_scale = Some(ArrayBlob::from_f32(&[2], &[0.1, -0.1]).unwrap());
+    let err = bundle::validate(&g).unwrap_err();
+    assert!(err.to_string().contains("negative scale"), "{err}");
+    let mut g = golden();
+    let f32_layer = bundle::decode(GOLDEN_V1).unwrap().prior.trunk[0].clone();
+    g.prior.trunk[0] = LinearWeights {
+        weight_scale: g.prior.trunk[0].weight_scale.clone(),
+        ..f32_layer
+    };
+    let err = bundle::validate(&g).unwrap_err();
+    assert!(
+        err.to_string().contains("only i8 weights carry a scale"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,7 +555,7 @@ fn golden_v1_reencodes_to_identical_bytes() {
 #[test]
 fn truncation_at_every_section_boundary_reports_the_exact_lengths() {
     let g = golden();
-    let payload_len = GOLDEN_V1.len() - HEADER_LEN;
+    let payload_len = GOLDEN.len() - HEADER_LEN;
     let ends = section_ends(&g);
     assert_eq!(
         ends.last().unwrap().1,
@@ -438,7 +564,7 @@ fn truncation_at_every_section_boundary_reports_the_exact_lengths() {
     );
     let boundaries = std::iter::once(("start", 0)).chain(ends);
     for (section, offset) in boundaries {
-        let cut = &GOLDEN_V1[..HEADER_LEN + offset];
+        let cut = &GOLDEN[..HEADER_LEN + offset];
         let result = bundle::decode(cut);
         if offset == payload_len {
             assert_eq!(result.unwrap(), g);
@@ -457,9 +583,9 @@ fn truncation_at_every_section_boundary_reports_the_exact_lengths() {
 
 #[test]
 fn truncation_at_every_byte_is_reported_as_truncated() {
-    let payload_len = (GOLDEN_V1.len() - HEADER_LEN) as u64;
-    for len in 0..GOLDEN_V1.len() {
-        let err = bundle::decode(&GOLDEN_V1[..len]).unwrap_err();
+    let payload_len = (GOLDEN.len() - HEADER_LEN) as u64;
+    for len in 0..GOLDEN.len() {
+        let err = bundle::decode(&GOLDEN[..len]).unwrap_err();
         let expected = if len < HEADER_LEN {
             Error::Truncated {
                 section: "header",
@@ -479,9 +605,9 @@ fn truncation_at_every_byte_is_reported_as_truncated() {
 
 #[test]
 fn truncated_message_names_section_and_lengths() {
-    let err = bundle::decode(&GOLDEN_V1[..HEADER_LEN + 100]).unwrap_err();
+    let err = bundle::decode(&GOLDEN[..HEADER_LEN + 100]).unwrap_err();
     let message = err.to_string();
-    let payload_len = (GOLDEN_V1.len() - HEADER_LEN).to_string();
+    let payload_len = (GOLDEN.len() - HEADER_LEN).to_string();
     assert!(message.contains("payload"), "{message}");
     assert!(message.contains(&payload_len), "{message}");
     assert!(message.contains("100"), "{message}");
@@ -489,10 +615,10 @@ fn truncated_message_names_section_and_lengths() {
 
 #[test]
 fn every_corrupted_payload_byte_fails_the_checksum() {
-    let stored = u32::from_le_bytes(GOLDEN_V1[20..24].try_into().unwrap());
-    for i in HEADER_LEN..GOLDEN_V1.len() {
+    let stored = u32::from_le_bytes(GOLDEN[20..24].try_into().unwrap());
+    for i in HEADER_LEN..GOLDEN.len() {
         for mask in [0x01, 0x80, 0xff] {
-            let mut bytes = GOLDEN_V1.to_vec();
+            let mut bytes = GOLDEN.to_vec();
             bytes[i] ^= mask;
             let found = crc32fast::hash(&bytes[HEADER_LEN..]);
             assert_eq!(
@@ -509,7 +635,7 @@ fn every_corrupted_payload_byte_fails_the_checksum() {
 
 #[test]
 fn corrupted_checksum_field_fails_the_checksum() {
-    let mut bytes = GOLDEN_V1.to_vec();
+    let mut bytes = GOLDEN.to_vec();
     bytes[21] ^= 0x10;
     assert!(matches!(
         bundle::decode(&bytes),
@@ -520,7 +646,7 @@ fn corrupted_checksum_field_fails_the_checksum() {
 #[test]
 fn corrupted_magic_is_bad_magic() {
     for i in 0..8 {
-        let mut bytes = GOLDEN_V1.to_vec();
+        let mut bytes = GOLDEN.to_vec();
         bytes[i] ^= 0x20;
         let mut found = MAGIC;
         found[i] ^= 0x20;
@@ -541,7 +667,7 @@ fn corrupted_magic_is_bad_magic() {
 
 #[test]
 fn text_mode_line_ending_conversion_is_caught_by_the_magic() {
-    let mut mangled = GOLDEN_V1.to_vec();
+    let mut mangled = GOLDEN.to_vec();
     mangled.remove(5); // "\r\n" became "\n"
     assert!(matches!(
         bundle::decode(&mangled),
@@ -569,31 +695,31 @@ fn other_files_are_bad_magic_not_truncated() {
 
 #[test]
 fn unknown_version_is_unsupported_with_found_and_supported() {
-    for version in [0, 2, u32::MAX] {
-        let mut bytes = GOLDEN_V1.to_vec();
+    for version in [0, 3, u32::MAX] {
+        let mut bytes = GOLDEN.to_vec();
         bytes[8..12].copy_from_slice(&u32::to_le_bytes(version));
         let err = bundle::decode(&bytes).unwrap_err();
         assert_eq!(
             err,
             Error::UnsupportedVersion {
                 found: version,
-                supported: "1".to_owned()
+                supported: "1..=2".to_owned()
             }
         );
         let message = err.to_string();
         assert!(message.contains(&format!("v{version}")), "{message}");
-        assert!(message.contains("v1"), "{message}");
+        assert!(message.contains("v1..=2"), "{message}");
     }
 }
 
 #[test]
 fn version_is_checked_before_the_payload_length() {
     // A future version may lay out its payload differently: report the version, not the length.
-    let mut file = header(2, u64::MAX, 0);
+    let mut file = header(3, u64::MAX, 0);
     file.push(0);
     assert!(matches!(
         bundle::decode(&file),
-        Err(Error::UnsupportedVersion { found: 2, .. })
+        Err(Error::UnsupportedVersion { found: 3, .. })
     ));
 }
 
@@ -643,10 +769,10 @@ fn a_lying_length_under_the_limit_costs_only_the_bytes_present() {
 
 #[test]
 fn payload_limit_is_the_callers() {
-    let payload_len = (GOLDEN_V1.len() - HEADER_LEN) as u64;
-    assert!(bundle::decode_with_limit(GOLDEN_V1, payload_len).is_ok());
+    let payload_len = (GOLDEN.len() - HEADER_LEN) as u64;
+    assert!(bundle::decode_with_limit(GOLDEN, payload_len).is_ok());
     assert_eq!(
-        bundle::decode_with_limit(GOLDEN_V1, payload_len - 1).unwrap_err(),
+        bundle::decode_with_limit(GOLDEN, payload_len - 1).unwrap_err(),
         Error::TooLarge {
             what: "payload".to_owned(),
             len: payload_len,
@@ -654,7 +780,7 @@ fn payload_limit_is_the_callers() {
         }
     );
     assert!(matches!(
-        bundle::decode_reader(GOLDEN_V1, payload_len - 1),
+        bundle::decode_reader(GOLDEN, payload_len - 1),
         Err(Error::TooLarge { .. })
     ));
 }
@@ -676,7 +802,7 @@ fn splice_varint(payload: &[u8], offset: usize, old_value: u64, value: u64) -> V
 #[test]
 fn huge_blob_length_inside_a_valid_payload_is_rejected_without_allocating() {
     let g = golden();
-    let payload = &GOLDEN_V1[HEADER_LEN..];
+    let payload = &GOLDEN[HEADER_LEN..];
     // operators = dtype, shape, then the byte blob's length.
     let offset = encoded_len(&g.metadata)
         + encoded_len(&g.operators.dtype)
@@ -692,7 +818,7 @@ fn huge_blob_length_inside_a_valid_payload_is_rejected_without_allocating() {
 #[test]
 fn huge_string_length_inside_a_valid_payload_is_rejected_without_allocating() {
     let g = golden();
-    let payload = &GOLDEN_V1[HEADER_LEN..];
+    let payload = &GOLDEN[HEADER_LEN..];
     // The payload starts with metadata.dataset: a length, then UTF-8.
     let forged = splice_varint(payload, 0, g.metadata.dataset.len() as u64, 1 << 40);
     let err = bundle::decode(&frame(&forged)).unwrap_err();
@@ -702,7 +828,7 @@ fn huge_string_length_inside_a_valid_payload_is_rejected_without_allocating() {
 
 #[test]
 fn bytes_after_the_payload_are_trailing() {
-    let mut bytes = GOLDEN_V1.to_vec();
+    let mut bytes = GOLDEN.to_vec();
     bytes.extend_from_slice(&[0, 1, 2]);
     let err = bundle::decode(&bytes).unwrap_err();
     assert_eq!(err, Error::TrailingBytes { extra: 3 });
@@ -711,7 +837,7 @@ fn bytes_after_the_payload_are_trailing() {
 
 #[test]
 fn bytes_left_inside_the_payload_are_malformed() {
-    let mut payload = GOLDEN_V1[HEADER_LEN..].to_vec();
+    let mut payload = GOLDEN[HEADER_LEN..].to_vec();
     payload.extend_from_slice(&[0, 0]);
     let err = bundle::decode(&frame(&payload)).unwrap_err();
     let Error::Malformed { reason } = &err else {
@@ -746,7 +872,7 @@ fn reader_errors_are_reported() {
     }
     let err = bundle::decode_reader(Broken, DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
     assert!(err.to_string().contains("disk on fire"), "{err}");
-    let err = bundle::decode_reader(&GOLDEN_V1[..10], DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
+    let err = bundle::decode_reader(&GOLDEN[..10], DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
     assert_eq!(
         err,
         Error::Truncated {
@@ -791,7 +917,17 @@ fn labels_of_the_wrong_length_are_a_shape_error_naming_gallery_labels() {
 
 #[test]
 fn nan_weight_is_non_finite_with_field_and_index() {
-    let mut g = golden();
+    let mut scaled = golden();
+    set_f32(
+        scaled.prior.trunk[1].weight_scale.as_mut().unwrap(),
+        2,
+        f32::NAN,
+    );
+    assert!(matches!(
+        bundle::validate(&scaled),
+        Err(Error::NonFinite { ref field, index: 2, .. }) if field == "prior.trunk[1].weight_scale"
+    ));
+    let mut g = bundle::decode(GOLDEN_V1).unwrap();
     set_f32(&mut g.prior.trunk[1].weight, 5, f32::NAN);
     let expected = Error::NonFinite {
         field: "prior.trunk[1].weight".to_owned(),

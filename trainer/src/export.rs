@@ -30,8 +30,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use image::{ImageEncoder as _, RgbImage};
 use mclr_shared::bundle::{
-    self, ArrayBlob, Bundle, FORMAT_VERSION, Gallery, ImageFormat, OperatorStats, PcaBasis,
-    RunMetadata, Thumbnails,
+    self, ArrayBlob, Bundle, FORMAT_VERSION, Gallery, ImageFormat, MlpWeights, OperatorStats,
+    PcaBasis, RunMetadata, Thumbnails, WeightPrecision,
 };
 use mclr_shared::geometry::Pca;
 use mclr_shared::operators::LaplaceSampler;
@@ -59,6 +59,14 @@ pub const PRIOR_SAMPLES_PER_IMAGE: usize = 4;
 /// Seed of the [`LaplaceSampler`] behind the operator statistics.
 pub const PRIOR_SEED: u64 = 0x6d63_6c72; // "mclr"
 
+/// Metric recording how much storing the weights at reduced precision changes the prior: the
+/// largest |Δ| of its location and log-scale heads over the first gallery images, relative to the
+/// largest |value| of the f32 heads.
+pub const PRIOR_QUANTIZATION_METRIC: &str = "export_prior_rel_change";
+
+/// Gallery images the quantisation check runs the prior on.
+const QUANTIZATION_CHECK_IMAGES: usize = 256;
+
 /// Images per forward pass when computing gallery features and prior parameters.
 const BATCH_SIZE: usize = 256;
 
@@ -80,10 +88,15 @@ pub struct ExportOptions {
     pub thumbnail_format: ImageFormat,
     /// Read the dataset from here instead of the run config's `data.dir`.
     pub data_dir: Option<PathBuf>,
+    /// Storage precision of the prior and encoder weights (default int8: a 10k-image bundle of
+    /// a d = 64 run is then well under 20 MB). The largest change this makes to the prior's
+    /// outputs on the gallery is recorded in the bundle's metrics.
+    pub weights: WeightPrecision,
 }
 
 impl Default for ExportOptions {
-    /// The test split, every image, CPU, 32 px PNG thumbnails, the config's data directory.
+    /// The test split, every image, CPU, 32 px PNG thumbnails, the config's data directory,
+    /// int8 weights.
     fn default() -> Self {
         Self {
             gallery: Split::EvalTest,
@@ -92,6 +105,7 @@ impl Default for ExportOptions {
             tile_px: 32,
             thumbnail_format: ImageFormat::Png,
             data_dir: None,
+            weights: WeightPrecision::default(),
         }
     }
 }
@@ -184,6 +198,20 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         device,
     )?;
 
+    let prior = manifold.prior.export()?;
+    let stored_prior = prior.with_precision(options.weights)?;
+    let mut metrics = read_metrics(run_dir)?;
+    metrics.insert(
+        PRIOR_QUANTIZATION_METRIC.to_owned(),
+        f64::from(prior_output_change(
+            &prior,
+            &stored_prior,
+            &stored,
+            d,
+            QUANTIZATION_CHECK_IMAGES,
+        )?),
+    );
+
     let bundle = Bundle {
         metadata: RunMetadata {
             dataset: dataset.to_string(),
@@ -193,7 +221,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             epochs: u32::try_from(state.epochs_done).unwrap_or(u32::MAX),
             steps: state.step,
             threshold: config.method.threshold,
-            metrics: read_metrics(run_dir)?,
+            metrics,
         },
         operators: ArrayBlob::from_f32(
             &[
@@ -204,8 +232,8 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             ],
             operators.as_slice(),
         )?,
-        prior: manifold.prior.export()?,
-        encoder: manifold.encoder.export()?,
+        prior: stored_prior,
+        encoder: manifold.encoder.export()?.with_precision(options.weights)?,
         gallery: Gallery {
             split: gallery_name(options.gallery).to_owned(),
             features,
@@ -223,6 +251,37 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     };
     bundle::validate(&bundle)?;
     Ok(bundle)
+}
+
+/// Largest change of the prior's raw heads when its weights go from `exact` to `stored`, over the
+/// first `images` rows of `features` (rows of `d`), relative to the largest head magnitude.
+fn prior_output_change(
+    exact: &MlpWeights,
+    stored: &MlpWeights,
+    features: &[f32],
+    d: usize,
+    images: usize,
+) -> Result<f32> {
+    let (exact, stored) = (exact.to_mlp("prior")?, stored.to_mlp("prior")?);
+    let rows = features.len().checked_div(d).unwrap_or(0).min(images);
+    let x = features.get(..rows * d).unwrap_or_default();
+    let (a, b) = (exact.forward(x)?, stored.forward(x)?);
+    let mut max_diff = 0.0_f32;
+    let mut max_value = 0.0_f32;
+    for (u, v) in a
+        .scale
+        .iter()
+        .chain(&a.loc)
+        .zip(b.scale.iter().chain(&b.loc))
+    {
+        max_diff = max_diff.max((u - v).abs());
+        max_value = max_value.max(u.abs());
+    }
+    Ok(if max_value > 0.0 {
+        max_diff / max_value
+    } else {
+        max_diff
+    })
 }
 
 /// Encodes `bundle` and writes it to `path` atomically: through a temporary file in the same
@@ -312,14 +371,8 @@ pub fn summarize(file: &BundleFile) -> String {
         out,
         "operators:  M = {m}, K = {k} blocks of n = {n}, d = {d}"
     );
-    let mlp_bytes = |w: &bundle::MlpWeights| -> usize {
-        w.trunk
-            .iter()
-            .chain([&w.scale_head, &w.loc_head])
-            .map(|l| l.weight.data.len() + l.bias.data.len())
-            .sum()
-    };
-    let widths = |w: &bundle::MlpWeights| -> String {
+    let mlp_bytes = MlpWeights::stored_bytes;
+    let widths = |w: &MlpWeights| -> String {
         w.trunk
             .iter()
             .map(|l| l.weight.shape.first().copied().unwrap_or(0).to_string())
@@ -328,7 +381,12 @@ pub fn summarize(file: &BundleFile) -> String {
     };
     let _ = writeln!(
         out,
-        "networks:   prior trunk {} ({:.2} MiB), encoder trunk {} ({:.2} MiB)",
+        "networks:   {} weights; prior trunk {} ({:.2} MiB), encoder trunk {} ({:.2} MiB)",
+        bundle
+            .prior
+            .trunk
+            .first()
+            .map_or("?", |l| l.weight.dtype.name()),
         widths(&bundle.prior),
         mib(mlp_bytes(&bundle.prior)),
         widths(&bundle.encoder),

@@ -71,6 +71,10 @@ struct ExportArgs {
     /// Read the dataset from here instead of the run config's `data.dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Storage precision of the prior and encoder weights: int8 (smallest; the change it makes
+    /// to the prior is recorded in the bundle's metrics), f16 or f32 (exact).
+    #[arg(long, default_value = "int8", value_parser = ["int8", "f16", "f32"])]
+    weights: String,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +291,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
             mclr_shared::bundle::ImageFormat::Png
         },
         data_dir: args.data_dir.clone(),
+        weights: args.weights.parse().context("while reading --weights")?,
     };
     let bundle = export::export_run(&args.run, &options)
         .with_context(|| format!("while exporting the run in {}", args.run.display()))?;

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Tensor};
-use mclr_shared::bundle::{self, Bundle, ImageFormat, LinearWeights, MlpWeights};
-use mclr_shared::operators::{Linear, Mlp, PriorNetwork};
+use mclr_shared::bundle::{self, Bundle, ImageFormat};
+use mclr_shared::operators::PriorNetwork;
 use mclr_trainer::config::Config;
 use mclr_trainer::data::{ImageSet, Split};
 use mclr_trainer::export::{self, ExportOptions};
@@ -159,7 +159,13 @@ fn metadata_describes_the_run() {
     assert!(meta.producer.starts_with("mclr "), "{}", meta.producer);
     let config = std::fs::read_to_string(f.run.join(checkpoint::CONFIG_FILE)).unwrap();
     assert_eq!(meta.config_toml, config);
-    let metrics: Vec<(&str, f64)> = meta.metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let metrics: Vec<(&str, f64)> = meta
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.as_str() != export::PRIOR_QUANTIZATION_METRIC)
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert!(meta.metrics.contains_key(export::PRIOR_QUANTIZATION_METRIC));
     assert_eq!(
         metrics,
         [
@@ -215,34 +221,6 @@ fn operator_statistics_are_consistent_with_the_operators() {
     }
 }
 
-/// The shared CPU reference MLP from a bundle's weights.
-fn cpu_mlp(field: &str, weights: &MlpWeights) -> Mlp {
-    let linear = |name: String, l: &LinearWeights| {
-        let shape = l.weight.shape_usize().unwrap();
-        Linear::new(
-            &name,
-            shape[1],
-            shape[0],
-            l.weight.to_f32_vec().unwrap(),
-            l.bias.to_f32_vec().unwrap(),
-        )
-        .unwrap()
-    };
-    let trunk = weights
-        .trunk
-        .iter()
-        .enumerate()
-        .map(|(i, l)| linear(format!("{field}.trunk[{i}]"), l))
-        .collect();
-    Mlp::new(
-        field,
-        trunk,
-        linear(format!("{field}.scale_head"), &weights.scale_head),
-        linear(format!("{field}.loc_head"), &weights.loc_head),
-    )
-    .unwrap()
-}
-
 #[test]
 fn cpu_prior_of_the_bundle_matches_the_trained_prior() {
     let f = fixture();
@@ -256,8 +234,12 @@ fn cpu_prior_of_the_bundle_matches_the_trained_prior() {
     let prior = &model.manifold.as_ref().unwrap().prior;
 
     let features = b.gallery.features.to_f32_vec().unwrap();
-    let cpu = PriorNetwork::new(cpu_mlp("prior", &b.prior));
-    for row in [0, GALLERY - 1] {
+    let rows = [0, GALLERY - 1];
+
+    // 1. The shared CPU forward pass on the trained f32 weights equals candle's.
+    let exact = prior.export().unwrap();
+    let cpu = PriorNetwork::new(exact.to_mlp("prior").unwrap());
+    for row in rows {
         let z = &features[row * 32..(row + 1) * 32];
         let expected = cpu.prior(z).unwrap();
         let heads = prior
@@ -277,6 +259,35 @@ fn cpu_prior_of_the_bundle_matches_the_trained_prior() {
             assert!((a - e).abs() <= 1e-5, "logscale {a} vs {e}");
         }
     }
+
+    // 2. The bundle stores int8 weights and records how far that moves the prior's raw heads,
+    // relative to their largest magnitude; the record holds, and is small.
+    let rel = b.metadata.metrics[export::PRIOR_QUANTIZATION_METRIC] as f32;
+    assert!(rel > 0.0 && rel < 0.05, "int8 changes the prior by {rel}");
+    let (f32_mlp, int8_mlp) = (
+        exact.to_mlp("prior").unwrap(),
+        b.prior.to_mlp("prior").unwrap(),
+    );
+    let mut max_head = 0.0_f32;
+    let mut max_diff = 0.0_f32;
+    // Over the same images as the export's check: the whole (small) gallery.
+    for row in 0..GALLERY {
+        let z = &features[row * 32..(row + 1) * 32];
+        let (u, v) = (f32_mlp.forward(z).unwrap(), int8_mlp.forward(z).unwrap());
+        for (a, q) in u
+            .loc
+            .iter()
+            .chain(&u.scale)
+            .zip(v.loc.iter().chain(&v.scale))
+        {
+            max_diff = max_diff.max((a - q).abs());
+            max_head = max_head.max(a.abs());
+        }
+    }
+    assert!(
+        max_diff <= rel * max_head * (1.0 + 1e-4) + 1e-7,
+        "int8 prior differs by {max_diff}; the recorded bound is {rel} x {max_head}"
+    );
 }
 
 #[test]
@@ -403,7 +414,8 @@ fn written_bundle_reads_back_and_inspect_summarises_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("format v1"), "{stdout}");
+    assert!(stdout.contains("format v2"), "{stdout}");
+    assert!(stdout.contains("i8 weights"), "{stdout}");
     assert!(stdout.contains("manifoldclr on cifar10"), "{stdout}");
     assert!(
         stdout.contains("M = 4, K = 4 blocks of n = 8, d = 32"),

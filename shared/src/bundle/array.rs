@@ -23,6 +23,8 @@ pub enum DType {
     U32,
     /// Unsigned byte.
     U8,
+    /// Signed byte: int8-quantised weights (format v2), with a per-row f32 scale beside them.
+    I8,
 }
 
 impl DType {
@@ -31,7 +33,7 @@ impl DType {
         match self {
             Self::F32 | Self::U32 => 4,
             Self::F16 | Self::U16 => 2,
-            Self::U8 => 1,
+            Self::U8 | Self::I8 => 1,
         }
     }
 
@@ -48,6 +50,7 @@ impl DType {
             Self::U16 => "u16",
             Self::U32 => "u32",
             Self::U8 => "u8",
+            Self::I8 => "i8",
         }
     }
 }
@@ -118,6 +121,11 @@ impl ArrayBlob {
     /// A `u32` array of `shape` holding `values`.
     pub fn from_u32(shape: &[usize], values: &[u32]) -> Result<Self> {
         Self::from_elements(DType::U32, shape, values, |v| v.to_le_bytes())
+    }
+
+    /// An `i8` array of `shape` holding `values` (quantised weights).
+    pub fn from_i8(shape: &[usize], values: &[i8]) -> Result<Self> {
+        Self::from_elements(DType::I8, shape, values, |v| v.to_le_bytes())
     }
 
     /// Shared body of the constructors: checks that `shape` holds `values.len()` elements.
@@ -197,6 +205,17 @@ impl ArrayBlob {
         }
     }
 
+    /// The elements of a [`DType::I8`] array.
+    pub fn to_i8_vec(&self) -> Result<Vec<i8>> {
+        match self.dtype {
+            DType::I8 => {
+                self.check_bytes("array")?;
+                Ok(le_values(&self.data, i8::from_le_bytes).collect())
+            }
+            other => Err(dtype_error("array", &[DType::I8], other)),
+        }
+    }
+
     /// Checks that the array at `field` (a dotted path used in errors, e.g. `gallery.features`)
     /// has one of `dtypes`, a shape matching `expected`, and exactly as many bytes as they imply.
     /// Returns the shape.
@@ -248,7 +267,7 @@ impl ArrayBlob {
                 field,
                 le_values(&self.data, half::f16::from_le_bytes).map(half::f16::to_f32),
             ),
-            DType::U16 | DType::U32 | DType::U8 => Ok(()),
+            DType::U16 | DType::U32 | DType::U8 | DType::I8 => Ok(()),
         }
     }
 

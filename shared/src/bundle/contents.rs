@@ -97,12 +97,19 @@ pub struct RunMetadata {
 }
 
 /// One fully connected layer, in `PyTorch`'s layout: `y = x · Wᵀ + b`.
+///
+/// The weight may be stored at reduced precision (format v2): the prior and encoder MLPs are
+/// most of a bundle's bytes, and the viewer only needs them to a few significant digits. Read
+/// the weight through [`LinearWeights::dense_weight`], which undoes any quantisation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearWeights {
-    /// W, shape (out, in), f32.
+    /// W, shape (out, in): f32, f16, or i8 with `weight_scale`.
     pub weight: ArrayBlob,
     /// b, shape (out), f32.
     pub bias: ArrayBlob,
+    /// For an i8 `weight` only: the f32 scale of each row, shape (out), finite and ≥ 0, so that
+    /// `W[r, c] = weight_scale[r] · weight[r, c]`. `None` for f32 and f16 weights.
+    pub weight_scale: Option<ArrayBlob>,
 }
 
 /// A small MLP with two heads, as the prior and the coefficient encoder are: the trunk's layers

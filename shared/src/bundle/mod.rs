@@ -28,8 +28,10 @@
 //!
 //! # Versions
 //!
-//! The payload of version 1 is the current [`Bundle`]. Decoding dispatches on the header's version
-//! with one `match` (see `decode_payload`). When the format changes:
+//! The payload of the current version (2) is the current [`Bundle`]; version 1 (f32-only MLP
+//! weights, no `weight_scale`) is decoded through its frozen types in `v1.rs` and upgraded.
+//! Decoding dispatches on the header's version with one `match` (see `decode_payload`). When the
+//! format changes:
 //!
 //! 1. copy today's content types into a frozen `bundle/v1.rs` (they must never change again),
 //! 2. change the current types, bump [`FORMAT_VERSION`] and widen [`SUPPORTED_VERSIONS`],
@@ -58,7 +60,9 @@ mod contents;
 mod header;
 mod png;
 pub mod synthetic;
+mod v1;
 mod validate;
+mod weights;
 
 use std::io::Read;
 use std::ops::RangeInclusive;
@@ -69,6 +73,7 @@ pub use contents::{
     Thumbnails,
 };
 pub use validate::validate;
+pub use weights::WeightPrecision;
 
 use crate::error::{Error, Result};
 use header::Header;
@@ -77,7 +82,7 @@ use header::Header;
 pub const MAGIC: [u8; 8] = [0x89, b'M', b'C', b'L', b'R', b'\r', b'\n', 0x1a];
 
 /// The format version [`encode`] writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The format versions [`decode`] reads. Widen it when a new version adds an upgrade path.
 pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=FORMAT_VERSION;
@@ -213,7 +218,8 @@ fn decode_checked_payload(header: &Header, payload: &[u8]) -> Result<Bundle> {
 /// it (see the module docs).
 fn decode_payload(version: u32, payload: &[u8]) -> Result<Bundle> {
     match version {
-        1 => decode_bincode(payload),
+        1 => decode_bincode::<v1::Bundle>(payload).map(v1::Bundle::upgrade),
+        2 => decode_bincode::<Bundle>(payload),
         found => Err(header::unsupported_version(found)),
     }
 }
@@ -231,24 +237,26 @@ const CLAIMS_PER_PAYLOAD_BYTE: usize = 8;
 /// bincode's `LimitExceeded` before anything is allocated for it. Byte blobs are additionally read
 /// as slices of the input and copied only once they are known to be present (see
 /// `array::raw_bytes`), so they never allocate more than the payload holds.
-fn decode_bincode(payload: &[u8]) -> Result<Bundle> {
+fn decode_bincode<B: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<B> {
     let claims = payload
         .len()
         .saturating_mul(CLAIMS_PER_PAYLOAD_BYTE)
         .saturating_add(64);
     match claims {
-        c if c <= 1 << 20 => decode_bincode_limited::<{ 1 << 20 }>(payload),
-        c if c <= 1 << 25 => decode_bincode_limited::<{ 1 << 25 }>(payload),
-        c if c <= 1 << 31 => decode_bincode_limited::<{ 1 << 31 }>(payload),
-        _ => decode_bincode_limited::<{ usize::MAX }>(payload),
+        c if c <= 1 << 20 => decode_bincode_limited::<B, { 1 << 20 }>(payload),
+        c if c <= 1 << 25 => decode_bincode_limited::<B, { 1 << 25 }>(payload),
+        c if c <= 1 << 31 => decode_bincode_limited::<B, { 1 << 31 }>(payload),
+        _ => decode_bincode_limited::<B, { usize::MAX }>(payload),
     }
 }
 
 /// [`decode_bincode`] with the limit `LIMIT`; also rejects bytes left over after the bundle.
-fn decode_bincode_limited<const LIMIT: usize>(payload: &[u8]) -> Result<Bundle> {
+fn decode_bincode_limited<B: serde::de::DeserializeOwned, const LIMIT: usize>(
+    payload: &[u8],
+) -> Result<B> {
     let config = WIRE_CONFIG.with_limit::<LIMIT>();
-    let (bundle, used): (Bundle, usize) = bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| match e {
+    let (bundle, used): (B, usize) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| match e {
             bincode::error::DecodeError::LimitExceeded => Error::Malformed {
                 reason: format!(
                     "a length inside the {} byte payload claims more than the decoder allows \

@@ -26,6 +26,7 @@ use super::contents::{
     Thumbnails,
 };
 use super::png;
+use super::weights::WeightPrecision;
 use crate::error::{Error, Result};
 
 /// Sizes and seed of a synthetic bundle.
@@ -254,10 +255,7 @@ fn linear(rng: &mut ChaCha8Rng, input: usize, output: usize) -> Result<LinearWei
         .ok_or_else(|| Error::invalid("spec.hidden", "layer size overflows"))?;
     let weight: Vec<f32> = (0..count).map(|_| uniform(rng, -bound, bound)).collect();
     let bias: Vec<f32> = (0..output).map(|_| uniform(rng, -bound, bound)).collect();
-    Ok(LinearWeights {
-        weight: ArrayBlob::from_f32(&[output, input], &weight)?,
-        bias: ArrayBlob::from_f32(&[output], &bias)?,
-    })
+    LinearWeights::from_dense(input, output, &weight, &bias, WeightPrecision::F32)
 }
 
 /// Trunk `input → hidden → hidden`, heads `hidden → outputs`.

@@ -131,8 +131,8 @@ fn check_mlp(name: &str, mlp: &MlpWeights, input: usize, outputs: usize) -> Resu
     Ok(())
 }
 
-/// Weight (out, `input`) and bias (out), f32 and finite, with out ≥ 1 (or exactly `outputs`).
-/// Returns out.
+/// Weight (out, `input`) as f32, f16, or i8 with a per-row scale (out) that is finite and ≥ 0;
+/// bias (out) f32; all finite, with out ≥ 1 (or exactly `outputs`). Returns out.
 fn check_linear(
     field: &str,
     layer: &LinearWeights,
@@ -141,9 +141,11 @@ fn check_linear(
 ) -> Result<usize> {
     let weight_field = format!("{field}.weight");
     let out_dim = outputs.map_or(Dim::Any("out"), Dim::Is);
-    let shape = layer
-        .weight
-        .check(&weight_field, &[DType::F32], &[out_dim, Dim::Is(input)])?;
+    let shape = layer.weight.check(
+        &weight_field,
+        &[DType::F32, DType::F16, DType::I8],
+        &[out_dim, Dim::Is(input)],
+    )?;
     let out = shape.first().copied().unwrap_or(0);
     if out == 0 {
         return Err(Error::invalid(
@@ -152,12 +154,41 @@ fn check_linear(
         ));
     }
     layer.weight.check_finite(&weight_field)?;
+    check_weight_scale(field, layer, out)?;
     let bias_field = format!("{field}.bias");
     layer
         .bias
         .check(&bias_field, &[DType::F32], &[Dim::Is(out)])?;
     layer.bias.check_finite(&bias_field)?;
     Ok(out)
+}
+
+/// An i8 weight has a scale of shape (out), f32, finite and ≥ 0; other weights have none.
+fn check_weight_scale(field: &str, layer: &LinearWeights, out: usize) -> Result<()> {
+    let scale_field = format!("{field}.weight_scale");
+    match (&layer.weight_scale, layer.weight.dtype) {
+        (None, DType::I8) => Err(Error::invalid(
+            scale_field,
+            "an i8 weight needs its per-row scale",
+        )),
+        (None, _) => Ok(()),
+        (Some(_), dtype) if dtype != DType::I8 => Err(Error::invalid(
+            scale_field,
+            format!("only i8 weights carry a scale, this weight is {dtype}"),
+        )),
+        (Some(scale), _) => {
+            scale.check(&scale_field, &[DType::F32], &[Dim::Is(out)])?;
+            scale.check_finite(&scale_field)?;
+            let values = scale.to_f32_vec()?;
+            if let Some(i) = values.iter().position(|&s| s < 0.0) {
+                return Err(Error::invalid(
+                    scale_field,
+                    format!("row {i} has a negative scale"),
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Features (N, d) with N ≥ 1, labels and indices (N), labels below C ≥ 1; returns (N, C).

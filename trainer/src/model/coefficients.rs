@@ -174,6 +174,7 @@ fn export_linear(layer: &Linear) -> Result<LinearWeights> {
     Ok(LinearWeights {
         weight: blob(layer.weight())?,
         bias: blob(bias)?,
+        weight_scale: None,
     })
 }
 
