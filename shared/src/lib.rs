@@ -10,6 +10,8 @@ pub mod bundle;
 mod error;
 pub mod expm;
 pub mod geometry;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod operators;
 
 pub use error::{Error, Result};

@@ -1,0 +1,274 @@
+//! The WGSL compute engine: the operator math of this crate on a GPU, through wgpu.
+//!
+//! Every frame of the viewer exponentiates S×K blocks, transports features with them and searches a
+//! gallery of tens of thousands of rows. [`GpuEngine`] runs that work in compute shaders — WebGPU in
+//! the browser, Vulkan natively (where Mesa's lavapipe software driver lets the same shaders be
+//! tested without a GPU) — and gives the same answers as the CPU reference:
+//! * [`GpuEngine::expm`] follows [`crate::expm::expm_batch`]: trace shift, the plan of
+//!   [`crate::expm::plan`] (computed on the CPU from each matrix's 1-norm, so the degree/squaring
+//!   table has one home), Paterson–Stockmeyer Taylor polynomial, squarings;
+//! * [`GpuEngine::apply_blocks`] follows [`crate::operators::BlockDiagonal::apply`];
+//! * [`GpuEngine::knn`] follows [`crate::geometry::KnnIndex::search_batch`]: the same scores
+//!   (accumulated in the same eight-lane order), the same ranking and tie rule;
+//! * [`GpuEngine::path_step_knn`] is one animation frame `z ← E z` then the kNN of the new `z`, in
+//!   one submission with one small readback.
+//!
+//! Each shader sits beside the Rust that dispatches it (`expm.wgsl` / `expm.rs`, …). Readback maps a
+//! buffer and awaits the mapping: the browser resolves it from its event loop, natively the device
+//! is polled, so the same `async` API works on both targets.
+
+mod apply;
+mod buffers;
+mod expm;
+mod knn;
+mod path;
+
+use wgpu::util::DeviceExt;
+
+pub use knn::{GalleryData, GpuGallery, MAX_K};
+pub use path::{GpuPath, PathFrame};
+
+/// Everything that can go wrong in the GPU engine.
+///
+/// Kept apart from the crate's [`crate::Error`] (which is `Clone + PartialEq` and knows nothing of
+/// devices); malformed *inputs* are still reported as that error, wrapped in [`GpuError::Input`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// No adapter was found: there is no WebGPU in this browser, or no Vulkan driver natively.
+    #[error(
+        "no GPU adapter found ({reason}); in a browser enable WebGPU, natively install a Vulkan driver \
+         (for a software one: apt-get install mesa-vulkan-drivers)"
+    )]
+    NoAdapter {
+        /// What wgpu said.
+        reason: String,
+    },
+    /// The adapter refused to create a device with the limits the engine needs.
+    #[error("the GPU adapter `{adapter}` could not create a device: {reason}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// What wgpu said.
+        reason: String,
+    },
+    /// An input has the wrong shape or holds non-finite values (the CPU reference's error).
+    #[error(transparent)]
+    Input(#[from] crate::Error),
+    /// A buffer would exceed what the device can bind.
+    #[error("{what} needs {bytes} bytes, over the device's limit of {limit} bytes")]
+    TooLarge {
+        /// What the buffer holds.
+        what: &'static str,
+        /// Bytes it needs.
+        bytes: u64,
+        /// The device limit.
+        limit: u64,
+    },
+    /// A gallery or path was made with different sizes than the call expects.
+    #[error("{what}: {reason}")]
+    Mismatch {
+        /// What disagrees.
+        what: &'static str,
+        /// How.
+        reason: String,
+    },
+    /// wgpu reported a validation or out-of-memory error for the named operation.
+    #[error("GPU {operation} failed: {reason}")]
+    Device {
+        /// The engine operation ("expm", "knn", ...).
+        operation: &'static str,
+        /// What wgpu said.
+        reason: String,
+    },
+    /// Mapping a result buffer for reading failed (device lost, or the mapping was cancelled).
+    #[error("reading back the result of {operation} failed: {reason}")]
+    Readback {
+        /// The engine operation.
+        operation: &'static str,
+        /// What wgpu said.
+        reason: String,
+    },
+}
+
+/// Result with [`GpuError`].
+pub type GpuResult<T> = Result<T, GpuError>;
+
+/// Which adapter the engine runs on, for the viewer's badge and for test logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 19.1.7, 256 bits)".
+    pub name: String,
+    /// Backend, e.g. "vulkan" or "webgpu".
+    pub backend: String,
+    /// Device type, e.g. "DiscreteGpu" or "Cpu" (a software rasteriser).
+    pub device_type: String,
+}
+
+/// A wgpu device with the engine's compute pipelines compiled once.
+#[derive(Debug)]
+pub struct GpuEngine {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    expm: expm::ExpmPipeline,
+    apply: apply::ApplyPipeline,
+    knn: knn::KnnPipelines,
+}
+
+/// Limits the engine asks for: WebGPU's defaults, with the buffer sizes raised to what the adapter
+/// allows so that a 50k × 512 f32 gallery (≈ 98 MiB) and large expm batches fit.
+fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+    wgpu::Limits {
+        max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
+        max_buffer_size: adapter.max_buffer_size,
+        ..wgpu::Limits::default()
+    }
+}
+
+impl GpuEngine {
+    /// Requests an adapter (high performance, no surface) and a device with limits sufficient for
+    /// blocks of n ≤ 64 and galleries up to 50k × 512 f32, then compiles the pipelines.
+    ///
+    /// # Errors
+    /// [`GpuError::NoAdapter`] when there is no adapter, [`GpuError::RequestDevice`] when it cannot
+    /// give the limits, [`GpuError::Device`] if a shader fails to compile on it.
+    pub async fn new() -> GpuResult<Self> {
+        let instance = wgpu::Instance::default();
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter {
+                reason: e.to_string(),
+            })?;
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend.to_string(),
+            device_type: format!("{:?}", info.device_type),
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("mclr gpu engine"),
+                required_limits: required_limits(&adapter.limits()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+
+        let scope = ErrorScope::push(&device);
+        let expm = expm::ExpmPipeline::new(&device);
+        let apply = apply::ApplyPipeline::new(&device);
+        let knn = knn::KnnPipelines::new(&device);
+        scope.pop("shader compilation").await?;
+        Ok(Self {
+            device,
+            queue,
+            adapter: summary,
+            expm,
+            apply,
+            knn,
+        })
+    }
+
+    /// The adapter the engine runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// Largest storage buffer binding of this device, in bytes.
+    fn binding_limit(&self) -> u64 {
+        self.device.limits().max_storage_buffer_binding_size
+    }
+
+    /// Fails with [`GpuError::TooLarge`] when `bytes` exceed what one binding may hold.
+    fn check_binding(&self, what: &'static str, bytes: u64) -> GpuResult<()> {
+        let limit = self.binding_limit();
+        if bytes > limit {
+            return Err(GpuError::TooLarge { what, bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer holding `data` (at least 4 bytes, so that empty inputs still bind), which
+    /// may be rewritten later (a path's position).
+    fn storage_init(&self, label: &'static str, data: &[u8]) -> wgpu::Buffer {
+        let padded;
+        let contents = if data.len() < 4 {
+            padded = [0u8; 4];
+            &padded[..]
+        } else {
+            data
+        };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// An uninitialised storage buffer of `bytes` (at least 4) that results can be copied out of.
+    fn storage_output(&self, label: &'static str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer holding `words`.
+    fn uniform(&self, label: &'static str, words: &[u32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+}
+
+/// Validation and out-of-memory error scopes around one operation, so that a wgpu error becomes a
+/// [`GpuError::Device`] instead of the default handler's panic.
+///
+/// Push and pop happen without an `await` in between (the scope stack is per thread).
+struct ErrorScope {
+    validation: wgpu::ErrorScopeGuard,
+    memory: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    fn push(device: &wgpu::Device) -> Self {
+        let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        Self { validation, memory }
+    }
+
+    /// Pops both scopes and waits for their verdicts.
+    async fn pop(self, operation: &'static str) -> GpuResult<()> {
+        let validation = self.validation.pop();
+        let memory = self.memory.pop();
+        let error = match validation.await {
+            Some(e) => Some(e),
+            None => memory.await,
+        };
+        match error {
+            None => Ok(()),
+            Some(e) => Err(GpuError::Device {
+                operation,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}

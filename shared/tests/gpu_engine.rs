@@ -1,0 +1,75 @@
+//! The WGSL shaders against the crate's CPU reference, natively. Without a GPU this runs on Mesa's
+//! lavapipe (a Vulkan driver on the CPU), so the same shaders are checked on every machine.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
+
+mod gpu_cases;
+
+use mclr_shared::gpu::{GpuEngine, GpuError};
+use pollster::block_on;
+
+/// The engine, or a failure that says what to install.
+fn engine() -> GpuEngine {
+    match block_on(GpuEngine::new()) {
+        Ok(engine) => engine,
+        Err(e @ GpuError::NoAdapter { .. }) => panic!(
+            "the GPU engine tests need a Vulkan adapter ({e}); \
+             install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers"
+        ),
+        Err(e) => panic!("the GPU engine failed to start: {e}"),
+    }
+}
+
+#[test]
+fn engine_reports_its_adapter() {
+    let engine = engine();
+    let adapter = engine.adapter();
+    assert!(!adapter.name.is_empty());
+    assert!(!adapter.backend.is_empty() && !adapter.device_type.is_empty());
+}
+
+#[test]
+fn expm_matches_cpu_reference_for_small_and_large_norms() {
+    // (n, S, K): S·K matrices per size.
+    let sizes = [(2, 5, 7), (8, 3, 4), (16, 2, 3), (64, 2, 2)];
+    block_on(gpu_cases::expm_matches_cpu(&engine(), &sizes));
+}
+
+#[test]
+fn expm_rejects_non_finite_and_ragged_input_like_the_cpu() {
+    block_on(gpu_cases::expm_rejects_bad_input(&engine()));
+}
+
+#[test]
+fn block_diagonal_transport_matches_cpu_reference() {
+    block_on(gpu_cases::apply_matches_cpu(&engine(), 6, 4, 16));
+}
+
+#[test]
+fn knn_matches_cpu_reference_for_both_dtypes_and_metrics() {
+    // 1000 rows: neither a multiple of the 64-wide workgroup nor of the 256-row tile; d = 37
+    // exercises the tail of the eight-lane sums.
+    block_on(gpu_cases::knn_matches_cpu(
+        &engine(),
+        1000,
+        37,
+        5,
+        &[1, 5, 64],
+    ));
+    block_on(gpu_cases::knn_matches_cpu(&engine(), 300, 64, 3, &[5]));
+}
+
+#[test]
+fn knn_returns_all_rows_when_k_exceeds_the_gallery() {
+    block_on(gpu_cases::knn_matches_cpu(&engine(), 50, 16, 2, &[64]));
+}
+
+#[test]
+fn knn_rejects_bad_k_and_shapes_and_breaks_ties_by_row() {
+    block_on(gpu_cases::knn_edge_cases(&engine()));
+}
+
+#[test]
+fn path_frames_match_cpu_stepper_and_search() {
+    block_on(gpu_cases::path_frames_match_cpu(&engine(), 700, 4));
+}
