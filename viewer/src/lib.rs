@@ -14,5 +14,7 @@ pub mod player;
 pub mod session;
 pub mod state;
 pub mod viewport;
+#[cfg(target_arch = "wasm32")]
+mod web;
 
 pub use error::{Result, ViewerError};

@@ -1,0 +1,522 @@
+//! The components: header with bundle name and backend badge, the scatter with its legend and
+//! hover card, the anchor and operator panels, the path controls and the neighbour strip.
+//! Text from bundles and links is always inserted as text, never as HTML.
+
+use leptos::ev;
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{HtmlInputElement, MouseEvent};
+
+use super::controller::{self, STRIP_LEN, Source};
+use super::page;
+use super::signals::{OperatorRow, Ui};
+use crate::state::{COEF_LIMIT, MAX_SELECTED_OPERATORS, MAX_T_RANGE, ViewState};
+
+/// Animation speeds offered, as (value, label).
+const SPEEDS: [(&str, &str); 5] = [
+    ("0.25", "¼×"),
+    ("0.5", "½×"),
+    ("1", "1×"),
+    ("2", "2×"),
+    ("4", "4×"),
+];
+/// Side of a thumbnail canvas, device pixels.
+const THUMB_PX: u32 = 64;
+
+/// The whole app.
+#[component]
+pub fn App() -> impl IntoView {
+    let (state, warnings) = ViewState::from_query(&page::query());
+    let ui = Ui::new(state, warnings.iter().map(ToString::to_string).collect());
+
+    // The address bar and the path follow the state.
+    Effect::new(move |_| {
+        let query = ui.state.with(ViewState::to_query);
+        ui.speed.track();
+        controller::update_url(query);
+        spawn_local(controller::refresh(ui));
+    });
+    spawn_local(controller::start(ui));
+    install_window_listeners(ui);
+
+    view! {
+        <header class="top">
+            <h1 class="brand">"mclr"</h1>
+            <div class="bundle">
+                <span id="bundle-name">
+                    {move || ui.summary.with(|s| s.as_ref().map(|s| s.name.clone()))}
+                </span>
+                <span class="meta">
+                    {move || ui.summary.with(|s| s.as_ref().map(|s| s.description.clone()))}
+                </span>
+            </div>
+            <nav class="modes" aria-label="Mode">
+                <button class="mode active" aria-pressed="true">"Path"</button>
+                <button class="mode" disabled title="Coming next">"Prior"</button>
+                <button class="mode" disabled title="Coming next">"Transport"</button>
+                <button class="mode" disabled title="Coming next">"Inspect"</button>
+            </nav>
+            <label class="open-file" title="Open a .mclr bundle (or drop one on the page)">
+                "Open .mclr…"
+                <input
+                    id="file-input"
+                    type="file"
+                    accept=".mclr"
+                    on:change=move |e| {
+                        let input: HtmlInputElement = event_target(&e);
+                        if let Some(file) = input.files().and_then(|files| files.get(0)) {
+                            spawn_local(controller::load(ui, Source::File(file)));
+                        }
+                        input.set_value("");
+                    }
+                />
+            </label>
+            <span
+                id="badge"
+                data-backend=move || ui.backend.with(|b| b.as_ref().map(|b| b.key()))
+                title=move || ui.backend.with(|b| b.as_ref().map(|b| b.detail()))
+            >
+                {move || {
+                    ui.backend
+                        .with(|b| b.as_ref().map_or_else(|| "Starting…".to_owned(), |b| b.label()))
+                }}
+            </span>
+        </header>
+        <progress
+            id="load-progress"
+            hidden=move || ui.progress.with(Option::is_none)
+            max=move || ui.progress.get().and_then(|p| p.total).map(|t| t.to_string())
+            value=move || {
+                ui.progress.get().and_then(|p| p.total.map(|_| p.loaded.to_string()))
+            }
+        ></progress>
+        <div id="error" role="alert" hidden=move || ui.error.with(Option::is_none)>
+            {move || ui.error.get()}
+        </div>
+        <ul id="warnings" hidden=move || ui.warnings.with(Vec::is_empty)>
+            {move || {
+                ui.warnings.get().into_iter().map(|w| view! { <li>{w}</li> }).collect_view()
+            }}
+        </ul>
+        <main class="layout">
+            <section class="scatter-panel">
+                <Scatter ui=ui />
+                <Legend ui=ui />
+            </section>
+            <aside class="side">
+                <AnchorPanel ui=ui />
+                <OperatorList ui=ui />
+            </aside>
+            <section class="bottom">
+                <PathControls ui=ui />
+                <NeighbourStrip ui=ui />
+            </section>
+        </main>
+        <footer class="hint">
+            "Drop a .mclr file anywhere to open it · space plays and pauses · wheel zooms, drag pans, click picks the anchor"
+        </footer>
+    }
+}
+
+fn install_window_listeners(ui: Ui) {
+    // Handles live as long as the page.
+    let _ = window_event_listener(ev::keydown, move |e| {
+        if e.key() != " " || typing_target(e.target()) {
+            return;
+        }
+        e.prevent_default();
+        controller::toggle_play(ui);
+    });
+    let _ = window_event_listener(ev::dragover, |e| e.prevent_default());
+    let _ = window_event_listener(ev::drop, move |e| {
+        e.prevent_default();
+        if let Some(file) = e
+            .data_transfer()
+            .and_then(|d| d.files())
+            .and_then(|f| f.get(0))
+        {
+            spawn_local(controller::load(ui, Source::File(file)));
+        }
+    });
+    let _ = window_event_listener(ev::resize, move |_| controller::resized(ui));
+}
+
+/// Whether a key press goes to a control that uses the space bar itself.
+fn typing_target(target: Option<web_sys::EventTarget>) -> bool {
+    let Some(element) = target.and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else {
+        return false;
+    };
+    match element.tag_name().to_ascii_lowercase().as_str() {
+        "textarea" | "select" | "button" => true,
+        "input" => element.get_attribute("type").as_deref() != Some("range"),
+        _ => false,
+    }
+}
+
+fn offset(e: &MouseEvent) -> [f32; 2] {
+    // Offsets are small pixel counts.
+    #[allow(clippy::cast_precision_loss)]
+    let at = [e.offset_x() as f32, e.offset_y() as f32];
+    at
+}
+
+#[component]
+fn Scatter(ui: Ui) -> impl IntoView {
+    let hover_ref: NodeRef<Canvas> = NodeRef::new();
+    Effect::new(move |_| {
+        let index = ui.hover.with(|h| h.as_ref().map(|h| h.index));
+        ui.sprites_version.track();
+        if let Some(canvas) = hover_ref.get() {
+            controller::paint_thumbnail(&canvas, index);
+        }
+    });
+    view! {
+        <div class="scatter-wrap">
+            <canvas
+                id="scatter"
+                data-points="0"
+                data-trail="0"
+                on:mousedown=move |e| controller::pointer_down(offset(&e))
+                on:mousemove=move |e| controller::pointer_move(ui, offset(&e))
+                on:mouseup=move |e| controller::pointer_up(ui, offset(&e))
+                on:mouseleave=move |_| controller::pointer_leave(ui)
+                on:wheel=move |e| {
+                    e.prevent_default();
+                    controller::wheel(ui, offset(&e), e.delta_y());
+                }
+            ></canvas>
+            <div
+                id="hover-card"
+                hidden=move || ui.hover.with(Option::is_none)
+                style:left=move || ui.hover.with(|h| h.as_ref().map(|h| format!("{}px", h.at[0] + 14.0)))
+                style:top=move || ui.hover.with(|h| h.as_ref().map(|h| format!("{}px", h.at[1] + 14.0)))
+            >
+                <canvas width=THUMB_PX height=THUMB_PX node_ref=hover_ref></canvas>
+                <span>{move || ui.hover.with(|h| h.as_ref().map(|h| h.label.clone()))}</span>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Legend(ui: Ui) -> impl IntoView {
+    view! {
+        <ul id="legend">
+            {move || {
+                ui.summary
+                    .with(|s| s.as_ref().map(|s| s.classes.clone()).unwrap_or_default())
+                    .into_iter()
+                    .map(|class| {
+                        view! {
+                            <li>
+                                <span class="swatch" style:background=class.colour></span>
+                                <span class="class-name">{class.name}</span>
+                                <span class="count">{class.count}</span>
+                            </li>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </ul>
+    }
+}
+
+#[component]
+fn AnchorPanel(ui: Ui) -> impl IntoView {
+    let thumb_ref: NodeRef<Canvas> = NodeRef::new();
+    Effect::new(move |_| {
+        let anchor = ui.state.with(|s| s.anchor);
+        ui.sprites_version.track();
+        if let Some(canvas) = thumb_ref.get() {
+            controller::paint_thumbnail(&canvas, anchor.and_then(|a| usize::try_from(a).ok()));
+        }
+    });
+    let commit = move |input: HtmlInputElement| {
+        let text = input.value();
+        let gallery = ui
+            .summary
+            .with_untracked(|s| s.as_ref().map_or(0, |s| s.gallery));
+        let picked = text
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|i| controller::pick_anchor(ui, i));
+        if !picked {
+            ui.error.set(Some(format!(
+                "There is no image {}: the gallery has {gallery} images, numbered 0 to {}.",
+                text.trim(),
+                gallery.saturating_sub(1)
+            )));
+        }
+    };
+    view! {
+        <div class="panel anchor">
+            <canvas id="anchor-thumb" width=THUMB_PX height=THUMB_PX node_ref=thumb_ref></canvas>
+            <label>
+                "Anchor image"
+                <input
+                    id="anchor-input"
+                    type="number"
+                    min="0"
+                    max=move || ui.summary.with(|s| s.as_ref().map(|s| s.gallery.saturating_sub(1)))
+                    prop:value=move || {
+                        ui.state.with(|s| s.anchor.map(|a| a.to_string()).unwrap_or_default())
+                    }
+                    on:change=move |e| commit(event_target(&e))
+                    on:keydown=move |e| {
+                        if e.key() == "Enter" {
+                            commit(event_target(&e));
+                        }
+                    }
+                />
+            </label>
+            <p class="hint">"Click a point in the scatter to pick it."</p>
+        </div>
+    }
+}
+
+fn toggle_operator(ui: Ui, m: u32) {
+    ui.state.update(|s| {
+        if let Some(at) = s.operators.iter().position(|(i, _)| *i == m) {
+            s.operators.remove(at);
+        } else if s.operators.len() < MAX_SELECTED_OPERATORS {
+            s.operators.push((m, 1.0));
+        }
+    });
+}
+
+fn set_coefficient(ui: Ui, m: u32, text: &str) {
+    let Ok(value) = text.parse::<f32>() else {
+        return;
+    };
+    let value = value.clamp(-COEF_LIMIT, COEF_LIMIT);
+    ui.state.update(|s| {
+        if let Some(slot) = s.operators.iter_mut().find(|(i, _)| *i == m) {
+            slot.1 = value;
+        }
+    });
+}
+
+#[component]
+fn OperatorList(ui: Ui) -> impl IntoView {
+    let rows = move || {
+        ui.summary
+            .with(|s| s.as_ref().map(|s| s.operators.clone()).unwrap_or_default())
+    };
+    view! {
+        <div class="panel operators-panel">
+            <h2>"Operators " <span class="sub">"by norm ‖Ψ‖ · bar: usage"</span></h2>
+            <ul id="operators">
+                <For
+                    each=rows
+                    key=|row| (row.index, row.norm.to_bits(), row.usage.to_bits())
+                    children=move |row| view! { <OperatorItem ui=ui row=row /> }
+                />
+            </ul>
+        </div>
+    }
+}
+
+#[component]
+fn OperatorItem(ui: Ui, row: OperatorRow) -> impl IntoView {
+    let m = row.index;
+    let coefficient = move || ui.state.with(|s| s.coefficient(m));
+    let usage = format!("{:.1}%", row.usage * 100.0);
+    view! {
+        <li
+            class="operator"
+            class:selected=move || coefficient().is_some()
+            data-index=m.to_string()
+            on:click=move |_| toggle_operator(ui, m)
+        >
+            <div class="op-head">
+                <span class="op-name">{format!("Ψ{m}")}</span>
+                <span class="op-norm">{format!("{:.3}", row.norm)}</span>
+            </div>
+            <div class="usage" title=format!("used by {usage} of training pairs")>
+                <div class="usage-fill" style:width=usage.clone()></div>
+            </div>
+            <Show when=move || coefficient().is_some()>
+                <div class="coef-row" on:click=|e| e.stop_propagation()>
+                    <input
+                        type="range"
+                        class="coef"
+                        data-index=m.to_string()
+                        min=(-COEF_LIMIT).to_string()
+                        max=COEF_LIMIT.to_string()
+                        step="0.05"
+                        prop:value=move || coefficient().unwrap_or(0.0).to_string()
+                        on:input=move |e| set_coefficient(ui, m, &event_target_value(&e))
+                    />
+                    <span class="coef-value">
+                        {move || format!("{:+.2}", coefficient().unwrap_or(0.0))}
+                    </span>
+                </div>
+            </Show>
+        </li>
+    }
+}
+
+fn scrub(ui: Ui, text: &str) {
+    let Ok(t) = text.parse::<f32>() else {
+        return;
+    };
+    ui.playing.set(false);
+    ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
+}
+
+fn set_t_range(ui: Ui, text: &str) {
+    match text.trim().parse::<f32>() {
+        Ok(t_range) if t_range.is_finite() && t_range > 0.0 && t_range <= MAX_T_RANGE => {
+            ui.state.update(|s| {
+                s.t_range = t_range;
+                s.t = s.t.clamp(-t_range, t_range);
+            });
+        }
+        _ => ui.error.set(Some(format!(
+            "T must be a number above 0 and at most {MAX_T_RANGE}; {} is not.",
+            text.trim()
+        ))),
+    }
+}
+
+fn copy_link(ui: Ui) {
+    let mut state = ui.state.get_untracked();
+    if ui.playing.get_untracked() {
+        state.t = ui
+            .live_t
+            .get_untracked()
+            .clamp(-state.t_range, state.t_range);
+    }
+    let url = page::share_url(&state.to_query());
+    ui.share_url.set(url.clone());
+    spawn_local(async move {
+        // Without clipboard permission the link is still in the field next to the button.
+        let _ = page::copy_to_clipboard(&url).await;
+    });
+}
+
+#[component]
+fn PathControls(ui: Ui) -> impl IntoView {
+    let t_range = move || ui.state.with(|s| s.t_range);
+    view! {
+        <div class="panel controls">
+            <button id="play" on:click=move |_| controller::toggle_play(ui)>
+                {move || if ui.playing.get() { "Pause" } else { "Play" }}
+            </button>
+            <label class="scrub">
+                <span class="label">"t"</span>
+                <input
+                    id="scrub"
+                    type="range"
+                    min=move || (-t_range()).to_string()
+                    max=move || t_range().to_string()
+                    step=move || (t_range() / 500.0).to_string()
+                    prop:value=move || ui.live_t.get().to_string()
+                    on:input=move |e| scrub(ui, &event_target_value(&e))
+                />
+                <span id="t-value">{move || format!("{:.3}", ui.live_t.get())}</span>
+            </label>
+            <label>
+                "T "
+                <input
+                    id="t-range"
+                    type="number"
+                    min="0.1"
+                    max=MAX_T_RANGE.to_string()
+                    step="0.5"
+                    prop:value=move || t_range().to_string()
+                    on:change=move |e| set_t_range(ui, &event_target_value(&e))
+                />
+            </label>
+            <label>
+                "Speed "
+                <select
+                    id="speed"
+                    on:change=move |e| {
+                        if let Ok(speed) = event_target_value(&e).parse::<f32>() {
+                            ui.speed.set(speed);
+                        }
+                    }
+                >
+                    {SPEEDS
+                        .into_iter()
+                        .map(|(value, label)| {
+                            view! {
+                                <option value=value selected=value == "1">
+                                    {label}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <span class="frame" title="Compute time of the last frame: path step and kNN">
+                <span id="frame-ms">
+                    {move || ui.frame_ms.get().map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}"))}
+                </span>
+                " ms/frame"
+            </span>
+            <span class="share">
+                <button id="copy-link" on:click=move |_| copy_link(ui)>"Copy link"</button>
+                <input
+                    id="share-url"
+                    readonly
+                    placeholder="share link"
+                    prop:value=move || ui.share_url.get()
+                />
+            </span>
+        </div>
+    }
+}
+
+#[component]
+fn NeighbourStrip(ui: Ui) -> impl IntoView {
+    let refs: [NodeRef<Canvas>; STRIP_LEN] = std::array::from_fn(|_| NodeRef::new());
+    Effect::new(move |_| {
+        let indices = ui.nn.get();
+        ui.sprites_version.track();
+        for (slot, node) in refs.iter().enumerate() {
+            if let Some(canvas) = node.get() {
+                controller::paint_thumbnail(&canvas, indices.get(slot).copied());
+            }
+        }
+    });
+    let tiles = refs
+        .into_iter()
+        .enumerate()
+        .map(|(slot, node)| {
+            let index = move || ui.nn.with(|v| v.get(slot).copied());
+            view! {
+                <canvas
+                    class="nn-tile"
+                    width=THUMB_PX
+                    height=THUMB_PX
+                    node_ref=node
+                    hidden=move || index().is_none()
+                    data-index=move || index().map(|i| i.to_string())
+                    title=move || index().map(|i| format!("image {i} (click to make it the anchor)"))
+                    on:click=move |_| {
+                        if let Some(i) = index().and_then(|i| u32::try_from(i).ok()) {
+                            controller::pick_anchor(ui, i);
+                        }
+                    }
+                ></canvas>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="panel strip-panel">
+            <h2>"Nearest gallery images of z(t) " <span class="sub">"cosine, k = 8"</span></h2>
+            <div
+                id="nn-strip"
+                data-indices=move || {
+                    ui.nn.with(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                }
+            >
+                {tiles}
+            </div>
+        </div>
+    }
+}

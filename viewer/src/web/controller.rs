@@ -1,0 +1,603 @@
+//! What happens when: loading a bundle, (re)starting the path when the view state changes, the
+//! animation loop, drawing, and the scatter's mouse handling. The browser objects and the loaded
+//! bundle live here, in one thread-local (the browser runs the app on one thread); components
+//! only see the `Send` signals of [`Ui`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::HtmlCanvasElement;
+
+use super::loader;
+use super::page;
+use super::scatter::{self, Overlay, PointLayer};
+use super::signals::{ClassEntry, Hover, OperatorRow, Progress, Summary, Ui};
+use super::sprites::Sprites;
+use crate::engine::{Engine, GalleryIndex};
+use crate::error::Result;
+use crate::player::{PathKey, PathPlayer};
+use crate::session::Session;
+use crate::viewport::{Viewport, class_colour};
+
+/// Nearest neighbours shown in the strip.
+pub const STRIP_LEN: usize = 8;
+/// Quiet time before the address bar follows the state, in ms (browsers throttle frequent
+/// `history.replaceState` calls).
+const URL_DEBOUNCE_MS: i32 = 120;
+/// Cursor distance within which a point counts as hovered or clicked, CSS pixels.
+const HIT_RADIUS: f32 = 8.0;
+/// Drag distance past which a press is a pan, not a click, CSS pixels.
+const CLICK_SLOP: f32 = 4.0;
+
+/// Where a bundle comes from.
+pub enum Source {
+    /// An address to fetch.
+    Url(String),
+    /// A dropped or picked file.
+    File(web_sys::File),
+}
+
+/// A bundle in use.
+struct Loaded {
+    session: Session,
+    gallery: GalleryIndex,
+    sprites: Option<Sprites>,
+    by_class: Vec<Vec<usize>>,
+}
+
+struct Drag {
+    start: [f32; 2],
+    last: [f32; 2],
+    moved: bool,
+}
+
+#[derive(Default)]
+struct Core {
+    engine: Option<Rc<Engine>>,
+    loaded: Option<Rc<Loaded>>,
+    viewport: Option<Viewport>,
+    layer: Option<PointLayer>,
+    player: Option<PathPlayer>,
+    /// Bumped whenever a path is (re)started, so a stale frame does not put back an old player.
+    path_generation: u64,
+    frame_callback: Option<Closure<dyn FnMut(f64)>>,
+    frame_pending: bool,
+    drag: Option<Drag>,
+    url_timer: Option<i32>,
+}
+
+thread_local! {
+    static CORE: RefCell<Core> = RefCell::new(Core::default());
+}
+
+/// Runs `f` on the core; `None` if it is already borrowed (never expected: no borrow is held
+/// across an await or a call back into this module).
+fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> Option<R> {
+    CORE.with(|core| core.try_borrow_mut().ok().map(|mut core| f(&mut core)))
+}
+
+fn engine_and_bundle() -> Option<(Rc<Engine>, Rc<Loaded>)> {
+    with_core(|core| Some((core.engine.clone()?, core.loaded.clone()?))).flatten()
+}
+
+/// Starts the app: picks the engine, then loads the bundle of the link (or the demo).
+pub async fn start(ui: Ui) {
+    let force_cpu = ui.state.with_untracked(|s| s.force_cpu);
+    let engine = Engine::select(force_cpu).await;
+    ui.backend.set(Some(engine.backend()));
+    with_core(|core| core.engine = Some(Rc::new(engine)));
+    let url = ui
+        .state
+        .with_untracked(|s| s.bundle.clone())
+        .unwrap_or_else(|| "demo.mclr".to_owned());
+    load(ui, Source::Url(url)).await;
+}
+
+/// Loads a bundle. On failure the error is shown and the previous bundle (if any) stays.
+pub async fn load(ui: Ui, source: Source) {
+    ui.playing.set(false);
+    ui.error.set(None);
+    ui.progress.set(Some(Progress {
+        loaded: 0.0,
+        total: None,
+    }));
+    page::set_ready(false);
+    let from_url = matches!(source, Source::Url(_));
+    let result = prepare(ui, source).await;
+    ui.progress.set(None);
+    match result {
+        Err(error) => {
+            ui.error.set(Some(error.to_string()));
+            // The previous bundle, if any, is still there and usable.
+            if with_core(|core| core.loaded.is_some()).unwrap_or(false) {
+                page::set_ready(true);
+            }
+        }
+        Ok((loaded, bundle_url, sprite_error)) => {
+            install(ui, loaded, from_url.then_some(bundle_url));
+            if let Some(error) = sprite_error {
+                ui.error.set(Some(error));
+            }
+            refresh(ui).await;
+            page::set_ready(true);
+        }
+    }
+}
+
+/// Reads, decodes and digests a bundle; also returns its address and a thumbnail problem (which
+/// does not stop the viewer).
+async fn prepare(ui: Ui, source: Source) -> Result<(Loaded, String, Option<String>)> {
+    let (bytes, name, url) = match source {
+        Source::Url(url) => {
+            let bytes = loader::fetch_bytes(&url, |loaded, total| {
+                // Progress is display-only; f64 holds any realistic byte count exactly.
+                #[allow(clippy::cast_precision_loss)]
+                ui.progress.set(Some(Progress {
+                    loaded: loaded as f64,
+                    total: total.map(|t| t as f64),
+                }));
+            })
+            .await?;
+            (bytes, loader::name_from_url(&url), url)
+        }
+        Source::File(file) => (loader::read_file(&file).await?, file.name(), String::new()),
+    };
+    let session = Session::from_bytes(&bytes, &name)?;
+    drop(bytes);
+    let (sprites, sprite_error) = match Sprites::decode(&session.thumbnails).await {
+        Ok(sprites) => (Some(sprites), None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    let engine = with_core(|core| core.engine.clone()).flatten();
+    let engine = match engine {
+        Some(engine) => engine,
+        None => Rc::new(Engine::select(true).await),
+    };
+    let gallery = engine.upload_gallery(&session.features, session.dim())?;
+    let mut by_class = vec![Vec::new(); session.class_names.len()];
+    for (i, &label) in session.labels.iter().enumerate() {
+        if let Some(members) = by_class.get_mut(usize::from(label)) {
+            members.push(i);
+        }
+    }
+    Ok((
+        Loaded {
+            session,
+            gallery,
+            sprites,
+            by_class,
+        },
+        url,
+        sprite_error,
+    ))
+}
+
+/// Makes `loaded` the current bundle and fits the state to it.
+fn install(ui: Ui, loaded: Loaded, bundle_url: Option<String>) {
+    let session = &loaded.session;
+    let summary = summarise(session, &loaded.by_class);
+    let (gallery, operators) = (session.len(), session.num_operators());
+    let viewport = Viewport::fit(&session.points, [800.0, 600.0]);
+    with_core(|core| {
+        core.loaded = Some(Rc::new(loaded));
+        core.viewport = Some(viewport);
+        core.player = None;
+        core.path_generation += 1;
+        if core.layer.is_none() {
+            core.layer = PointLayer::new();
+        }
+        if let Some(layer) = core.layer.as_mut() {
+            layer.invalidate();
+        }
+    });
+    let mut state = ui.state.get_untracked();
+    // A dropped file has no address a link could carry: the link then opens the demo.
+    if let Some(url) = bundle_url {
+        state.bundle = (url != "demo.mclr").then_some(url);
+    } else {
+        state.bundle = None;
+    }
+    let warnings = state.check_against(gallery, operators);
+    if state.anchor.is_none() && gallery > 0 {
+        state.anchor = Some(0);
+    }
+    ui.warnings
+        .update(|list| list.extend(warnings.iter().map(ToString::to_string)));
+    ui.summary.set(Some(summary));
+    ui.sprites_version.update(|v| *v += 1);
+    ui.live_t.set(state.t);
+    ui.state.set(state);
+}
+
+fn summarise(session: &Session, by_class: &[Vec<usize>]) -> Summary {
+    let meta = &session.metadata;
+    Summary {
+        name: session.name.clone(),
+        description: format!(
+            "{} · {} · {} images · d = {} · {} operators",
+            meta.dataset,
+            meta.method,
+            session.len(),
+            session.dim(),
+            session.num_operators()
+        ),
+        gallery: session.len(),
+        operators: session
+            .order
+            .iter()
+            .map(|&m| OperatorRow {
+                index: u32::try_from(m).unwrap_or(u32::MAX),
+                norm: session.norms.get(m).copied().unwrap_or(0.0),
+                usage: session.usage.get(m).copied().unwrap_or(0.0).clamp(0.0, 1.0),
+            })
+            .collect(),
+        classes: session
+            .class_names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| ClassEntry {
+                name: name.clone(),
+                colour: class_colour(c),
+                count: by_class.get(c).map_or(0, Vec::len),
+            })
+            .collect(),
+    }
+}
+
+/// Brings the path in line with the state: restarts it when the anchor, coefficients, T or speed
+/// changed, seeks when only t changed; then updates the neighbours and redraws.
+pub async fn refresh(ui: Ui) {
+    let Some((engine, loaded)) = engine_and_bundle() else {
+        return;
+    };
+    let session = &loaded.session;
+    let state = ui.state.get_untracked();
+    let anchor = state
+        .anchor
+        .and_then(|a| usize::try_from(a).ok())
+        .filter(|&a| a < session.len());
+    let Some(anchor) = anchor else {
+        with_core(|core| core.player = None);
+        draw(ui);
+        return;
+    };
+    let playing = ui.playing.get_untracked();
+    let key = PathKey::new(
+        anchor,
+        state.coefficients(session.num_operators()),
+        state.t_range,
+        ui.speed.get_untracked(),
+    );
+    let Some((existing, generation)) = with_core(|core| {
+        core.path_generation += 1;
+        (core.player.take(), core.path_generation)
+    }) else {
+        return;
+    };
+    let result = match existing {
+        Some(mut player) if *player.key() == key => {
+            if playing || player.t() == state.t {
+                Ok(player)
+            } else {
+                player
+                    .seek(&engine, session, state.t)
+                    .await
+                    .map(|()| player)
+            }
+        }
+        _ => {
+            let t = if playing {
+                ui.live_t.get_untracked()
+            } else {
+                state.t
+            };
+            PathPlayer::start(&engine, session, key, t).await
+        }
+    };
+    match result {
+        Ok(player) => {
+            let neighbours = nearest(&engine, &loaded, player.position()).await;
+            let t = player.t();
+            with_core(|core| {
+                if core.path_generation == generation {
+                    core.player = Some(player);
+                }
+            });
+            ui.live_t.set(t);
+            show_neighbours(ui, neighbours);
+        }
+        Err(error) => ui.error.set(Some(error.to_string())),
+    }
+    draw(ui);
+}
+
+async fn nearest(engine: &Engine, loaded: &Loaded, z: &[f32]) -> Result<Vec<usize>> {
+    let hits = engine.knn(&loaded.gallery, z, STRIP_LEN).await?;
+    Ok(hits
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.index)
+        .collect())
+}
+
+fn show_neighbours(ui: Ui, neighbours: Result<Vec<usize>>) {
+    match neighbours {
+        Ok(indices) => {
+            if ui.nn.with_untracked(|old| *old != indices) {
+                ui.nn.set(indices);
+            }
+        }
+        Err(error) => ui.error.set(Some(error.to_string())),
+    }
+}
+
+/// Starts or stops the animation. Stopping writes the current t into the state (and the link).
+pub fn toggle_play(ui: Ui) {
+    if ui.playing.get_untracked() {
+        ui.playing.set(false);
+        let t = ui.live_t.get_untracked();
+        ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
+    } else if engine_and_bundle().is_some() {
+        ui.playing.set(true);
+        schedule_frame(ui);
+    }
+}
+
+fn schedule_frame(ui: Ui) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    with_core(|core| {
+        if core.frame_pending {
+            return;
+        }
+        let callback = core
+            .frame_callback
+            .get_or_insert_with(|| Closure::new(move |_timestamp: f64| spawn_local(frame(ui))));
+        if window
+            .request_animation_frame(callback.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            core.frame_pending = true;
+        }
+    });
+}
+
+/// One animation frame: step the path, find the neighbours, time both, draw, and ask for the next.
+async fn frame(ui: Ui) {
+    with_core(|core| core.frame_pending = false);
+    if !ui.playing.get_untracked() {
+        return;
+    }
+    let Some((engine, loaded)) = engine_and_bundle() else {
+        return;
+    };
+    let Some((player, generation)) =
+        with_core(|core| core.player.take().map(|p| (p, core.path_generation))).flatten()
+    else {
+        // The path is being restarted; try again next frame.
+        schedule_frame(ui);
+        return;
+    };
+    let mut player = player;
+    let started = page::now_ms();
+    let stepped = player.advance(&engine, &loaded.session).await;
+    let neighbours = nearest(&engine, &loaded, player.position()).await;
+    let elapsed = page::now_ms() - started;
+    let t = player.t();
+    with_core(|core| {
+        if core.path_generation == generation {
+            core.player = Some(player);
+        }
+    });
+    if let Err(error) = stepped {
+        ui.playing.set(false);
+        ui.error.set(Some(error.to_string()));
+        return;
+    }
+    ui.frame_ms.set(Some(elapsed));
+    ui.live_t.set(t);
+    show_neighbours(ui, neighbours);
+    draw(ui);
+    schedule_frame(ui);
+}
+
+fn scatter_canvas() -> Option<HtmlCanvasElement> {
+    web_sys::window()?
+        .document()?
+        .get_element_by_id("scatter")?
+        .dyn_into::<HtmlCanvasElement>()
+        .ok()
+}
+
+/// Redraws the scatter.
+pub fn draw(ui: Ui) {
+    let Some(canvas) = scatter_canvas() else {
+        return;
+    };
+    let anchor = ui
+        .state
+        .with_untracked(|s| s.anchor.and_then(|a| usize::try_from(a).ok()));
+    let neighbours = ui.nn.get_untracked();
+    let hover = ui.hover.with_untracked(|h| h.as_ref().map(|h| h.index));
+    with_core(|core| {
+        let Some(loaded) = core.loaded.clone() else {
+            return;
+        };
+        let (Some(viewport), Some(layer)) = (core.viewport.as_mut(), core.layer.as_mut()) else {
+            return;
+        };
+        let trail = core.player.as_ref().map_or(&[][..], PathPlayer::trail);
+        let overlay = Overlay {
+            anchor,
+            trail,
+            neighbours: &neighbours,
+            hover,
+        };
+        scatter::render(
+            &canvas,
+            &loaded.session,
+            &loaded.by_class,
+            viewport,
+            layer,
+            &overlay,
+        );
+    });
+}
+
+/// Picks gallery image `index` as the anchor, if it exists.
+pub fn pick_anchor(ui: Ui, index: u32) -> bool {
+    let exists = with_core(|core| {
+        core.loaded
+            .as_ref()
+            .is_some_and(|l| usize::try_from(index).is_ok_and(|i| i < l.session.len()))
+    })
+    .unwrap_or(false);
+    if exists {
+        ui.error.set(None);
+        ui.state.update(|s| s.anchor = Some(index));
+    }
+    exists
+}
+
+/// Paints the thumbnail of gallery image `index` into `canvas`.
+pub fn paint_thumbnail(canvas: &HtmlCanvasElement, index: Option<usize>) {
+    with_core(|core| {
+        if let Some(sprites) = core.loaded.as_ref().and_then(|l| l.sprites.as_ref()) {
+            sprites.paint(canvas, index);
+        }
+    });
+}
+
+/// A class name and index for the hover card.
+fn hover_label(index: usize) -> String {
+    with_core(|core| {
+        let session = &core.loaded.as_ref()?.session;
+        let label = usize::from(*session.labels.get(index)?);
+        Some(format!(
+            "#{index} · {}",
+            session.class_names.get(label).map_or("", String::as_str)
+        ))
+    })
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// Mouse button pressed on the scatter at `at` (CSS pixels).
+pub fn pointer_down(at: [f32; 2]) {
+    with_core(|core| {
+        core.drag = Some(Drag {
+            start: at,
+            last: at,
+            moved: false,
+        });
+    });
+}
+
+/// Mouse moved over the scatter: pans while dragging, otherwise updates the hovered point.
+pub fn pointer_move(ui: Ui, at: [f32; 2]) {
+    let hovered = with_core(|core| {
+        if let Some(drag) = core.drag.as_mut() {
+            let delta = [at[0] - drag.last[0], at[1] - drag.last[1]];
+            drag.last = at;
+            if (at[0] - drag.start[0]).hypot(at[1] - drag.start[1]) > CLICK_SLOP {
+                drag.moved = true;
+            }
+            if drag.moved {
+                if let Some(viewport) = core.viewport.as_mut() {
+                    viewport.pan_by(delta);
+                }
+                if let Some(layer) = core.layer.as_mut() {
+                    layer.invalidate();
+                }
+            }
+            return None;
+        }
+        let loaded = core.loaded.as_ref()?;
+        core.viewport
+            .as_ref()?
+            .hit(&loaded.session.points, at, HIT_RADIUS)
+    })
+    .flatten();
+    let hover = hovered.map(|index| Hover {
+        index,
+        at,
+        label: hover_label(index),
+    });
+    if ui.hover.with_untracked(|old| *old != hover) {
+        ui.hover.set(hover);
+    }
+    draw(ui);
+}
+
+/// Mouse released: a press without a drag picks the point under the cursor as the anchor.
+pub fn pointer_up(ui: Ui, at: [f32; 2]) {
+    let click = with_core(|core| {
+        let drag = core.drag.take()?;
+        if drag.moved {
+            return None;
+        }
+        let loaded = core.loaded.as_ref()?;
+        core.viewport
+            .as_ref()?
+            .hit(&loaded.session.points, at, HIT_RADIUS)
+    })
+    .flatten();
+    if let Some(index) = click.and_then(|i| u32::try_from(i).ok()) {
+        pick_anchor(ui, index);
+    }
+    draw(ui);
+}
+
+/// Mouse left the scatter.
+pub fn pointer_leave(ui: Ui) {
+    with_core(|core| core.drag = None);
+    ui.hover.set(None);
+    draw(ui);
+}
+
+/// Wheel over the scatter: zoom about the cursor.
+pub fn wheel(ui: Ui, at: [f32; 2], delta_y: f64) {
+    #[allow(clippy::cast_possible_truncation)]
+    let factor = (-delta_y * 0.0015).exp() as f32;
+    with_core(|core| {
+        if let Some(viewport) = core.viewport.as_mut() {
+            viewport.zoom_at(at, factor);
+        }
+        if let Some(layer) = core.layer.as_mut() {
+            layer.invalidate();
+        }
+    });
+    draw(ui);
+}
+
+/// Redraws the points after the canvas's size may have changed.
+pub fn resized(ui: Ui) {
+    draw(ui);
+}
+
+/// Keeps the address bar's query equal to `query`, debounced.
+pub fn update_url(query: String) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if let Some(Some(old)) = with_core(|core| core.url_timer.take()) {
+        window.clear_timeout_with_handle(old);
+    }
+    let callback = Closure::once_into_js(move || {
+        with_core(|core| core.url_timer = None);
+        page::replace_query(&query);
+    });
+    if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+        callback.unchecked_ref(),
+        URL_DEBOUNCE_MS,
+    ) {
+        with_core(|core| core.url_timer = Some(handle));
+    }
+}

@@ -1,0 +1,119 @@
+//! The reactive state the components read: plain data (all `Send`), one signal per concern.
+//! Browser objects and the loaded bundle live in the controller, not here.
+
+use leptos::prelude::*;
+
+use crate::engine::Backend;
+use crate::state::ViewState;
+
+/// Bytes of a bundle download so far, and the announced total if any.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Bytes received.
+    pub loaded: f64,
+    /// Content-Length, when the server sent one.
+    pub total: Option<f64>,
+}
+
+/// One row of the operator list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorRow {
+    /// Operator index m.
+    pub index: u32,
+    /// Frobenius norm of Ψ_m.
+    pub norm: f32,
+    /// Fraction of training pairs that used it, in [0, 1].
+    pub usage: f32,
+}
+
+/// One entry of the legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassEntry {
+    /// Class name.
+    pub name: String,
+    /// CSS colour.
+    pub colour: String,
+    /// Gallery images of this class.
+    pub count: usize,
+}
+
+/// What the panels show about the loaded bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// File name.
+    pub name: String,
+    /// One line: dataset, method, sizes.
+    pub description: String,
+    /// N.
+    pub gallery: usize,
+    /// Operators by decreasing norm.
+    pub operators: Vec<OperatorRow>,
+    /// Classes in label order.
+    pub classes: Vec<ClassEntry>,
+}
+
+/// The hovered gallery point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hover {
+    /// Gallery index.
+    pub index: usize,
+    /// Position of the card, CSS pixels within the scatter panel.
+    pub at: [f32; 2],
+    /// Text under the thumbnail.
+    pub label: String,
+}
+
+/// All signals of the app; `Copy`, so handlers and async tasks capture it freely.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// The share-link state (anchor, operators, T, t at rest, mode).
+    pub state: RwSignal<ViewState>,
+    /// The path's current t (moves every frame while playing).
+    pub live_t: RwSignal<f32>,
+    /// Whether the path animation runs.
+    pub playing: RwSignal<bool>,
+    /// Animation speed multiplier.
+    pub speed: RwSignal<f32>,
+    /// Plain-words error, shown in `#error`.
+    pub error: RwSignal<Option<String>>,
+    /// Ignored link parameters.
+    pub warnings: RwSignal<Vec<String>>,
+    /// Download progress while a bundle loads.
+    pub progress: RwSignal<Option<Progress>>,
+    /// The loaded bundle.
+    pub summary: RwSignal<Option<Summary>>,
+    /// Which engine computes.
+    pub backend: RwSignal<Option<Backend>>,
+    /// Gallery indices of the nearest neighbours of the path's current point.
+    pub nn: RwSignal<Vec<usize>>,
+    /// Compute time of the last frame in ms.
+    pub frame_ms: RwSignal<Option<f64>>,
+    /// The last copied share link.
+    pub share_url: RwSignal<String>,
+    /// The hovered point.
+    pub hover: RwSignal<Option<Hover>>,
+    /// Bumped after the sprite sheet of a new bundle is decoded, so thumbnails redraw.
+    pub sprites_version: RwSignal<u64>,
+}
+
+impl Ui {
+    /// Fresh signals for `state`.
+    pub fn new(state: ViewState, warnings: Vec<String>) -> Self {
+        Self {
+            state: RwSignal::new(state),
+            live_t: RwSignal::new(0.0),
+            playing: RwSignal::new(false),
+            speed: RwSignal::new(1.0),
+            error: RwSignal::new(None),
+            warnings: RwSignal::new(warnings),
+            progress: RwSignal::new(None),
+            summary: RwSignal::new(None),
+            backend: RwSignal::new(None),
+            nn: RwSignal::new(Vec::new()),
+            frame_ms: RwSignal::new(None),
+            share_url: RwSignal::new(String::new()),
+            hover: RwSignal::new(None),
+            sprites_version: RwSignal::new(0),
+        }
+    }
+}
