@@ -1,13 +1,19 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest, ending with the test
 //! runs and one closing count over all of them. `.ci/run` calls exactly this.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use mclr_tests::chromium;
 
 use crate::cmd::{self, TestTally, command};
 use crate::setup::{self, WASM_TARGET};
+use crate::web;
 
 /// Crates that are compiled for the browser and so are linted and built for wasm32 as well.
 const WASM_CRATES: [&str; 2] = ["mclr-shared", "mclr-viewer"];
+
+/// The shared crate's GPU engine, switched on for every native and wasm32 check so that its
+/// code is linted and its native tests (on Mesa's lavapipe) run with the rest, in one build.
+const GPU_FEATURE: &str = "mclr-shared/gpu";
 
 /// Runs the full check. No options yet; unknown ones are an error rather than silently ignored.
 pub fn run(args: &[String]) -> Result<()> {
@@ -16,6 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::rust_toolchain()?;
     setup::npm()?;
+    setup::system_packages()?;
     cargo(&["fmt", "--all", "--", "--check"])
         .map_err(|e| e.context("formatting differs: run `cargo fmt --all`"))?;
     cargo(&[
@@ -23,6 +30,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "--locked",
         "--workspace",
         "--all-targets",
+        "--features",
+        GPU_FEATURE,
         "--",
         "-D",
         "warnings",
@@ -34,13 +43,15 @@ pub fn run(args: &[String]) -> Result<()> {
         "--target",
         WASM_TARGET,
         "--no-default-features",
+        "--features",
+        GPU_FEATURE,
     ];
     for krate in WASM_CRATES {
         wasm_clippy.extend(["-p", krate]);
     }
     wasm_clippy.extend(["--", "-D", "warnings"]);
     cargo(&wasm_clippy)?;
-    // Both feature sets of the shared crate must build for the browser.
+    // Both feature sets of the shared crate must build for the browser without the GPU engine too.
     cargo(&[
         "build",
         "--locked",
@@ -58,19 +69,29 @@ pub fn run(args: &[String]) -> Result<()> {
         WASM_TARGET,
         "--no-default-features",
     ])?;
+    // The browser end-to-end test loads this build.
+    web::build(false)?;
 
     let mut total = TestTally::default();
     let mut ok = true;
     for scope in ["--doc", "--all-targets"] {
         let (tally, success) = cmd::run_tests(&mut command(
             "cargo",
-            &["test", "--locked", "--workspace", scope],
+            &[
+                "test",
+                "--locked",
+                "--workspace",
+                scope,
+                "--features",
+                GPU_FEATURE,
+            ],
         ))?;
-        total.passed += tally.passed;
-        total.failed += tally.failed;
-        total.ignored += tally.ignored;
+        total.add(tally);
         ok &= success;
     }
+    let (tally, success) = gpu_browser_tests()?;
+    total.add(tally);
+    ok &= success;
     // One closing line over every test binary, so the last thing CI prints is the whole count.
     println!(
         "\ntests: {} passed, {} failed, {} skipped",
@@ -83,6 +104,52 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("no test ran: the test command found nothing to run");
     }
     Ok(())
+}
+
+/// The WGSL engine's tests in headless Chromium over WebGPU (`shared/tests/gpu_browser.rs`),
+/// through `wasm-bindgen-test-runner` of the release Cargo.lock pins and chromedriver.
+fn gpu_browser_tests() -> Result<(TestTally, bool)> {
+    let root = web::workspace_root()?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let version = web::check_bindgen_version(&lock)?;
+    let runner = setup::wasm_bindgen_test_runner(&root, &version)?;
+
+    // The runner reads the browser's capabilities from this file: the project's Chromium flags
+    // with WebGPU on, and a fresh profile folder.
+    let e2e = root.join("target/e2e");
+    let profile = e2e.join("gpu-browser-profile");
+    if profile.exists() {
+        std::fs::remove_dir_all(&profile)
+            .with_context(|| format!("clearing {}", profile.display()))?;
+    }
+    std::fs::create_dir_all(&profile).with_context(|| format!("creating {}", profile.display()))?;
+    let webdriver_json = e2e.join("webdriver.json");
+    let caps = chromium::capabilities(&profile, chromium::Gpu::WebGpu);
+    std::fs::write(&webdriver_json, caps.to_string())
+        .with_context(|| format!("writing {}", webdriver_json.display()))?;
+
+    let mut c = command(
+        "cargo",
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "mclr-shared",
+            "--no-default-features",
+            "--features",
+            "gpu",
+            "--target",
+            WASM_TARGET,
+            "--test",
+            "gpu_browser",
+        ],
+    );
+    c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
+        .env("CHROMEDRIVER", chromium::CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
+        // SwiftShader runs WebGPU compute on the CPU: allow it more than the default 20 s.
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "180");
+    cmd::run_tests(&mut c)
 }
 
 /// `cargo xtask bench [criterion args]`: the criterion benchmarks of the workspace.

@@ -52,6 +52,13 @@ pub struct TestTally {
 }
 
 impl TestTally {
+    /// Adds another run's counts to these.
+    pub fn add(&mut self, other: Self) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+
     /// Adds the counts of one libtest summary line, e.g.
     /// `test result: ok. 48 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; …`.
     pub fn add_line(&mut self, line: &str) {

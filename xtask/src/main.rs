@@ -8,7 +8,9 @@
 
 mod ci;
 mod cmd;
+mod serve;
 mod setup;
+mod web;
 
 use std::process::ExitCode;
 
@@ -18,7 +20,10 @@ const USAGE: &str = "\
 usage: cargo xtask <verb>
 
 verbs:
-  ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, tests
+  ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, the site,
+          tests (native, browser end-to-end, GPU shaders in the browser)
+  web     build the site into www/dist (--dev: debug build, no wasm-opt)
+  serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
   demo    the end-to-end demo (train, evaluate, export, view)
   help    this text";
@@ -41,6 +46,8 @@ fn dispatch() -> Result<()> {
     match verb {
         "ci" => ci::run(rest),
         "bench" => ci::bench(rest),
+        "web" => web::run(rest),
+        "serve" => serve::run(rest),
         "demo" => demo(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

