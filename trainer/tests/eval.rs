@@ -7,12 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use candle_core::{Device, Tensor};
+use mclr_shared::operators::{LaplaceParams, Linear, Mlp, Operators, PriorNetwork};
 use mclr_trainer::Error;
 use mclr_trainer::augment::rng::StreamRng;
 use mclr_trainer::eval::knn::KnnClassifier;
+use mclr_trainer::eval::semisup::sample_beta;
 use mclr_trainer::eval::{
-    Features, KMeansConfig, KnnVote, LinearProbeConfig, Method, Report, SemiSupervisedConfig,
-    kmeans, kmeans_purity, knn_accuracy, knn_predict, linear_probe, purity, semi_supervised,
+    AugmentationNnConfig, Features, IdentityConfig, KMeansConfig, KnnVote, LinearProbe,
+    LinearProbeConfig, Method, Report, SemiSupervisedConfig, augmentation_nn,
+    identity_preservation, kmeans, kmeans_purity, knn_accuracy, knn_predict, linear_probe,
+    mean_scales, purity, semi_supervised,
 };
 
 /// The evaluation heads train on the CPU here.
@@ -522,4 +526,267 @@ fn report_round_trips_through_json() {
     };
     let json = serde_json::to_string(&report).unwrap();
     assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+}
+
+// ---- semi-supervised: mixup and FeatMatch ----
+
+#[test]
+fn beta_half_half_sampler_has_the_arcsine_mean_and_variance() {
+    let mut rng = StreamRng::from_words(&[42]);
+    let draws: Vec<f64> = (0..200_000)
+        .map(|_| sample_beta(&mut rng, 0.5, 0.5).unwrap())
+        .collect();
+    assert!(draws.iter().all(|x| (0.0..=1.0).contains(x)));
+    let n = draws.len() as f64;
+    let mean = draws.iter().sum::<f64>() / n;
+    let variance = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    // Beta(½, ½): mean ½, variance ab / ((a + b)² (a + b + 1)) = 1/8; the standard errors at this
+    // many draws are about 8e-4 and 3e-4.
+    assert!((mean - 0.5).abs() < 4e-3, "mean {mean}");
+    assert!((variance - 0.125).abs() < 2e-3, "variance {variance}");
+    // The arcsine law puts a quarter of its mass below sin²(π/8) ≈ 0.1464.
+    let low = draws
+        .iter()
+        .filter(|&&x| x < (std::f64::consts::PI / 8.0).sin().powi(2));
+    assert!((low.count() as f64 / n - 0.25).abs() < 5e-3);
+}
+
+#[test]
+fn beta_sampler_refuses_shapes_outside_zero_one() {
+    let mut rng = StreamRng::from_words(&[1]);
+    for (a, b) in [(0.0, 0.5), (2.0, 0.5), (0.5, f64::NAN)] {
+        assert!(matches!(
+            sample_beta(&mut rng, a, b),
+            Err(Error::InvalidSetting {
+                setting: "beta shape",
+                ..
+            })
+        ));
+    }
+}
+
+/// A small, fast semi-supervised setting for overlapping clusters.
+fn small_semisup() -> SemiSupervisedConfig {
+    SemiSupervisedConfig {
+        trials: 3,
+        iterations: 200,
+        unlabelled_batch: 128,
+        hidden: 64,
+        lr: 3e-3,
+        ema_decay: 0.95,
+        ..SemiSupervisedConfig::default()
+    }
+}
+
+#[test]
+fn mixup_and_featmatch_match_or_beat_supervised_only_and_are_reproducible() {
+    let train = clusters(4, 60, 8, 2.5, 0.8, 11);
+    let test = clusters(4, 50, 8, 2.5, 0.8, 12);
+    let config = small_semisup();
+    let supervised = semi_supervised(&train, &test, Method::SupervisedOnly, &config, CPU).unwrap();
+    for method in [Method::Mixup, Method::FeatMatch] {
+        let a = semi_supervised(&train, &test, method, &config, CPU).unwrap();
+        let b = semi_supervised(&train, &test, method, &config, CPU).unwrap();
+        assert_eq!(a, b, "{method:?} is not reproducible");
+        assert_eq!(a.trials.len(), 3);
+        assert!(
+            a.mean >= supervised.mean - 0.01,
+            "{a:?}\nsupervised {supervised:?}"
+        );
+    }
+    assert_eq!(Method::Mixup.name(), "mixup");
+    assert_eq!(Method::FeatMatch.name(), "featmatch");
+}
+
+// ---- identity preservation and augmentation nearest neighbours ----
+
+/// A prior network `d → hidden → (M, M)` with small random trunk weights, zero head weights and
+/// the given head biases: every point gets log-scale `min(scale_bias, 3) + ln 0.01` and location
+/// `clamp(loc_bias, ±5)` (plus a small input-dependent part when `input_weight > 0`).
+fn prior_network(
+    d: usize,
+    m: usize,
+    scale_bias: f32,
+    loc_bias: f32,
+    input_weight: f32,
+    seed: u64,
+) -> PriorNetwork {
+    let hidden = 16;
+    let mut rng = StreamRng::from_words(&[seed, 5]);
+    let mut draw =
+        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| s * normal(&mut rng)).collect() };
+    let trunk = Linear::new("trunk", d, hidden, draw(d * hidden, 0.3), vec![0.0; hidden]).unwrap();
+    let scale = Linear::new(
+        "scale",
+        hidden,
+        m,
+        draw(hidden * m, input_weight),
+        vec![scale_bias; m],
+    )
+    .unwrap();
+    let loc = Linear::new(
+        "loc",
+        hidden,
+        m,
+        draw(hidden * m, input_weight),
+        vec![loc_bias; m],
+    )
+    .unwrap();
+    PriorNetwork::new(Mlp::new("prior", vec![trunk], scale, loc).unwrap())
+}
+
+/// Operators whose generators are random skew-symmetric `n × n` blocks times `magnitude`, so each
+/// `T(c)` is a rotation of every block.
+fn skew_operators(m: usize, k: usize, n: usize, magnitude: f32, seed: u64) -> Operators {
+    let mut rng = StreamRng::from_words(&[seed, 6]);
+    let mut psi = vec![0.0; m * k * n * n];
+    for block in psi.chunks_exact_mut(n * n) {
+        for i in 0..n {
+            for j in i + 1..n {
+                let v = magnitude * normal(&mut rng);
+                block[i * n + j] = v;
+                block[j * n + i] = -v;
+            }
+        }
+    }
+    Operators::new(m, k, n, psi).unwrap()
+}
+
+#[test]
+fn zero_operators_preserve_identity_exactly() {
+    let (train, test) = (
+        clusters(3, 40, 8, 3.0, 1.0, 1),
+        clusters(3, 30, 8, 3.0, 1.0, 2),
+    );
+    let operators = Operators::new(4, 2, 4, vec![0.0; 4 * 2 * 16]).unwrap();
+    let prior = prior_network(8, 4, 1.0, 0.5, 0.5, 3);
+    let config = IdentityConfig {
+        samples_per_image: 3,
+        probe: short_probe(),
+    };
+    let result =
+        identity_preservation(&train, &test, &operators, &prior, 0.01, 7, &config).unwrap();
+    assert!(result.clean > 0.5, "{result:?}");
+    assert_eq!(result.learned_prior, result.clean);
+    assert_eq!(result.fixed_prior, result.clean);
+    assert_eq!(result.random_matched, result.clean);
+    assert_eq!(result.mean_relative_shift, 0.0);
+    assert_eq!((result.samples_per_image, result.threshold), (3, 0.01));
+    // The clean score is the probe's own top-1.
+    let probe = LinearProbe::fit(&train, &short_probe(), CPU).unwrap();
+    assert_eq!(probe.evaluate(&test).unwrap().top1, result.clean);
+}
+
+#[test]
+fn large_random_rotations_break_identity_and_are_reproducible() {
+    let (train, test) = (
+        clusters(3, 40, 8, 5.0, 0.5, 1),
+        clusters(3, 30, 8, 5.0, 0.5, 2),
+    );
+    let operators = skew_operators(4, 2, 4, 3.0, 4);
+    // Locations of order 1 that vary from point to point: a different large rotation per row.
+    let prior = prior_network(8, 4, 0.0, 0.0, 1.0, 3);
+    let config = IdentityConfig {
+        samples_per_image: 1,
+        probe: short_probe(),
+    };
+    let result = identity_preservation(&train, &test, &operators, &prior, 0.0, 7, &config).unwrap();
+    assert!(result.clean > 0.95, "{result:?}");
+    assert!(result.learned_prior < result.clean - 0.2, "{result:?}");
+    // A rotation keeps the norm: the shift is large but finite.
+    assert!(result.mean_relative_shift > 0.3 && result.mean_relative_shift <= 2.0);
+    let again = identity_preservation(&train, &test, &operators, &prior, 0.0, 7, &config).unwrap();
+    assert_eq!(result, again);
+}
+
+#[test]
+fn fixed_prior_scales_are_the_mean_learned_scales() {
+    let params = LaplaceParams {
+        loc: vec![0.0; 6],
+        logscale: [1.0_f32, 2.0, 0.5, 3.0, 6.0, 0.5]
+            .iter()
+            .map(|b| b.ln())
+            .collect(),
+    };
+    let scales = mean_scales(&params, 3).unwrap();
+    for (got, want) in scales.iter().zip([2.0, 4.0, 0.5]) {
+        assert!((got - want).abs() < 1e-6, "{scales:?}");
+    }
+    let ragged = LaplaceParams {
+        loc: vec![0.0; 5],
+        logscale: vec![0.0; 5],
+    };
+    assert!(matches!(
+        mean_scales(&ragged, 3),
+        Err(Error::InvalidSetting { .. })
+    ));
+}
+
+#[test]
+fn identity_rejects_operators_of_another_dimension() {
+    let test = clusters(3, 10, 8, 3.0, 1.0, 2);
+    let operators = Operators::new(4, 3, 4, vec![0.0; 4 * 3 * 16]).unwrap();
+    let prior = prior_network(8, 4, 0.0, 0.0, 0.0, 3);
+    let result = identity_preservation(
+        &test,
+        &test,
+        &operators,
+        &prior,
+        0.0,
+        0,
+        &IdentityConfig::default(),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidSetting {
+                setting: "operators",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn augmentation_nn_with_zero_operators_equals_clean_one_nn_agreement() {
+    let (train, test) = (
+        clusters(3, 40, 8, 1.5, 1.0, 1),
+        clusters(3, 30, 8, 1.5, 1.0, 2),
+    );
+    let operators = Operators::new(4, 2, 4, vec![0.0; 4 * 2 * 16]).unwrap();
+    let prior = prior_network(8, 4, 1.0, 0.5, 0.5, 3);
+    let config = AugmentationNnConfig {
+        queries: 1000,
+        ..AugmentationNnConfig::default()
+    };
+    let result = augmentation_nn(&train, &test, &operators, &prior, 0.0, 5, &config).unwrap();
+    let one_nn = knn_accuracy(&train, &test, KnnVote::Majority { k: 1 }).unwrap();
+    assert_eq!(result.clean_agreement, one_nn.top1);
+    assert_eq!(result.agreement, result.clean_agreement);
+    assert!(
+        result.clean_agreement < 1.0,
+        "overlapping clusters: {result:?}"
+    );
+    assert_eq!((result.queries, result.samples_per_query), (90, 8));
+}
+
+#[test]
+fn augmentation_nn_agreement_is_near_one_on_separated_clusters() {
+    let (train, test) = (
+        clusters(3, 40, 8, 5.0, 0.5, 1),
+        clusters(3, 30, 8, 5.0, 0.5, 2),
+    );
+    let operators = skew_operators(4, 2, 4, 0.05, 4);
+    let prior = prior_network(8, 4, 2.0, 0.3, 0.2, 3);
+    let config = AugmentationNnConfig {
+        queries: 50,
+        ..AugmentationNnConfig::default()
+    };
+    let result = augmentation_nn(&train, &test, &operators, &prior, 0.01, 5, &config).unwrap();
+    assert_eq!(result.queries, 50);
+    assert_eq!(result.clean_agreement, 1.0);
+    assert!(result.agreement > 0.97, "{result:?}");
+    let again = augmentation_nn(&train, &test, &operators, &prior, 0.01, 5, &config).unwrap();
+    assert_eq!(result, again);
 }

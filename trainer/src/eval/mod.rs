@@ -13,6 +13,8 @@
 //! * [`report`]: the serialisable results (`results.json`).
 
 mod adam;
+pub mod augment_nn;
+pub mod identity;
 pub mod kmeans;
 pub mod knn;
 pub mod linear;
@@ -29,6 +31,10 @@ pub use knn::{KnnVote, knn_accuracy, knn_predict};
 pub use linear::{LinearProbe, LinearProbeConfig, linear_probe};
 pub use report::{ClusteringResult, KnnResult, ProbeResult, Report, SemiSupervisedResult};
 pub use semisup::{Augmentation, Method, SemiSupervisedConfig, semi_supervised};
+
+pub use augment_nn::{AugmentationNnConfig, augmentation_nn};
+pub use identity::{IdentityConfig, identity_preservation, mean_scales, score_identity};
+pub use report::{AugmentationNnResult, IdentityResult};
 
 /// A labelled set of feature vectors: `len × dim` row-major `f32` features, one `u16` label per
 /// row, and the number of classes the labels range over.

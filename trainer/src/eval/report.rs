@@ -64,6 +64,44 @@ pub struct SemiSupervisedResult {
     pub iterations: usize,
 }
 
+/// Identity preservation (SPEC §10): a linear probe trained on clean training features, scored
+/// top-1 on the test features as they are and moved in three ways.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IdentityResult {
+    /// Top-1 on the clean test features.
+    pub clean: f64,
+    /// Top-1 on test features moved by learned-prior samples `T(c̃) z`, `c̃ ~ p(c | z)`.
+    pub learned_prior: f64,
+    /// Top-1 on test features moved by samples of the fixed prior: location 0 and, per
+    /// coefficient, the learned prior's scale averaged over the test set (the same spread without
+    /// the dependence on the point).
+    pub fixed_prior: f64,
+    /// Top-1 on test features displaced in a uniformly random direction by the norm of each
+    /// row's learned-prior move.
+    pub random_matched: f64,
+    /// Mean of `‖T(c̃) z − z‖ / ‖z‖` over the learned-prior moves.
+    pub mean_relative_shift: f64,
+    /// Prior samples drawn per test row.
+    pub samples_per_image: usize,
+    /// Soft threshold ζ applied to the prior samples.
+    pub threshold: f32,
+}
+
+/// Augmentation nearest neighbours (SPEC §10): how often the nearest training row of a
+/// prior-moved test feature shares the test row's label.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AugmentationNnResult {
+    /// Fraction of moved queries (all samples of all queries) whose nearest training row (cosine)
+    /// has the query's label.
+    pub agreement: f64,
+    /// The same fraction for the unmoved queries (the reference the moves are compared with).
+    pub clean_agreement: f64,
+    /// Test rows queried.
+    pub queries: usize,
+    /// Prior samples per query.
+    pub samples_per_query: usize,
+}
+
 /// Everything `mclr eval` measured for a run; absent protocols were not run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -77,4 +115,11 @@ pub struct Report {
     pub kmeans: Option<ClusteringResult>,
     /// Semi-supervised results, one per augmentation method compared.
     pub semi_supervised: Vec<SemiSupervisedResult>,
+    /// Identity preservation under the learned operators (absent from older reports).
+    #[serde(default)]
+    pub identity: Option<IdentityResult>,
+    /// Label agreement of the nearest training rows of prior-moved features (absent from older
+    /// reports).
+    #[serde(default)]
+    pub augmentation_nn: Option<AugmentationNnResult>,
 }

@@ -19,8 +19,19 @@
 //!
 //! The augmentation is the caller's ([`Augmentation`]), so the same protocol compares learned
 //! operators (a prior sample, threshold 0), no augmentation (pseudo-labelling), or anything else.
-//! Mixup (MSE to EMA soft labels) and FeatMatch (attention over labelled features) change the loss,
-//! not just the augmentation, and are not implemented here.
+//! Two baselines of SPEC §10 are built in, since they need more than a map of `z_u`:
+//! * [`Method::Mixup`] (ICT-style, per sample) replaces the consistency term: each unlabelled row
+//!   `z_i` is mixed with the row `z_j` a random permutation of the batch pairs it with, with its
+//!   own `λ ~ Beta(0.5, 0.5)` ([`sample_beta`]); the target is the same mix of the EMA
+//!   classifier's softmax outputs (no gradient), and the term is the mean squared error between
+//!   the online classifier's softmax on `λ z_i + (1 − λ) z_j` and that target, over rows and
+//!   classes, with no confidence threshold;
+//! * [`Method::FeatMatch`] is a parameter-free variant of Kuo et al. 2020's FeatMatch: each
+//!   unlabelled `z` attends over the trial's labelled rows `L` (softmax of `cos(z, L_j) / τ`,
+//!   τ = [`FEATMATCH_TEMPERATURE`]), and the augmented feature is `½ (z + Σ_j a_j L_j)`, half way to
+//!   its attention prototype. The original learns the attention's projections and refines with
+//!   class prototypes from k-means; here nothing is learned, so the augmentation only depends on
+//!   the frozen features. The consistency term is then the confident-pseudo-label one above.
 
 use candle_core::{D, DType, Device, Tensor, Var};
 
@@ -37,6 +48,15 @@ const SEMI_DOMAIN: u64 = 0x7365_6d69; // "semi"
 
 /// LeakyReLU's negative slope (torch's default).
 const LEAKY_SLOPE: f64 = 0.01;
+
+/// Both shape parameters of mixup's `λ ~ Beta(α, α)` (SPEC §10: 0.5).
+pub const MIXUP_ALPHA: f64 = 0.5;
+
+/// Temperature τ of FeatMatch's attention `softmax(cos(z, L_j) / τ)` over the labelled rows.
+pub const FEATMATCH_TEMPERATURE: f64 = 0.1;
+
+/// Guard on feature norms before dividing by them (a zero row has cosine 0 to everything).
+const NORM_EPSILON: f64 = 1e-12;
 
 /// A feature-space augmentation: maps the unlabelled batch `z_u` (`U × d`) to augmented features
 /// of the same shape, drawing any randomness from the given stream (seeded per trial, so trials are
@@ -58,6 +78,12 @@ pub enum Method<'a> {
         /// The augmentation.
         augment: &'a Augmentation<'a>,
     },
+    /// ICT-style mixup: MSE between the classifier's softmax on per-row mixes of the unlabelled
+    /// batch (`λ ~ Beta(0.5, 0.5)`) and the same mix of the EMA classifier's softmax outputs.
+    Mixup,
+    /// Consistency to confident pseudo-labels of features moved half way to their attention
+    /// prototype over the labelled rows (a parameter-free FeatMatch, see the module docs).
+    FeatMatch,
 }
 
 impl std::fmt::Debug for Method<'_> {
@@ -73,6 +99,8 @@ impl Method<'_> {
             Self::SupervisedOnly => "supervised-only",
             Self::PseudoLabel => "pseudo-label",
             Self::Augmented { name, .. } => name,
+            Self::Mixup => "mixup",
+            Self::FeatMatch => "featmatch",
         }
     }
 }
@@ -230,6 +258,10 @@ pub fn trial(
         )
     })?;
     let unlabelled_shape = (config.unlabelled_batch, train.dim());
+    // FeatMatch's attention memory: the trial's labelled rows and their unit directions.
+    let labelled_rows = Tensor::from_slice(&labelled, labelled.len(), device)?;
+    let values = features.index_select(&labelled_rows, 0)?;
+    let keys = unit_rows(&values)?;
 
     for _ in 0..config.iterations {
         let pick: Vec<u32> = (0..config.labelled_batch)
@@ -240,37 +272,49 @@ pub fn trial(
         let logits = forward(&features.index_select(&pick, 0)?, &params)?;
         let mut loss = candle_nn::loss::cross_entropy(&logits, &labels.index_select(&pick, 0)?)?;
 
-        if let Some(augment) = consistency_augmentation(method) {
+        if let Some(consistency) = Consistency::of(method) {
             let pick: Vec<u32> = (0..config.unlabelled_batch)
                 .map(|_| u32::try_from(batches.below(rows)).unwrap_or(0))
                 .collect();
             let pick = Tensor::from_vec(pick, config.unlabelled_batch, device)?;
             let z_u = features.index_select(&pick, 0)?;
-            let probs = candle_nn::ops::softmax_last_dim(&forward(&z_u, &params)?.detach())?;
-            let confident = probs
-                .max(D::Minus1)?
-                .gt(config.threshold)?
-                .to_dtype(DType::F32)?;
-            if confident.sum_all()?.to_scalar::<f32>()? > 0.0 {
-                let pseudo = probs.argmax(D::Minus1)?;
-                let z_aug = match augment {
-                    Some(augment) => augment(&z_u, &mut aug_rng)?,
-                    None => z_u,
-                };
-                if z_aug.dims() != [unlabelled_shape.0, unlabelled_shape.1] {
-                    return Err(Error::Shape {
-                        what: "augmented unlabelled features",
-                        expected: unlabelled_shape.0 * unlabelled_shape.1,
-                        found: z_aug.elem_count(),
-                    });
+            let term = match consistency {
+                Consistency::Mixup => Some(mixup_consistency(&z_u, &params, &ema, &mut aug_rng)?),
+                Consistency::Confident(augment) => {
+                    let probs =
+                        candle_nn::ops::softmax_last_dim(&forward(&z_u, &params)?.detach())?;
+                    let confident = probs
+                        .max(D::Minus1)?
+                        .gt(config.threshold)?
+                        .to_dtype(DType::F32)?;
+                    if confident.sum_all()?.to_scalar::<f32>()? > 0.0 {
+                        let pseudo = probs.argmax(D::Minus1)?;
+                        let z_aug = match augment {
+                            Augment::Identity => z_u,
+                            Augment::Caller(augment) => augment(&z_u, &mut aug_rng)?,
+                            Augment::FeatMatch => featmatch(&z_u, &keys, &values)?,
+                        };
+                        if z_aug.dims() != [unlabelled_shape.0, unlabelled_shape.1] {
+                            return Err(Error::Shape {
+                                what: "augmented unlabelled features",
+                                expected: unlabelled_shape.0 * unlabelled_shape.1,
+                                found: z_aug.elem_count(),
+                            });
+                        }
+                        let log_probs =
+                            candle_nn::ops::log_softmax(&forward(&z_aug, &params)?, D::Minus1)?;
+                        let nll = log_probs
+                            .gather(&pseudo.unsqueeze(1)?, 1)?
+                            .squeeze(1)?
+                            .neg()?;
+                        Some(((nll * confident)?.sum_all()? / config.unlabelled_batch as f64)?)
+                    } else {
+                        None
+                    }
                 }
-                let log_probs = candle_nn::ops::log_softmax(&forward(&z_aug, &params)?, D::Minus1)?;
-                let nll = log_probs
-                    .gather(&pseudo.unsqueeze(1)?, 1)?
-                    .squeeze(1)?
-                    .neg()?;
-                let consistency = ((nll * confident)?.sum_all()? / config.unlabelled_batch as f64)?;
-                loss = (loss + (consistency * config.consistency_weight)?)?;
+            };
+            if let Some(term) = term {
+                loss = (loss + (term * config.consistency_weight)?)?;
             }
         }
         adam.step(&loss.backward()?)?;
@@ -291,12 +335,108 @@ pub fn trial(
     Ok(accuracy(&predictions, test.labels()))
 }
 
-/// `None` when `method` has no consistency term; `Some(None)` for the identity augmentation.
-fn consistency_augmentation<'a>(method: Method<'a>) -> Option<Option<&'a Augmentation<'a>>> {
-    match method {
-        Method::SupervisedOnly => None,
-        Method::PseudoLabel => Some(None),
-        Method::Augmented { augment, .. } => Some(Some(augment)),
+/// The consistency term a [`Method`] adds to the labelled cross-entropy.
+#[derive(Clone, Copy)]
+enum Consistency<'a> {
+    /// Cross-entropy to confident pseudo-labels of augmented features.
+    Confident(Augment<'a>),
+    /// Mixup's MSE to mixed EMA soft labels.
+    Mixup,
+}
+
+/// The augmentation of [`Consistency::Confident`].
+#[derive(Clone, Copy)]
+enum Augment<'a> {
+    /// None: pseudo-labelling.
+    Identity,
+    /// The caller's.
+    Caller(&'a Augmentation<'a>),
+    /// Half way to the attention prototype over the labelled rows.
+    FeatMatch,
+}
+
+impl<'a> Consistency<'a> {
+    /// `None` when `method` has no consistency term (supervised-only).
+    fn of(method: Method<'a>) -> Option<Self> {
+        match method {
+            Method::SupervisedOnly => None,
+            Method::PseudoLabel => Some(Self::Confident(Augment::Identity)),
+            Method::Augmented { augment, .. } => Some(Self::Confident(Augment::Caller(augment))),
+            Method::FeatMatch => Some(Self::Confident(Augment::FeatMatch)),
+            Method::Mixup => Some(Self::Mixup),
+        }
+    }
+}
+
+/// Mixup's consistency term on the unlabelled batch `z_u` (`U × d`): per-row `λ ~ Beta(α, α)` and a
+/// random pairing `j` drawn from `rng`, then
+/// `mean((softmax(clf(λ z_i + (1 − λ) z_j)) − (λ p_i + (1 − λ) p_j))²)` over rows and classes, where
+/// `p = softmax(ema(z_u))` carries no gradient.
+fn mixup_consistency(
+    z_u: &Tensor,
+    params: &[Var],
+    ema: &[Tensor],
+    rng: &mut StreamRng,
+) -> Result<Tensor> {
+    let rows = z_u.dim(0)?;
+    let lambda = (0..rows)
+        .map(|_| sample_beta(rng, MIXUP_ALPHA, MIXUP_ALPHA).map(|l| l as f32))
+        .collect::<Result<Vec<f32>>>()?;
+    let mut partner: Vec<u32> = (0..rows).filter_map(|i| u32::try_from(i).ok()).collect();
+    rng.shuffle(&mut partner);
+    let device = z_u.device();
+    let partner = Tensor::from_vec(partner, rows, device)?;
+    let lambda = Tensor::from_vec(lambda, (rows, 1), device)?;
+    let rest = lambda.affine(-1.0, 1.0)?;
+    let mix = |x: &Tensor| -> Result<Tensor> {
+        Ok((x.broadcast_mul(&lambda)? + x.index_select(&partner, 0)?.broadcast_mul(&rest)?)?)
+    };
+    let soft = candle_nn::ops::softmax_last_dim(&forward_tensors(z_u, ema)?.detach())?;
+    let target = mix(&soft)?.detach();
+    let predicted = candle_nn::ops::softmax_last_dim(&forward(&mix(z_u)?, params)?)?;
+    Ok((predicted - target)?.sqr()?.mean_all()?)
+}
+
+/// FeatMatch's refined features `½ (z + Σ_j a_j L_j)` with `a = softmax_j(cos(z, L_j) / τ)`, given
+/// the labelled rows' unit directions `keys` (`L × d`) and the rows themselves `values` (`L × d`).
+fn featmatch(z: &Tensor, keys: &Tensor, values: &Tensor) -> Result<Tensor> {
+    let scores = (unit_rows(z)?.matmul(&keys.t()?)? / FEATMATCH_TEMPERATURE)?;
+    let prototypes = candle_nn::ops::softmax_last_dim(&scores)?.matmul(values)?;
+    Ok(((z + prototypes)? * 0.5)?)
+}
+
+/// `x` with each row divided by its euclidean norm (a zero row stays zero).
+fn unit_rows(x: &Tensor) -> Result<Tensor> {
+    let norms = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(NORM_EPSILON, f64::MAX)?;
+    Ok(x.broadcast_div(&norms)?)
+}
+
+/// One draw of `Beta(a, b)` by Jöhnk's method, for shape parameters in `(0, 1]` (mixup uses
+/// `a = b = 0.5`): with `U, V` uniform on `(0, 1]`, `X = U^(1/a)` and `Y = V^(1/b)` are accepted
+/// when `X + Y ≤ 1`, and `X / (X + Y)` is then `Beta(a, b)` distributed. The test and the ratio are
+/// computed from logarithms, so tiny `X` and `Y` cannot underflow to `0 / 0`. The acceptance rate
+/// is `Γ(a + 1) Γ(b + 1) / Γ(a + b + 1)` (π/4 for `a = b = ½`), which is why larger parameters are
+/// refused rather than sampled slowly.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] naming `beta shape` unless `0 < a ≤ 1` and `0 < b ≤ 1`.
+pub fn sample_beta(rng: &mut StreamRng, a: f64, b: f64) -> Result<f64> {
+    for shape in [a, b] {
+        if !(shape > 0.0 && shape <= 1.0) {
+            return Err(invalid("beta shape", "a number in (0, 1]", shape));
+        }
+    }
+    loop {
+        let log_x = (1.0 - rng.unit()).ln() / a;
+        let log_y = (1.0 - rng.unit()).ln() / b;
+        let log_sum = log_x.max(log_y) + (-(log_x - log_y).abs()).exp().ln_1p();
+        if log_sum <= 0.0 {
+            return Ok((log_x - log_sum).exp().clamp(0.0, 1.0));
+        }
     }
 }
 
