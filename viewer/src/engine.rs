@@ -6,7 +6,12 @@
 use mclr_shared::geometry::{KnnIndex, Metric, Neighbor};
 use mclr_shared::operators::{BlockDiagonal, Operators};
 
+#[cfg(target_arch = "wasm32")]
+use mclr_shared::gpu::{GalleryData, GpuEngine, GpuGallery, GpuPath};
+
 use crate::error::Result;
+#[cfg(target_arch = "wasm32")]
+use crate::error::ViewerError;
 
 /// Which engine runs, as the backend badge shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +29,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Badge text: `WebGPU (<adapter>)` or `CPU fallback`.
+    /// Badge text: `WebGPU (<adapter>)` (just `WebGPU` when the browser hides the adapter's
+    /// name) or `CPU fallback`.
     pub fn label(&self) -> String {
         match self {
+            Self::WebGpu { adapter } if adapter.trim().is_empty() => "WebGPU".to_owned(),
             Self::WebGpu { adapter } => format!("WebGPU ({adapter})"),
             Self::Cpu { .. } => "CPU fallback".to_owned(),
         }
@@ -43,6 +50,9 @@ impl Backend {
     /// A longer explanation for the badge's tooltip.
     pub fn detail(&self) -> String {
         match self {
+            Self::WebGpu { adapter } if adapter.trim().is_empty() => {
+                "Compute runs in WebGPU shaders (the browser does not name the adapter).".to_owned()
+            }
             Self::WebGpu { adapter } => format!("Compute runs in WebGPU shaders on {adapter}."),
             Self::Cpu { reason } => format!("Compute runs on the CPU: {reason}."),
         }
@@ -56,8 +66,11 @@ pub struct CpuEngine {
 }
 
 /// The engine the views compute with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Engine {
+    /// `mclr-shared`'s WGSL compute shaders through WebGPU (browser builds only).
+    #[cfg(target_arch = "wasm32")]
+    Gpu(GpuEngine),
     /// `mclr-shared` on the CPU.
     Cpu(CpuEngine),
 }
@@ -67,13 +80,46 @@ pub enum Engine {
 pub enum Transport {
     /// Blocks held in memory for the CPU engine.
     Cpu(BlockDiagonal),
+    /// (R, K, n, n) blocks computed by the GPU's expm.
+    #[cfg(target_arch = "wasm32")]
+    Gpu {
+        /// The blocks, row-major.
+        blocks: Vec<f32>,
+        /// K.
+        k: usize,
+        /// n.
+        n: usize,
+    },
 }
 
 /// A gallery prepared for nearest-neighbour queries (cosine similarity), in the engine's own form.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum GalleryIndex {
     /// The CPU's exact index.
     Cpu(KnnIndex),
+    /// The gallery uploaded to the GPU once.
+    #[cfg(target_arch = "wasm32")]
+    Gpu(GpuGallery),
+}
+
+/// A path being walked frame by frame, z ← E z: the step E and (on the GPU) the position live
+/// where the engine computes.
+#[derive(Debug)]
+pub enum Walker {
+    /// The step on the CPU; the position is the caller's.
+    Cpu(BlockDiagonal),
+    /// Step and position on the GPU: one submission per frame.
+    #[cfg(target_arch = "wasm32")]
+    Gpu(GpuPath),
+}
+
+/// One frame of a walk: the new position and its nearest gallery rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// z after the step.
+    pub z: Vec<f32>,
+    /// Nearest gallery rows of z, best first.
+    pub neighbours: Vec<Neighbor>,
 }
 
 impl Engine {
@@ -93,7 +139,20 @@ impl Engine {
         if !browser_has_webgpu() {
             return Self::cpu("this browser does not expose WebGPU");
         }
-        Self::cpu("the WebGPU engine is not part of this build yet")
+        Self::webgpu().await
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    async fn webgpu() -> Self {
+        match GpuEngine::new().await {
+            Ok(gpu) => Self::Gpu(gpu),
+            Err(error) => Self::cpu(format!("WebGPU is present but unusable ({error})")),
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn webgpu() -> Self {
+        Self::cpu("native builds have no WebGPU")
     }
 
     /// What the badge shows.
@@ -101,6 +160,10 @@ impl Engine {
         match self {
             Self::Cpu(cpu) => Backend::Cpu {
                 reason: cpu.reason.clone(),
+            },
+            #[cfg(target_arch = "wasm32")]
+            Self::Gpu(gpu) => Backend::WebGpu {
+                adapter: gpu.adapter().name.clone(),
             },
         }
     }
@@ -113,13 +176,26 @@ impl Engine {
     ) -> Result<Transport> {
         match self {
             Self::Cpu(_) => Ok(Transport::Cpu(operators.transport(coefficients)?)),
+            #[cfg(target_arch = "wasm32")]
+            Self::Gpu(gpu) => {
+                let (k, n) = (operators.blocks(), operators.block_size());
+                let generators = operators.generators(coefficients)?;
+                let blocks = gpu.expm(&generators, n).await.map_err(gpu_error)?;
+                Ok(Transport::Gpu { blocks, k, n })
+            }
         }
     }
 
     /// Applies row r of `transport` to feature row `r mod B` of `z` (B × d); R × d values.
     pub async fn apply(&self, transport: &Transport, z: &[f32]) -> Result<Vec<f32>> {
         match (self, transport) {
-            (Self::Cpu(_), Transport::Cpu(blocks)) => Ok(blocks.apply(z)?),
+            (_, Transport::Cpu(blocks)) => Ok(blocks.apply(z)?),
+            #[cfg(target_arch = "wasm32")]
+            (Self::Gpu(gpu), Transport::Gpu { blocks, k, n }) => {
+                gpu.apply_blocks(blocks, *k, *n, z).await.map_err(gpu_error)
+            }
+            #[cfg(target_arch = "wasm32")]
+            (Self::Cpu(_), Transport::Gpu { .. }) => Err(mismatch()),
         }
     }
 
@@ -131,6 +207,11 @@ impl Engine {
                 dim,
                 Metric::Cosine,
             )?)),
+            #[cfg(target_arch = "wasm32")]
+            Self::Gpu(gpu) => gpu
+                .upload_gallery(GalleryData::F32(features), dim, Metric::Cosine)
+                .map(GalleryIndex::Gpu)
+                .map_err(gpu_error),
         }
     }
 
@@ -142,9 +223,105 @@ impl Engine {
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>> {
         match (self, gallery) {
-            (Self::Cpu(_), GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
+            (_, GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
+            #[cfg(target_arch = "wasm32")]
+            (Self::Gpu(gpu), GalleryIndex::Gpu(index)) => {
+                gpu.knn(index, queries, k).await.map_err(gpu_error)
+            }
+            #[cfg(target_arch = "wasm32")]
+            (Self::Cpu(_), GalleryIndex::Gpu(_)) => Err(mismatch()),
         }
     }
+
+    /// Starts a walk from `z0` with step E = T(`coefficients`) (one row of M values).
+    pub async fn walker(
+        &self,
+        operators: &Operators,
+        coefficients: &[f32],
+        z0: &[f32],
+    ) -> Result<Walker> {
+        match self {
+            Self::Cpu(_) => {
+                check_position(z0, operators.dim())?;
+                Ok(Walker::Cpu(operators.transport(coefficients)?))
+            }
+            #[cfg(target_arch = "wasm32")]
+            Self::Gpu(gpu) => {
+                let (k, n) = (operators.blocks(), operators.block_size());
+                let generators = operators.generators(coefficients)?;
+                gpu.path_from_generators(&generators, k, n, z0)
+                    .await
+                    .map(Walker::Gpu)
+                    .map_err(gpu_error)
+            }
+        }
+    }
+
+    /// Moves a walk to `z` (after a seek), keeping its step.
+    pub fn reposition(&self, walker: &mut Walker, z: &[f32]) -> Result<()> {
+        match (self, walker) {
+            (_, Walker::Cpu(step)) => check_position(z, step.dim()),
+            #[cfg(target_arch = "wasm32")]
+            (Self::Gpu(gpu), Walker::Gpu(path)) => {
+                gpu.set_path_position(path, z).map_err(gpu_error)
+            }
+            #[cfg(target_arch = "wasm32")]
+            (Self::Cpu(_), Walker::Gpu(_)) => Err(mismatch()),
+        }
+    }
+
+    /// One animation frame: z ← E z from `z` (the walk's current position), then the `k` nearest
+    /// gallery rows of the new z. On the GPU this is one submission and one small readback.
+    pub async fn walk(
+        &self,
+        walker: &mut Walker,
+        z: &[f32],
+        gallery: &GalleryIndex,
+        k: usize,
+    ) -> Result<Frame> {
+        match (self, walker, gallery) {
+            (_, Walker::Cpu(step), _) => {
+                let z = step.apply(z)?;
+                let neighbours = self.knn(gallery, &z, k).await?.into_iter().next();
+                Ok(Frame {
+                    z,
+                    neighbours: neighbours.unwrap_or_default(),
+                })
+            }
+            #[cfg(target_arch = "wasm32")]
+            (Self::Gpu(gpu), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
+                let frame = gpu.path_step_knn(path, index, k).await.map_err(gpu_error)?;
+                Ok(Frame {
+                    z: frame.z,
+                    neighbours: frame.neighbors,
+                })
+            }
+            #[cfg(target_arch = "wasm32")]
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// Fails unless `z` is one feature of dimension `dim`.
+fn check_position(z: &[f32], dim: usize) -> Result<()> {
+    if z.len() == dim {
+        Ok(())
+    } else {
+        Err(mclr_shared::Error::shape("z", &[dim], &[z.len()]).into())
+    }
+}
+
+/// A GPU failure, in the viewer's terms (by value, to fit `map_err`).
+#[cfg(target_arch = "wasm32")]
+#[allow(clippy::needless_pass_by_value)]
+fn gpu_error(error: mclr_shared::gpu::GpuError) -> ViewerError {
+    ViewerError::Gpu(error.to_string())
+}
+
+/// Objects of one engine handed to the other: a bug, reported rather than a panic.
+#[cfg(target_arch = "wasm32")]
+fn mismatch() -> ViewerError {
+    ViewerError::Gpu("objects of the CPU and GPU engines were mixed".to_owned())
 }
 
 /// Whether `navigator.gpu` exists.
@@ -203,6 +380,19 @@ pub(crate) mod tests {
         assert_eq!(engine.backend().key(), "cpu");
         assert_eq!(engine.backend().label(), "CPU fallback");
         assert!(engine.backend().detail().contains("cpu=1"));
+    }
+
+    #[test]
+    fn the_badge_names_the_adapter_when_the_browser_does() {
+        let named = Backend::WebGpu {
+            adapter: "SwiftShader Device".to_owned(),
+        };
+        assert_eq!(named.label(), "WebGPU (SwiftShader Device)");
+        assert_eq!(named.key(), "webgpu");
+        let unnamed = Backend::WebGpu {
+            adapter: String::new(),
+        };
+        assert_eq!(unnamed.label(), "WebGPU");
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum ViewerError {
         /// The browser's explanation.
         reason: String,
     },
+    /// The GPU engine failed (device lost, out of memory, a limit exceeded).
+    #[error("The WebGPU engine failed: {0}. Reload the page with ?cpu=1 to use the CPU instead.")]
+    Gpu(String),
     /// A computation on a loaded bundle failed (a shape or value the bundle's checks let through).
     #[error("Could not compute the view: {0}.")]
     Compute(SharedError),

@@ -2,7 +2,9 @@
 //! computed once, wrapping from T back to −T, with the trail of PCA positions it leaves.
 //! Seeking (scrubbing) computes z(t) directly instead of stepping.
 
-use crate::engine::{Engine, Transport};
+use mclr_shared::geometry::Neighbor;
+
+use crate::engine::{Engine, GalleryIndex, Walker};
 use crate::error::{Result, ViewerError};
 use crate::session::Session;
 
@@ -37,11 +39,11 @@ impl PathKey {
 }
 
 /// A path being played.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PathPlayer {
     key: PathKey,
     z0: Vec<f32>,
-    step: Transport,
+    walker: Walker,
     z: Vec<f32>,
     t: f32,
     trail: Vec<[f32; 2]>,
@@ -60,12 +62,12 @@ impl PathPlayer {
             })?
             .to_vec();
         let scaled: Vec<f32> = key.coefficients.iter().map(|&x| key.dt * x).collect();
-        let step = engine.transport(&session.operators, &scaled).await?;
+        let walker = engine.walker(&session.operators, &scaled, &z0).await?;
         let mut player = Self {
             key,
             z: z0.clone(),
             z0,
-            step,
+            walker,
             t: 0.0,
             trail: Vec::new(),
         };
@@ -85,14 +87,22 @@ impl PathPlayer {
         let scaled: Vec<f32> = self.key.coefficients.iter().map(|&x| t * x).collect();
         let transport = engine.transport(&session.operators, &scaled).await?;
         self.z = engine.apply(&transport, &self.z0).await?;
+        engine.reposition(&mut self.walker, &self.z)?;
         self.t = t;
         self.trail.clear();
         self.trail.push(session.project(&self.z)?);
         Ok(())
     }
 
-    /// One frame: z ← E z and t ← t + Δt, wrapping to −T (by a direct seek) past T.
-    pub async fn advance(&mut self, engine: &Engine, session: &Session) -> Result<()> {
+    /// One frame: z ← E z and t ← t + Δt, wrapping to −T (by a direct seek) past T; returns
+    /// the `k` nearest gallery rows of the new z.
+    pub async fn advance(
+        &mut self,
+        engine: &Engine,
+        session: &Session,
+        gallery: &GalleryIndex,
+        k: usize,
+    ) -> Result<Vec<Neighbor>> {
         let next = self.t + self.key.dt;
         if next > self.key.t_range || next < -self.key.t_range {
             let restart = if self.key.dt >= 0.0 {
@@ -100,15 +110,18 @@ impl PathPlayer {
             } else {
                 self.key.t_range
             };
-            return self.seek(engine, session, restart).await;
+            self.seek(engine, session, restart).await?;
+            let hits = engine.knn(gallery, &self.z, k).await?;
+            return Ok(hits.into_iter().next().unwrap_or_default());
         }
-        self.z = engine.apply(&self.step, &self.z).await?;
+        let frame = engine.walk(&mut self.walker, &self.z, gallery, k).await?;
+        self.z = frame.z;
         self.t = next;
         if self.trail.len() >= MAX_TRAIL {
             self.trail.remove(0);
         }
         self.trail.push(session.project(&self.z)?);
-        Ok(())
+        Ok(frame.neighbours)
     }
 
     /// The current feature z(t).
@@ -129,6 +142,7 @@ impl PathPlayer {
 
 #[cfg(test)]
 mod tests {
+    use mclr_shared::geometry::{KnnIndex, Metric};
     use mclr_shared::operators::{PathStepper, path};
 
     use super::*;
@@ -146,11 +160,17 @@ mod tests {
         let z0 = session.feature(key.anchor).unwrap();
         let mut reference =
             PathStepper::new(&session.operators, &key.coefficients, z0, key.dt).unwrap();
+        let gallery = engine
+            .upload_gallery(&session.features, session.dim())
+            .unwrap();
+        let index = KnnIndex::new(session.features.clone(), session.dim(), Metric::Cosine).unwrap();
         let mut player = block_on(PathPlayer::start(&engine, &session, key, 0.0)).unwrap();
         assert_eq!(player.position(), z0);
         for _ in 0..50 {
-            block_on(player.advance(&engine, &session)).unwrap();
-            assert_eq!(player.position(), reference.step().unwrap());
+            let neighbours = block_on(player.advance(&engine, &session, &gallery, 8)).unwrap();
+            let expected = reference.step().unwrap();
+            assert_eq!(player.position(), expected);
+            assert_eq!(neighbours, index.search(expected, 8).unwrap());
         }
         assert_eq!(player.trail().len(), 51);
         assert_eq!(
@@ -178,9 +198,13 @@ mod tests {
         let engine = Engine::cpu("test");
         let key = key();
         let dt = key.dt;
+        let gallery = engine
+            .upload_gallery(&session.features, session.dim())
+            .unwrap();
         let mut player =
             block_on(PathPlayer::start(&engine, &session, key, 2.0 - dt / 2.0)).unwrap();
-        block_on(player.advance(&engine, &session)).unwrap();
+        let neighbours = block_on(player.advance(&engine, &session, &gallery, 3)).unwrap();
+        assert_eq!(neighbours.len(), 3);
         assert_eq!(player.t(), -2.0);
         assert_eq!(player.trail().len(), 1);
     }

@@ -387,8 +387,9 @@ async fn frame(ui: Ui) {
     };
     let mut player = player;
     let started = page::now_ms();
-    let stepped = player.advance(&engine, &loaded.session).await;
-    let neighbours = nearest(&engine, &loaded, player.position()).await;
+    let stepped = player
+        .advance(&engine, &loaded.session, &loaded.gallery, STRIP_LEN)
+        .await;
     let elapsed = page::now_ms() - started;
     let t = player.t();
     with_core(|core| {
@@ -396,14 +397,17 @@ async fn frame(ui: Ui) {
             core.player = Some(player);
         }
     });
-    if let Err(error) = stepped {
-        ui.playing.set(false);
-        ui.error.set(Some(error.to_string()));
-        return;
-    }
+    let neighbours = match stepped {
+        Ok(neighbours) => neighbours.into_iter().map(|n| n.index).collect(),
+        Err(error) => {
+            ui.playing.set(false);
+            ui.error.set(Some(error.to_string()));
+            return;
+        }
+    };
     ui.frame_ms.set(Some(elapsed));
     ui.live_t.set(t);
-    show_neighbours(ui, neighbours);
+    show_neighbours(ui, Ok(neighbours));
     draw(ui);
     schedule_frame(ui);
 }
