@@ -11,24 +11,55 @@ const SCRATCH_MATRICES: u64 = 6;
 /// Most scratch memory one dispatch uses; larger batches run as several dispatches.
 const SCRATCH_BUDGET: u64 = 64 << 20;
 
-/// The compiled expm pipeline.
+/// Largest block size whose six work matrices live in workgroup memory (6 · 16² f32 = 6 KiB, well
+/// inside the 16 KiB every WebGPU device offers).
+const WORKGROUP_MEMORY_MAX_N: usize = 16;
+
+/// Declarations `expm.wgsl` expects when its work matrices live in workgroup memory.
+const WORKGROUP_PRELUDE: &str = "
+var<workgroup> work: array<f32, 1536>;
+fn work_base(slot: u32, nn: u32) -> u32 { return 0u; }
+fn sync() { workgroupBarrier(); }
+";
+
+/// Declarations `expm.wgsl` expects when its work matrices live in a storage scratch buffer.
+const STORAGE_PRELUDE: &str = "
+@group(0) @binding(5) var<storage, read_write> work: array<f32>;
+fn work_base(slot: u32, nn: u32) -> u32 { return slot * 6u * nn; }
+fn sync() { storageBarrier(); }
+";
+
+/// The two compiled variants of `expm.wgsl`.
 #[derive(Debug)]
 pub(super) struct ExpmPipeline {
-    pipeline: wgpu::ComputePipeline,
+    /// Blocks up to [`WORKGROUP_MEMORY_MAX_N`]: work matrices in workgroup memory.
+    small: wgpu::ComputePipeline,
+    /// Larger blocks: work matrices in a storage scratch buffer.
+    large: wgpu::ComputePipeline,
 }
 
 impl ExpmPipeline {
     pub(super) fn new(device: &wgpu::Device) -> Self {
-        let module = device.create_shader_module(wgpu::include_wgsl!("expm.wgsl"));
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("expm"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Self { pipeline }
+        let body = include_str!("expm.wgsl");
+        let variant = |label: &'static str, prelude: &str| {
+            let source = format!("{prelude}\n{body}");
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        Self {
+            small: variant("expm (workgroup memory)", WORKGROUP_PRELUDE),
+            large: variant("expm (storage scratch)", STORAGE_PRELUDE),
+        }
     }
 }
 
@@ -156,16 +187,21 @@ impl GpuEngine {
             bytemuck::cast_slice(&taylor_coefficients()),
         );
 
-        let per_matrix = SCRATCH_MATRICES * words_bytes(nn);
-        let budget = SCRATCH_BUDGET.min(self.binding_limit());
-        self.check_binding("expm scratch for one matrix", per_matrix)?;
-        let slots = usize::try_from((budget / per_matrix).max(1))
-            .unwrap_or(1)
-            .min(count);
-        let scratch = self.storage_output("expm scratch", per_matrix * slots as u64);
-
         let n32 = to_u32("expm block size", n)?;
-        let layout = self.expm.pipeline.get_bind_group_layout(0);
+        let in_workgroup_memory = n <= WORKGROUP_MEMORY_MAX_N;
+        let (pipeline, slots, scratch) = if in_workgroup_memory {
+            (&self.expm.small, count, None)
+        } else {
+            let per_matrix = SCRATCH_MATRICES * words_bytes(nn);
+            let budget = SCRATCH_BUDGET.min(self.binding_limit());
+            self.check_binding("expm scratch for one matrix", per_matrix)?;
+            let slots = usize::try_from((budget / per_matrix).max(1))
+                .unwrap_or(1)
+                .min(count);
+            let scratch = self.storage_output("expm scratch", per_matrix * slots as u64);
+            (&self.expm.large, slots, Some(scratch))
+        };
+        let layout = pipeline.get_bind_group_layout(0);
         for base in (0..count).step_by(slots) {
             let in_flight = slots.min(count - base);
             let params = self.uniform(
@@ -177,21 +213,24 @@ impl GpuEngine {
                     0,
                 ],
             );
+            let mut entries = vec![
+                entry(0, &params),
+                entry(1, input),
+                entry(2, &plans),
+                entry(3, &coefs),
+                entry(4, output),
+            ];
+            if let Some(scratch) = &scratch {
+                entries.push(entry(5, scratch));
+            }
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("expm"),
                 layout: &layout,
-                entries: &[
-                    entry(0, &params),
-                    entry(1, input),
-                    entry(2, &plans),
-                    entry(3, &coefs),
-                    entry(4, output),
-                    entry(5, &scratch),
-                ],
+                entries: &entries,
             });
             let (x, y) = grid(in_flight)?;
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.expm.pipeline);
+            pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
         }

@@ -6,9 +6,14 @@
 //   expm(M) = e^μ · P^(2ˢ)               s squarings
 //
 // The plan (μ, 2⁻ˢ, e^μ, q, s) is computed on the CPU from each matrix's 1-norm by the same
-// function the CPU path uses, so the degree/squaring table lives in one place. The six work
-// matrices of a workgroup (A, A², A³, A⁴ and the ping-pong pair P, T) live in a storage scratch
-// buffer: six 64×64 f32 matrices are 96 KiB, more than any device's workgroup memory.
+// function the CPU path uses, so the degree/squaring table lives in one place.
+//
+// A workgroup works on six matrices (A, A², A³, A⁴ and the ping-pong pair P, T) in `work`, which
+// this file uses but does not declare: the dispatcher prepends one of two preludes that define
+// `work`, `work_base(slot, nn)` (where a workgroup's six matrices start) and `sync()`:
+// * blocks up to 16×16 (six of them are 6 KiB): `work` is workgroup memory;
+// * larger blocks (six 64×64 f32 matrices are 96 KiB, more than any device's workgroup memory):
+//   `work` is a storage scratch buffer, one slice per workgroup in flight.
 
 struct Params {
     n: u32,
@@ -32,12 +37,11 @@ struct Plan {
 // coefs[j] = 1 / j!
 @group(0) @binding(3) var<storage, read> coefs: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scratch: array<f32>;
 
 const WG: u32 = 64u;
 const GROUPS_PER_ROW: u32 = 65535u;
 
-// scratch[dst] = scratch[a] · scratch[b] for n×n row-major matrices; each invocation owns the
+// work[dst] = work[a] · work[b] for n×n row-major matrices; each invocation owns the
 // elements idx ≡ tid (mod WG), and sums over k in ascending order like the CPU.
 fn matmul(dst: u32, a: u32, b: u32, n: u32, tid: u32) {
     let nn = n * n;
@@ -46,13 +50,13 @@ fn matmul(dst: u32, a: u32, b: u32, n: u32, tid: u32) {
         let col = b + idx % n;
         var acc = 0.0;
         for (var k = 0u; k < n; k++) {
-            acc += scratch[row + k] * scratch[col + k * n];
+            acc += work[row + k] * work[col + k * n];
         }
-        scratch[dst + idx] = acc;
+        work[dst + idx] = acc;
     }
 }
 
-// scratch[dst] += c_{4i} I + c_{4i+1} A + c_{4i+2} A² + c_{4i+3} A³ (the owned elements only).
+// work[dst] += c_{4i} I + c_{4i+1} A + c_{4i+2} A² + c_{4i+3} A³ (the owned elements only).
 fn add_chunk(dst: u32, i: u32, a: u32, n: u32, tid: u32) {
     let nn = n * n;
     let c0 = coefs[4u * i];
@@ -61,8 +65,8 @@ fn add_chunk(dst: u32, i: u32, a: u32, n: u32, tid: u32) {
     let c3 = coefs[4u * i + 3u];
     for (var idx = tid; idx < nn; idx += WG) {
         let diag = select(0.0, c0, idx % (n + 1u) == 0u);
-        scratch[dst + idx] += diag + c1 * scratch[a + idx] + c2 * scratch[a + nn + idx]
-            + c3 * scratch[a + 2u * nn + idx];
+        work[dst + idx] += diag + c1 * work[a + idx] + c2 * work[a + nn + idx]
+            + c3 * work[a + 2u * nn + idx];
     }
 }
 
@@ -81,7 +85,7 @@ fn main(
     let plan = plans[matrix];
     let src = matrix * nn;
 
-    let a = slot * 6u * nn;
+    let a = work_base(slot, nn);
     let a2 = a + nn;
     let a3 = a2 + nn;
     let a4 = a3 + nn;
@@ -90,27 +94,27 @@ fn main(
 
     for (var idx = tid; idx < nn; idx += WG) {
         let x = input[src + idx];
-        scratch[a + idx] = select(x, x - plan.shift, idx % (n + 1u) == 0u) * plan.scale;
+        work[a + idx] = select(x, x - plan.shift, idx % (n + 1u) == 0u) * plan.scale;
     }
-    storageBarrier();
+    sync();
     matmul(a2, a, a, n, tid);
-    storageBarrier();
+    sync();
     matmul(a3, a2, a, n, tid);
     matmul(a4, a2, a2, n, tid);
-    storageBarrier();
+    sync();
 
     // P = c_{4q} A⁴ + B_{q−1}, then P ← A⁴ P + B_i for i = q−2 … 0.
     let q = plan.quarters;
     let top = coefs[4u * q];
     for (var idx = tid; idx < nn; idx += WG) {
-        scratch[p + idx] = top * scratch[a4 + idx];
+        work[p + idx] = top * work[a4 + idx];
     }
     add_chunk(p, q - 1u, a, n, tid);
-    storageBarrier();
+    sync();
     for (var i = q - 1u; i > 0u; i--) {
         matmul(t, a4, p, n, tid);
         add_chunk(t, i - 1u, a, n, tid);
-        storageBarrier();
+        sync();
         let swap = p;
         p = t;
         t = swap;
@@ -118,13 +122,13 @@ fn main(
 
     for (var s = 0u; s < plan.squarings; s++) {
         matmul(t, p, p, n, tid);
-        storageBarrier();
+        sync();
         let swap = p;
         p = t;
         t = swap;
     }
 
     for (var idx = tid; idx < nn; idx += WG) {
-        output[src + idx] = scratch[p + idx] * plan.factor;
+        output[src + idx] = work[p + idx] * plan.factor;
     }
 }
