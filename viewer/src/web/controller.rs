@@ -25,9 +25,9 @@ use crate::viewport::{Viewport, class_colour};
 
 /// Nearest neighbours shown in the strip.
 pub const STRIP_LEN: usize = 8;
-/// Quiet time before the address bar follows the state, in ms (browsers throttle frequent
+/// Least time between two rewrites of the address bar, in ms (browsers throttle frequent
 /// `history.replaceState` calls).
-const URL_DEBOUNCE_MS: i32 = 120;
+const URL_INTERVAL_MS: i32 = 150;
 /// Cursor distance within which a point counts as hovered or clicked, CSS pixels.
 const HIT_RADIUS: f32 = 8.0;
 /// Drag distance past which a press is a pan, not a click, CSS pixels.
@@ -68,6 +68,8 @@ struct Core {
     frame_pending: bool,
     drag: Option<Drag>,
     url_timer: Option<i32>,
+    url_pending: Option<String>,
+    url_written_at: f64,
 }
 
 thread_local! {
@@ -586,22 +588,50 @@ pub fn resized(ui: Ui) {
     draw(ui);
 }
 
-/// Keeps the address bar's query equal to `query`, debounced.
+/// Keeps the address bar's query equal to `query`: at once when the last write is older than
+/// [`URL_INTERVAL_MS`], otherwise once that interval has passed (with the latest query), so that
+/// dragging a slider does not flood `history.replaceState`, which browsers throttle.
 pub fn update_url(query: String) {
     let Some(window) = web_sys::window() else {
         return;
     };
-    if let Some(Some(old)) = with_core(|core| core.url_timer.take()) {
-        window.clear_timeout_with_handle(old);
+    let now = page::now_ms();
+    let Some((due, timer_pending)) = with_core(|core| {
+        core.url_pending = Some(query);
+        (
+            now - core.url_written_at >= f64::from(URL_INTERVAL_MS),
+            core.url_timer.is_some(),
+        )
+    }) else {
+        return;
+    };
+    if timer_pending {
+        return;
+    }
+    if due {
+        write_pending_url();
+        return;
     }
     let callback = Closure::once_into_js(move || {
         with_core(|core| core.url_timer = None);
-        page::replace_query(&query);
+        write_pending_url();
     });
     if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
         callback.unchecked_ref(),
-        URL_DEBOUNCE_MS,
+        URL_INTERVAL_MS,
     ) {
         with_core(|core| core.url_timer = Some(handle));
+    }
+}
+
+fn write_pending_url() {
+    let now = page::now_ms();
+    let query = with_core(|core| {
+        core.url_written_at = now;
+        core.url_pending.take()
+    })
+    .flatten();
+    if let Some(query) = query {
+        page::replace_query(&query);
     }
 }
