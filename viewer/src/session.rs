@@ -173,6 +173,27 @@ mod tests {
         assert_eq!(p, session.points[3]);
     }
 
+    /// Files written by every released format version open in the viewer.
+    #[test]
+    fn golden_bundles_of_every_format_version_open() {
+        for (version, bytes) in [
+            (
+                1,
+                &include_bytes!("../../shared/tests/golden/bundle_v1.mclr")[..],
+            ),
+            (
+                2,
+                &include_bytes!("../../shared/tests/golden/bundle_v2.mclr")[..],
+            ),
+        ] {
+            let session = Session::from_bytes(bytes, "golden.mclr")
+                .unwrap_or_else(|e| panic!("format v{version}: {e}"));
+            assert_eq!(session.len(), 8, "format v{version}");
+            assert_eq!(session.num_operators(), 2, "format v{version}");
+            assert_eq!(session.points.len(), 8, "format v{version}");
+        }
+    }
+
     #[test]
     fn a_corrupted_bundle_is_a_bundle_error() {
         let bundle = synthetic_bundle(&SyntheticSpec::default()).unwrap();

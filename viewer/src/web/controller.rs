@@ -274,6 +274,7 @@ pub async fn refresh(ui: Ui) {
         state.t_range,
         ui.speed.get_untracked(),
     );
+    let started = page::now_ms();
     let Some((existing, generation)) = with_core(|core| {
         core.path_generation += 1;
         (core.player.take(), core.path_generation)
@@ -303,6 +304,7 @@ pub async fn refresh(ui: Ui) {
     match result {
         Ok(player) => {
             let neighbours = nearest(&engine, &loaded, player.position()).await;
+            ui.frame_ms.set(Some(page::now_ms() - started));
             let t = player.t();
             with_core(|core| {
                 if core.path_generation == generation {
@@ -439,7 +441,12 @@ pub fn draw(ui: Ui) {
         let (Some(viewport), Some(layer)) = (core.viewport.as_mut(), core.layer.as_mut()) else {
             return;
         };
-        let trail = core.player.as_ref().map_or(&[][..], PathPlayer::trail);
+        // With no operator selected there is no path, only the anchor.
+        let trail = core
+            .player
+            .as_ref()
+            .filter(|p| p.key().coefficients.iter().any(|&c| c != 0.0))
+            .map_or(&[][..], PathPlayer::trail);
         let overlay = Overlay {
             anchor,
             trail,
