@@ -390,21 +390,23 @@ fn request(
         found: text.chars().take(300).collect(),
     })?;
     let value = answer.get("value").cloned().unwrap_or(Value::Null);
-    if let Some(error) = value.get("error").and_then(Value::as_str) {
-        return Err(Error::WebDriver {
+    if status < 400 {
+        // A success: `value` is whatever the command returned (a script may return an object
+        // with an `error` field of its own).
+        return Ok(value);
+    }
+    match value.get("error").and_then(Value::as_str) {
+        Some(error) => Err(Error::WebDriver {
             method,
             path,
             error: error.to_owned(),
             message: value["message"].as_str().unwrap_or_default().to_owned(),
-        });
-    }
-    if status >= 400 {
-        return Err(Error::Protocol {
+        }),
+        None => Err(Error::Protocol {
             what: format!("{method} {path} (HTTP {status})"),
             found: short(&answer),
-        });
+        }),
     }
-    Ok(value)
 }
 
 fn element_of(v: &Value, selector: &str) -> Result<Element> {

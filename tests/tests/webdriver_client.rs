@@ -61,6 +61,11 @@ fn client_drives_a_known_page_and_reads_its_console() {
         )
         .unwrap();
     assert_eq!(doubled, "name2");
+    // A script's own `error` field is data, not a protocol error.
+    let object = session
+        .execute("return { error: 'page says no', n: 1 };", &[])
+        .unwrap();
+    assert_eq!(object["error"], "page says no");
     assert_eq!(session.find_all("input, button").unwrap().len(), 2);
 
     let err = session.find("#does-not-exist").unwrap_err().to_string();

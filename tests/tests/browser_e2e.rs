@@ -1,0 +1,410 @@
+//! The built site (`www/dist`, from `cargo xtask web`) in headless Chromium, driven through
+//! chromedriver the way a person would use it: load the demo bundle, pick an anchor and an
+//! operator, play a path and watch the neighbours change, share a link and reopen it in a fresh
+//! browser, and open bad links. WebGPU (SwiftShader) and the CPU fallback both run.
+//!
+//! The page is addressed only through its DOM contract: `#badge[data-backend]`,
+//! `body[data-ready]`, `#scatter[data-trail]`, `#anchor-input`, `.operator[data-index]`,
+//! `input.coef`, `#play`, `#t-range`, `#t-value`, `#nn-strip[data-indices]`, `#copy-link`,
+//! `#share-url`, `#error`, `#warnings`. Screenshots of every phase land in `target/e2e/`, and any
+//! console error fails the test.
+// Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mclr_tests::chromium::{self, Gpu};
+use mclr_tests::site::{self, Site};
+use mclr_tests::webdriver::{Driver, Session};
+use serde_json::{Value, json};
+
+/// One browser at a time: the machine running CI has two cores.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// Loading includes compiling the wasm module and decoding the bundle on a slow CPU.
+const LOAD: Duration = Duration::from_secs(90);
+/// Anything that follows a click.
+const REACT: Duration = Duration::from_secs(20);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn artifacts() -> PathBuf {
+    workspace_root().join("target/e2e")
+}
+
+/// The site server over `www/dist`, or a failure saying how to build it.
+fn serve_dist() -> Site {
+    let dist = workspace_root().join("www/dist");
+    let needed = [
+        "index.html",
+        "pkg/mclr_viewer.js",
+        "pkg/mclr_viewer_bg.wasm",
+        "demo.mclr",
+    ];
+    for file in needed {
+        assert!(
+            dist.join(file).is_file(),
+            "{} is missing: run `cargo xtask web` first (it builds the site this test loads)",
+            dist.join(file).display()
+        );
+    }
+    site::serve(&dist, 0).unwrap()
+}
+
+/// A browser session plus what the test needs around it: the server, a name for screenshots,
+/// and console messages that are expected (e.g. the 404 of a deliberately missing bundle).
+struct Browser {
+    _driver: Driver,
+    session: Session,
+    _profile: tempfile::TempDir,
+    name: String,
+}
+
+impl Browser {
+    fn open(name: &str, gpu: Gpu) -> Self {
+        let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
+        let profile = tempfile::tempdir().unwrap();
+        let session = driver
+            .session(&chromium::capabilities(profile.path(), gpu))
+            .unwrap_or_else(|e| panic!("starting Chromium: {e}"));
+        Self {
+            _driver: driver,
+            session,
+            _profile: profile,
+            name: name.to_owned(),
+        }
+    }
+
+    fn shot(&self, phase: &str) -> PathBuf {
+        let path = artifacts().join(format!("{}-{phase}.png", self.name));
+        self.session.save_screenshot(&path).unwrap();
+        path
+    }
+
+    /// Unwraps `r`, or saves a screenshot and fails with the error and where the picture is.
+    fn check<T>(&self, r: mclr_tests::Result<T>) -> T {
+        r.unwrap_or_else(|e| {
+            let shot = self.shot("failure");
+            panic!(
+                "{e}\npage state: {}\nscreenshot: {}",
+                self.snapshot(),
+                shot.display()
+            )
+        })
+    }
+
+    fn js(&self, script: &str, args: &[Value]) -> Value {
+        let r = self.session.execute(script, args);
+        self.check(r)
+    }
+
+    /// The DOM contract's values as one JSON object, for comparisons and failure messages.
+    fn snapshot(&self) -> Value {
+        self.session
+            .execute(SNAPSHOT_JS, &[])
+            .unwrap_or_else(|e| json!(format!("(page unreadable: {e})")))
+    }
+
+    fn navigate(&self, url: &str) {
+        let r = self.session.navigate(url);
+        self.check(r);
+    }
+
+    /// Polls the snapshot until `pred` holds, failing with `expected` and the last snapshot.
+    fn wait(&self, expected: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let r = self.session.wait_for(expected, timeout, |s, found| {
+            let v = s.execute(SNAPSHOT_JS, &[])?;
+            *found = v.to_string();
+            Ok(pred(&v).then_some(v))
+        });
+        self.check(r)
+    }
+
+    fn wait_ready(&self) -> Value {
+        self.wait("body[data-ready=\"true\"]", LOAD, |v| v["ready"] == "true")
+    }
+
+    fn click(&self, selector: &str) {
+        let r = self
+            .session
+            .find(selector)
+            .and_then(|e| self.session.click(&e));
+        self.check(r);
+    }
+
+    /// Replaces an input's text the way a person does (select all, type) and presses Enter.
+    fn type_into(&self, selector: &str, text: &str) {
+        let r = self.session.find(selector).and_then(|e| {
+            self.session.clear(&e)?;
+            self.session.send_keys(&e, &format!("{text}\u{E007}"))
+        });
+        self.check(r);
+    }
+
+    /// Fails on any console error except those containing one of `expected`.
+    fn assert_console_clean(&self, expected: &[&str]) {
+        let log = self.check(self.session.browser_log());
+        let errors: Vec<_> = log
+            .iter()
+            .filter(|e| e.level == "SEVERE")
+            .filter(|e| !expected.iter().any(|x| e.message.contains(x)))
+            .collect();
+        if !errors.is_empty() {
+            let shot = self.shot("console-error");
+            panic!(
+                "console errors in {}:\n{}\nscreenshot: {}",
+                self.name,
+                errors
+                    .iter()
+                    .map(|e| format!("  [{}] {}", e.source, e.message))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                shot.display()
+            );
+        }
+    }
+}
+
+/// Reads every part of the DOM contract the test checks, in one round trip.
+const SNAPSHOT_JS: &str = r##"
+const q = (s) => document.querySelector(s);
+const attr = (s, a) => { const e = q(s); return e ? e.getAttribute(a) : null; };
+const text = (s) => { const e = q(s); return e ? e.textContent.trim() : null; };
+const shown = (s) => { const e = q(s); return !!e && !e.hidden && e.offsetParent !== null && e.textContent.trim() !== ""; };
+const val = (s) => { const e = q(s); return e ? e.value : null; };
+return {
+  ready: document.body.getAttribute("data-ready"),
+  backend: attr("#badge", "data-backend"),
+  badge: text("#badge"),
+  badge_detail: attr("#badge", "title"),
+  bundle: text("#bundle-name"),
+  error: shown("#error") ? text("#error") : null,
+  warnings: shown("#warnings") ? text("#warnings") : null,
+  points: attr("#scatter", "data-points"),
+  trail: attr("#scatter", "data-trail"),
+  anchor: val("#anchor-input"),
+  selected: [...document.querySelectorAll("#operators .operator.selected")].map((r) => r.getAttribute("data-index")),
+  operators: document.querySelectorAll("#operators .operator").length,
+  coefs: Object.fromEntries([...document.querySelectorAll("input.coef")].map((c) => [c.getAttribute("data-index"), c.value])),
+  T: val("#t-range"),
+  t: text("#t-value"),
+  play: text("#play"),
+  indices: attr("#nn-strip", "data-indices"),
+  tiles: document.querySelectorAll("#nn-strip [data-index]").length,
+  share: val("#share-url"),
+  frame_ms: text("#frame-ms"),
+};
+"##;
+
+fn trail(v: &Value) -> u64 {
+    v["trail"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Loads the site, checks the badge, and plays a path from anchor 5; returns the snapshot after
+/// pausing.
+fn play_a_path(b: &Browser, url: &str, backend: &str) -> Value {
+    b.navigate(url);
+    let v = b.wait_ready();
+    assert_eq!(v["backend"], backend, "badge backend: {v}");
+    let badge = v["badge"].as_str().unwrap_or_default();
+    match backend {
+        "webgpu" => assert!(badge.starts_with("WebGPU"), "badge text: {v}"),
+        _ => assert!(badge.starts_with("CPU fallback"), "badge text: {v}"),
+    }
+    assert!(
+        v["points"].as_str().is_some_and(|p| p != "0"),
+        "scatter has no points: {v}"
+    );
+    assert_eq!(v["error"], Value::Null, "error shown on a good load: {v}");
+    b.shot("loaded");
+
+    b.type_into("#anchor-input", "5");
+    b.wait("#anchor-input to hold 5", REACT, |v| v["anchor"] == "5");
+    select_and_play(b)
+}
+
+/// Selects the first unselected operator row, plays until the trail grows and the neighbour
+/// strip changes, then pauses; returns the snapshot after pausing.
+fn select_and_play(b: &Browser) -> Value {
+    let row = b.js(
+        r##"const r = [...document.querySelectorAll("#operators .operator")].find((r) => !r.classList.contains("selected"));
+           return r ? r.getAttribute("data-index") : null;"##,
+        &[],
+    );
+    let m = row
+        .as_str()
+        .unwrap_or_else(|| panic!("no unselected operator row: {}", b.snapshot()))
+        .to_owned();
+    b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
+    b.wait(
+        &format!(".operator[data-index=\"{m}\"].selected with input.coef[data-index=\"{m}\"]"),
+        REACT,
+        |v| {
+            v["selected"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == m.as_str()))
+                && v["coefs"].get(m.as_str()).is_some()
+        },
+    );
+
+    b.click("#play");
+    // A trail of two or more points: the path has moved, not just been placed.
+    let first = b.wait("#scatter[data-trail] > 1 while playing", REACT, |v| {
+        trail(v) > 1
+    });
+    assert_eq!(first["play"], "Pause", "#play text while playing: {first}");
+    b.shot("playing");
+    let before = first["indices"].clone();
+    assert!(
+        before.as_str().is_some_and(|s| !s.is_empty()),
+        "#nn-strip has no data-indices: {first}"
+    );
+    b.wait(
+        &format!("#nn-strip[data-indices] to change from {before} as the path moves"),
+        Duration::from_secs(30),
+        |v| v["indices"] != before && v["indices"].as_str().is_some_and(|s| !s.is_empty()),
+    );
+    b.click("#play");
+    let paused = b.wait("#play to read Play after pausing", REACT, |v| {
+        v["play"] == "Play"
+    });
+    // Paused means the time stands still.
+    std::thread::sleep(Duration::from_millis(400));
+    let still = b.snapshot();
+    assert_eq!(paused["t"], still["t"], "t moved while paused");
+    b.shot("paused");
+    still
+}
+
+#[test]
+fn webgpu_path_plays_and_its_share_link_restores_the_view() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = serve_dist();
+    let b = Browser::open("webgpu", Gpu::WebGpu);
+    let played = play_a_path(&b, &server.url("/"), "webgpu");
+
+    // Move one coefficient off its default with the keyboard, as a person would.
+    let m = played["selected"][0].as_str().unwrap().to_owned();
+    let before = played["coefs"][m.as_str()].clone();
+    let slider = format!("input.coef[data-index=\"{m}\"]");
+    let r = b
+        .session
+        .find(&slider)
+        .and_then(|e| b.session.send_keys(&e, "\u{E012}\u{E012}\u{E012}"));
+    b.check(r);
+    let state = b.wait(
+        &format!("{slider} to move from {before} after three ArrowLeft presses"),
+        REACT,
+        |v| !v["coefs"][m.as_str()].is_null() && v["coefs"][m.as_str()] != before,
+    );
+
+    b.click("#copy-link");
+    let shared = b.wait("#share-url to hold a link", REACT, |v| {
+        v["share"].as_str().is_some_and(|s| s.starts_with("http"))
+    });
+    let link = shared["share"].as_str().unwrap().to_owned();
+    assert!(
+        link.contains("anchor=5"),
+        "share link lacks the anchor: {link}"
+    );
+    b.assert_console_clean(&[]);
+    drop(b);
+
+    // A fresh browser (new session, new profile) opening the link sees the same view.
+    let fresh = Browser::open("shared", Gpu::WebGpu);
+    fresh.navigate(&link);
+    let restored = fresh.wait_ready();
+    fresh.shot("restored");
+    for key in ["anchor", "selected", "coefs", "T", "t"] {
+        assert_eq!(
+            restored[key], state[key],
+            "`{key}` not restored from {link}: {restored}"
+        );
+    }
+    assert_eq!(
+        restored["warnings"],
+        Value::Null,
+        "warnings on a link the viewer made: {restored}"
+    );
+    fresh.assert_console_clean(&[]);
+}
+
+#[test]
+fn cpu_fallback_is_labelled_and_plays_the_same_path() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = serve_dist();
+    let b = Browser::open("cpu", Gpu::Off);
+    play_a_path(&b, &server.url("/?cpu=1"), "cpu");
+    b.assert_console_clean(&[]);
+}
+
+#[test]
+fn bad_links_are_reported_in_plain_words_and_the_page_keeps_working() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = serve_dist();
+    let b = Browser::open("bad-links", Gpu::Off);
+
+    b.navigate(&server.url("/?bundle=does-not-exist.mclr"));
+    let v = b.wait("#error to be shown for a missing bundle", LOAD, |v| {
+        !v["error"].is_null()
+    });
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does-not-exist.mclr"),
+        "#error does not name the file: {v}"
+    );
+    assert!(
+        ["404", "not found", "Not Found"]
+            .iter()
+            .any(|w| error.contains(w)),
+        "#error does not say the file was not found: {v}"
+    );
+    b.shot("missing-bundle");
+    // Still alive: the page answers and keeps its controls.
+    assert!(
+        b.js("return !!document.querySelector('#badge');", &[])
+            .as_bool()
+            .unwrap_or(false)
+    );
+    // The browser itself logs the failed fetch; nothing else may be logged as an error.
+    b.assert_console_clean(&["does-not-exist.mclr"]);
+
+    b.navigate(&server.url("/?anchor=abc&ops=zz"));
+    let v = b.wait_ready();
+    let warnings = v["warnings"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no #warnings shown: {v}"));
+    assert!(
+        warnings.contains("anchor") && warnings.contains("abc"),
+        "#warnings: {v}"
+    );
+    assert!(
+        warnings.contains("ops") && warnings.contains("zz"),
+        "#warnings: {v}"
+    );
+    assert_eq!(
+        v["error"],
+        Value::Null,
+        "bad parameters must warn, not fail: {v}"
+    );
+    b.shot("bad-parameters");
+    // Ignored parameters leave a working page: a path still plays and moves the neighbours.
+    select_and_play(&b);
+    b.assert_console_clean(&[]);
+}
