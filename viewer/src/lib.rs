@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 mod percent;
 pub mod player;
+pub mod prior;
 pub mod session;
 pub mod state;
 pub mod viewport;

@@ -4,7 +4,7 @@
 
 use mclr_shared::bundle::{Bundle, RunMetadata, Thumbnails};
 use mclr_shared::geometry::Pca;
-use mclr_shared::operators::Operators;
+use mclr_shared::operators::{Operators, PriorNetwork};
 
 use crate::error::{Result, ViewerError};
 
@@ -39,6 +39,8 @@ pub struct Session {
     pub order: Vec<usize>,
     /// The thumbnail sprite sheet and its layout.
     pub thumbnails: Thumbnails,
+    /// The prior p(c | z0), or why it cannot be used (the rest of the viewer works without it).
+    pub prior: std::result::Result<PriorNetwork, String>,
 }
 
 impl Session {
@@ -90,7 +92,14 @@ impl Session {
                 .then(a.cmp(&b))
         });
 
+        let prior = bundle
+            .prior
+            .to_mlp("prior")
+            .map(PriorNetwork::new)
+            .map_err(|e| e.to_string());
+
         Ok(Self {
+            prior,
             name: name.to_owned(),
             metadata: bundle.metadata,
             operators,
