@@ -12,7 +12,8 @@ use web_sys::{HtmlInputElement, MouseEvent};
 use super::controller::{self, STRIP_LEN, Source};
 use super::page;
 use super::signals::{OperatorRow, Ui};
-use crate::state::{COEF_LIMIT, MAX_SELECTED_OPERATORS, MAX_T_RANGE, ViewState};
+use crate::prior::PRIOR_SAMPLES;
+use crate::state::{COEF_LIMIT, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState};
 
 /// Animation speeds offered, as (value, label).
 const SPEEDS: [(&str, &str); 5] = [
@@ -53,8 +54,8 @@ pub fn App() -> impl IntoView {
                 </span>
             </div>
             <nav class="modes" aria-label="Mode">
-                <button class="mode active" aria-pressed="true">"Path"</button>
-                <button class="mode" disabled title="Coming next">"Prior"</button>
+                <ModeButton ui=ui mode=Mode::Path label="Path" />
+                <ModeButton ui=ui mode=Mode::Prior label="Prior" />
                 <button class="mode" disabled title="Coming next">"Transport"</button>
                 <button class="mode" disabled title="Coming next">"Inspect"</button>
             </nav>
@@ -111,6 +112,8 @@ pub fn App() -> impl IntoView {
             </aside>
             <section class="bottom">
                 <PathControls ui=ui />
+                <PriorControls ui=ui />
+                <ShareBar ui=ui />
                 <NeighbourStrip ui=ui />
             </section>
         </main>
@@ -401,7 +404,7 @@ fn copy_link(ui: Ui) {
 fn PathControls(ui: Ui) -> impl IntoView {
     let t_range = move || ui.state.with(|s| s.t_range);
     view! {
-        <div class="panel controls">
+        <div class="panel controls" hidden=move || ui.state.with(|s| s.mode != Mode::Path)>
             <button id="play" on:click=move |_| controller::toggle_play(ui)>
                 {move || if ui.playing.get() { "Pause" } else { "Play" }}
             </button>
@@ -458,15 +461,6 @@ fn PathControls(ui: Ui) -> impl IntoView {
                 </span>
                 " ms/frame"
             </span>
-            <span class="share">
-                <button id="copy-link" on:click=move |_| copy_link(ui)>"Copy link"</button>
-                <input
-                    id="share-url"
-                    readonly
-                    placeholder="share link"
-                    prop:value=move || ui.share_url.get()
-                />
-            </span>
         </div>
     }
 }
@@ -517,6 +511,89 @@ fn NeighbourStrip(ui: Ui) -> impl IntoView {
             >
                 {tiles}
             </div>
+        </div>
+    }
+}
+
+#[component]
+fn ModeButton(ui: Ui, mode: Mode, label: &'static str) -> impl IntoView {
+    let active = move || ui.state.with(|s| s.mode == mode);
+    view! {
+        <button
+            class="mode"
+            data-mode=mode.name()
+            class:active=active
+            aria-pressed=move || active().to_string()
+            on:click=move |_| {
+                if ui.playing.get_untracked() {
+                    controller::toggle_play(ui);
+                }
+                ui.state.update(|s| s.mode = mode);
+            }
+        >
+            {label}
+        </button>
+    }
+}
+
+#[component]
+fn PriorControls(ui: Ui) -> impl IntoView {
+    let seed = move || ui.state.with(|s| s.seed.unwrap_or(0));
+    view! {
+        <div class="panel controls" hidden=move || ui.state.with(|s| s.mode != Mode::Prior)>
+            <span>{format!("{PRIOR_SAMPLES} samples c ~ p(c | z0) at the anchor")}</span>
+            <label>
+                "Seed "
+                <input
+                    id="seed-input"
+                    type="number"
+                    min="0"
+                    prop:value=move || seed().to_string()
+                    on:change=move |e| {
+                        if let Ok(value) = event_target_value(&e).trim().parse::<u64>() {
+                            ui.state.update(|s| s.seed = Some(value));
+                        }
+                    }
+                />
+            </label>
+            <button
+                id="resample"
+                on:click=move |_| ui.state.update(|s| s.seed = Some(s.seed.unwrap_or(0).wrapping_add(1)))
+            >
+                "Resample"
+            </button>
+            <span id="prior-keep">
+                {move || {
+                    ui.prior
+                        .get()
+                        .map(|p| {
+                            format!(
+                                "{:.0}% of the samples' nearest images keep the anchor's class ({})",
+                                p.keep_label * 100.0,
+                                p.class_name
+                            )
+                        })
+                }}
+            </span>
+            <span class="frame">
+                <span>{move || ui.frame_ms.get().map(|ms| format!("{ms:.1}"))}</span>
+                " ms"
+            </span>
+        </div>
+    }
+}
+
+#[component]
+fn ShareBar(ui: Ui) -> impl IntoView {
+    view! {
+        <div class="panel share">
+            <button id="copy-link" on:click=move |_| copy_link(ui)>"Copy link"</button>
+            <input
+                id="share-url"
+                readonly
+                placeholder="The link to this view appears here"
+                prop:value=move || ui.share_url.get()
+            />
         </div>
     }
 }

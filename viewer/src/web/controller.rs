@@ -15,12 +15,14 @@ use web_sys::HtmlCanvasElement;
 use super::loader;
 use super::page;
 use super::scatter::{self, Overlay, PointLayer};
-use super::signals::{ClassEntry, Hover, OperatorRow, Progress, Summary, Ui};
+use super::signals::{ClassEntry, Hover, OperatorRow, PriorSummary, Progress, Summary, Ui};
 use super::sprites::Sprites;
 use crate::engine::{Engine, GalleryIndex};
 use crate::error::Result;
 use crate::player::{PathKey, PathPlayer};
+use crate::prior::{PRIOR_SAMPLES, PriorCloud};
 use crate::session::Session;
+use crate::state::Mode;
 use crate::viewport::{Viewport, class_colour};
 
 /// Nearest neighbours shown in the strip.
@@ -62,6 +64,7 @@ struct Core {
     viewport: Option<Viewport>,
     layer: Option<PointLayer>,
     player: Option<PathPlayer>,
+    cloud: Option<PriorCloud>,
     /// Bumped whenever a path is (re)started, so a stale frame does not put back an old player.
     path_generation: u64,
     frame_callback: Option<Closure<dyn FnMut(f64)>>,
@@ -188,6 +191,7 @@ fn install(ui: Ui, loaded: Loaded, bundle_url: Option<String>) {
         core.loaded = Some(Rc::new(loaded));
         core.viewport = Some(viewport);
         core.player = None;
+        core.cloud = None;
         core.path_generation += 1;
         if core.layer.is_none() {
             core.layer = PointLayer::new();
@@ -267,6 +271,15 @@ pub async fn refresh(ui: Ui) {
         draw(ui);
         return;
     };
+    if state.mode == Mode::Prior {
+        ui.playing.set(false);
+        refresh_prior(ui, &engine, &loaded, anchor, state.seed.unwrap_or(0)).await;
+        draw(ui);
+        return;
+    }
+    if with_core(|core| core.cloud.take().is_some()).unwrap_or(false) {
+        ui.prior.set(None);
+    }
     let playing = ui.playing.get_untracked();
     let key = PathKey::new(
         anchor,
@@ -319,6 +332,50 @@ pub async fn refresh(ui: Ui) {
     draw(ui);
 }
 
+/// Samples the prior at the anchor unless the current cloud already is for (anchor, seed).
+async fn refresh_prior(ui: Ui, engine: &Engine, loaded: &Loaded, anchor: usize, seed: u64) {
+    let current = with_core(|core| {
+        core.cloud
+            .as_ref()
+            .is_some_and(|c| c.anchor == anchor && c.seed == seed)
+    })
+    .unwrap_or(false);
+    if current {
+        return;
+    }
+    let started = page::now_ms();
+    let session = &loaded.session;
+    match PriorCloud::sample(
+        engine,
+        session,
+        &loaded.gallery,
+        anchor,
+        seed,
+        PRIOR_SAMPLES,
+    )
+    .await
+    {
+        Ok(cloud) => {
+            ui.frame_ms.set(Some(page::now_ms() - started));
+            let class_name = session
+                .labels
+                .get(anchor)
+                .and_then(|&l| session.class_names.get(usize::from(l)))
+                .cloned()
+                .unwrap_or_default();
+            ui.prior.set(Some(PriorSummary {
+                samples: cloud.nearest.len(),
+                keep_label: cloud.keep_label,
+                class_name,
+            }));
+            let strip: Vec<usize> = cloud.nearest.iter().copied().take(STRIP_LEN).collect();
+            with_core(|core| core.cloud = Some(cloud));
+            show_neighbours(ui, Ok(strip));
+        }
+        Err(error) => ui.error.set(Some(error.to_string())),
+    }
+}
+
 async fn nearest(engine: &Engine, loaded: &Loaded, z: &[f32]) -> Result<Vec<usize>> {
     let hits = engine.knn(&loaded.gallery, z, STRIP_LEN).await?;
     Ok(hits
@@ -347,7 +404,7 @@ pub fn toggle_play(ui: Ui) {
         ui.playing.set(false);
         let t = ui.live_t.get_untracked();
         ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
-    } else if engine_and_bundle().is_some() {
+    } else if engine_and_bundle().is_some() && ui.state.with_untracked(|s| s.mode == Mode::Path) {
         ui.playing.set(true);
         schedule_frame(ui);
     }
@@ -447,11 +504,13 @@ pub fn draw(ui: Ui) {
             .as_ref()
             .filter(|p| p.key().coefficients.iter().any(|&c| c != 0.0))
             .map_or(&[][..], PathPlayer::trail);
+        let cloud = core.cloud.as_ref().map_or(&[][..], |c| c.points.as_slice());
         let overlay = Overlay {
             anchor,
             trail,
             neighbours: &neighbours,
             hover,
+            cloud,
         };
         scatter::render(
             &canvas,

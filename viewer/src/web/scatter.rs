@@ -24,6 +24,8 @@ pub struct Overlay<'a> {
     pub neighbours: &'a [usize],
     /// Gallery index under the cursor.
     pub hover: Option<usize>,
+    /// PCA positions of prior samples (prior mode).
+    pub cloud: &'a [[f32; 2]],
 }
 
 /// The offscreen layer holding the rendered points.
@@ -181,6 +183,19 @@ fn draw_overlay(
         if let Some(&p) = session.points.get(i) {
             ring(ctx, viewport.to_screen(p), 4.0, "#f5f5f5", 1.5);
         }
+    }
+    if !overlay.cloud.is_empty() {
+        ctx.begin_path();
+        for &p in overlay.cloud {
+            let [x, y] = viewport.to_screen(p);
+            ctx.move_to(f64::from(x) + 3.5, f64::from(y));
+            let _ = ctx.arc(f64::from(x), f64::from(y), 3.5, 0.0, TAU);
+        }
+        ctx.set_fill_style_str("rgba(255, 214, 10, 0.9)");
+        ctx.fill();
+        ctx.set_stroke_style_str("#111111");
+        ctx.set_line_width(1.0);
+        ctx.stroke();
     }
     if overlay.trail.len() > 1 {
         ctx.begin_path();

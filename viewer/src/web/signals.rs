@@ -63,6 +63,17 @@ pub struct Hover {
     pub label: String,
 }
 
+/// What the prior panel shows about the current sample cloud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorSummary {
+    /// Samples drawn.
+    pub samples: usize,
+    /// Fraction whose nearest image has the anchor's label.
+    pub keep_label: f32,
+    /// The anchor's class name.
+    pub class_name: String,
+}
+
 /// All signals of the app; `Copy`, so handlers and async tasks capture it freely.
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
@@ -92,6 +103,8 @@ pub struct Ui {
     pub share_url: RwSignal<String>,
     /// The hovered point.
     pub hover: RwSignal<Option<Hover>>,
+    /// The current prior sample cloud, in prior mode.
+    pub prior: RwSignal<Option<PriorSummary>>,
     /// Bumped after the sprite sheet of a new bundle is decoded, so thumbnails redraw.
     pub sprites_version: RwSignal<u64>,
 }
@@ -114,6 +127,7 @@ impl Ui {
             share_url: RwSignal::new(String::new()),
             hover: RwSignal::new(None),
             sprites_version: RwSignal::new(0),
+            prior: RwSignal::new(None),
         }
     }
 }
