@@ -502,7 +502,16 @@ fn NeighbourStrip(ui: Ui) -> impl IntoView {
         .collect_view();
     view! {
         <div class="panel strip-panel">
-            <h2>"Nearest gallery images of z(t) " <span class="sub">"cosine, k = 8"</span></h2>
+            <h2>
+                {move || {
+                    if ui.state.with(|s| s.mode == Mode::Prior) {
+                        "Nearest gallery image of each prior sample "
+                    } else {
+                        "Nearest gallery images of z(t) "
+                    }
+                }}
+                <span class="sub">"cosine, first 8"</span>
+            </h2>
             <div
                 id="nn-strip"
                 data-indices=move || {
