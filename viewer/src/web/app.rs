@@ -369,6 +369,18 @@ fn scrub(ui: Ui, text: &str) {
     ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
 }
 
+/// Applies T while it is being typed, only when the text is already a valid T.
+fn set_t_range_quietly(ui: Ui, text: &str) {
+    if let Ok(t_range) = text.trim().parse::<f32>()
+        && t_range.is_finite()
+        && t_range > 0.0
+        && t_range <= MAX_T_RANGE
+        && ui.state.with_untracked(|s| s.t_range != t_range)
+    {
+        set_t_range(ui, text);
+    }
+}
+
 fn set_t_range(ui: Ui, text: &str) {
     match text.trim().parse::<f32>() {
         Ok(t_range) if t_range.is_finite() && t_range > 0.0 && t_range <= MAX_T_RANGE => {
@@ -418,6 +430,7 @@ fn PathControls(ui: Ui) -> impl IntoView {
                     step=move || (t_range() / 500.0).to_string()
                     prop:value=move || ui.live_t.get().to_string()
                     on:input=move |e| scrub(ui, &event_target_value(&e))
+                    on:change=move |e| scrub(ui, &event_target_value(&e))
                 />
                 <span id="t-value">{move || format!("{:.3}", ui.live_t.get())}</span>
             </label>
@@ -430,6 +443,7 @@ fn PathControls(ui: Ui) -> impl IntoView {
                     max=MAX_T_RANGE.to_string()
                     step="0.5"
                     prop:value=move || t_range().to_string()
+                    on:input=move |e| set_t_range_quietly(ui, &event_target_value(&e))
                     on:change=move |e| set_t_range(ui, &event_target_value(&e))
                 />
             </label>
