@@ -4,7 +4,7 @@
 
 use mclr_shared::bundle::{Bundle, RunMetadata, Thumbnails};
 use mclr_shared::geometry::Pca;
-use mclr_shared::operators::{Operators, PriorNetwork};
+use mclr_shared::operators::{CoefficientEncoder, Operators, PriorNetwork};
 
 use crate::error::{Result, ViewerError};
 
@@ -41,6 +41,8 @@ pub struct Session {
     pub thumbnails: Thumbnails,
     /// The prior p(c | z0), or why it cannot be used (the rest of the viewer works without it).
     pub prior: std::result::Result<PriorNetwork, String>,
+    /// The coefficient encoder q(c | z0, z1), or why it cannot be used.
+    pub encoder: std::result::Result<CoefficientEncoder, String>,
 }
 
 impl Session {
@@ -98,8 +100,15 @@ impl Session {
             .map(PriorNetwork::new)
             .map_err(|e| e.to_string());
 
+        let encoder = bundle
+            .encoder
+            .to_mlp("encoder")
+            .and_then(CoefficientEncoder::new)
+            .map_err(|e| e.to_string());
+
         Ok(Self {
             prior,
+            encoder,
             name: name.to_owned(),
             metadata: bundle.metadata,
             operators,
@@ -140,6 +149,23 @@ impl Session {
         let d = self.dim();
         self.features
             .get(i.checked_mul(d)?..(i + 1).checked_mul(d)?)
+    }
+
+    /// The coefficients that carry gallery image `a` to image `b`: the location of the encoder's
+    /// posterior q(c | z_a, z_b), so that T(c) z_a is the model's estimate of z_b.
+    pub fn transport_coefficients(&self, a: usize, b: usize) -> Result<Vec<f32>> {
+        let encoder = self.encoder.as_ref().map_err(|reason| {
+            ViewerError::Compute(mclr_shared::Error::invalid("encoder", reason.clone()))
+        })?;
+        let missing = |i: usize| {
+            ViewerError::Compute(mclr_shared::Error::invalid(
+                "image",
+                format!("{i} is not below {}", self.len()),
+            ))
+        };
+        let za = self.feature(a).ok_or_else(|| missing(a))?;
+        let zb = self.feature(b).ok_or_else(|| missing(b))?;
+        Ok(encoder.posterior(za, zb)?.loc)
     }
 
     /// PCA coordinates of a feature vector.
@@ -201,6 +227,21 @@ mod tests {
             assert_eq!(session.num_operators(), 2, "format v{version}");
             assert_eq!(session.points.len(), 8, "format v{version}");
         }
+    }
+
+    #[test]
+    fn transport_coefficients_are_the_encoder_posterior_location() {
+        let bundle = synthetic_bundle(&SyntheticSpec::default()).unwrap();
+        let session = Session::from_bundle(bundle, "s").unwrap();
+        let c = session.transport_coefficients(2, 5).unwrap();
+        let encoder = session.encoder.as_ref().unwrap();
+        let expected = encoder
+            .posterior(session.feature(2).unwrap(), session.feature(5).unwrap())
+            .unwrap()
+            .loc;
+        assert_eq!(c, expected);
+        assert_eq!(c.len(), session.num_operators());
+        assert!(session.transport_coefficients(2, 999).is_err());
     }
 
     #[test]

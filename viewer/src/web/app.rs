@@ -56,7 +56,7 @@ pub fn App() -> impl IntoView {
             <nav class="modes" aria-label="Mode">
                 <ModeButton ui=ui mode=Mode::Path label="Path" />
                 <ModeButton ui=ui mode=Mode::Prior label="Prior" />
-                <button class="mode" disabled title="Coming next">"Transport"</button>
+                <ModeButton ui=ui mode=Mode::Transport label="Transport" />
                 <button class="mode" disabled title="Coming next">"Inspect"</button>
             </nav>
             <label class="open-file" title="Open a .mclr bundle (or drop one on the page)">
@@ -183,7 +183,7 @@ fn Scatter(ui: Ui) -> impl IntoView {
                 data-trail="0"
                 on:mousedown=move |e| controller::pointer_down(offset(&e))
                 on:mousemove=move |e| controller::pointer_move(ui, offset(&e))
-                on:mouseup=move |e| controller::pointer_up(ui, offset(&e))
+                on:mouseup=move |e| controller::pointer_up(ui, offset(&e), e.shift_key())
                 on:mouseleave=move |_| controller::pointer_leave(ui)
                 on:wheel=move |e| {
                     e.prevent_default();
@@ -275,6 +275,54 @@ fn AnchorPanel(ui: Ui) -> impl IntoView {
                 />
             </label>
             <p class="hint">"Click a point in the scatter to pick it."</p>
+        </div>
+        <TargetPanel ui=ui />
+    }
+}
+
+#[component]
+fn TargetPanel(ui: Ui) -> impl IntoView {
+    let thumb_ref: NodeRef<Canvas> = NodeRef::new();
+    Effect::new(move |_| {
+        let b = ui.state.with(|s| s.b);
+        ui.sprites_version.track();
+        if let Some(canvas) = thumb_ref.get() {
+            controller::paint_thumbnail(&canvas, b.and_then(|i| usize::try_from(i).ok()));
+        }
+    });
+    let commit = move |input: HtmlInputElement| {
+        let text = input.value();
+        let gallery = ui
+            .summary
+            .with_untracked(|s| s.as_ref().map_or(0, |s| s.gallery));
+        let picked = text
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|i| controller::pick_target(ui, i));
+        if !picked {
+            ui.error.set(Some(format!(
+                "There is no image {}: the gallery has {gallery} images, numbered 0 to {}.",
+                text.trim(),
+                gallery.saturating_sub(1)
+            )));
+        }
+    };
+    view! {
+        <div class="panel anchor" hidden=move || ui.state.with(|s| s.mode != Mode::Transport)>
+            <canvas id="b-thumb" width=THUMB_PX height=THUMB_PX node_ref=thumb_ref></canvas>
+            <label>
+                "Image B"
+                <input
+                    id="b-input"
+                    type="number"
+                    min="0"
+                    prop:value=move || ui.state.with(|s| s.b.map(|b| b.to_string()).unwrap_or_default())
+                    on:change=move |e| commit(event_target(&e))
+                />
+            </label>
+            <p class="hint">
+                "Shift-click a point to pick B. The path uses the encoder's coefficients for A → B: t = 1 is its estimate of B."
+            </p>
         </div>
     }
 }
@@ -416,7 +464,7 @@ fn copy_link(ui: Ui) {
 fn PathControls(ui: Ui) -> impl IntoView {
     let t_range = move || ui.state.with(|s| s.t_range);
     view! {
-        <div class="panel controls" hidden=move || ui.state.with(|s| s.mode != Mode::Path)>
+        <div class="panel controls" hidden=move || ui.state.with(|s| s.mode == Mode::Prior)>
             <button id="play" on:click=move |_| controller::toggle_play(ui)>
                 {move || if ui.playing.get() { "Pause" } else { "Play" }}
             </button>

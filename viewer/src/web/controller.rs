@@ -281,9 +281,23 @@ pub async fn refresh(ui: Ui) {
         ui.prior.set(None);
     }
     let playing = ui.playing.get_untracked();
+    let coefficients = match (state.mode, state.b) {
+        // Transport A → B: the encoder's coefficients, so that t = 1 is its estimate of B.
+        (Mode::Transport, Some(b)) => {
+            match session.transport_coefficients(anchor, usize::try_from(b).unwrap_or(usize::MAX)) {
+                Ok(c) => c,
+                Err(error) => {
+                    ui.error.set(Some(error.to_string()));
+                    vec![0.0; session.num_operators()]
+                }
+            }
+        }
+        (Mode::Transport, None) => vec![0.0; session.num_operators()],
+        _ => state.coefficients(session.num_operators()),
+    };
     let key = PathKey::new(
         anchor,
-        state.coefficients(session.num_operators()),
+        coefficients,
         state.t_range,
         ui.speed.get_untracked(),
     );
@@ -404,7 +418,7 @@ pub fn toggle_play(ui: Ui) {
         ui.playing.set(false);
         let t = ui.live_t.get_untracked();
         ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
-    } else if engine_and_bundle().is_some() && ui.state.with_untracked(|s| s.mode == Mode::Path) {
+    } else if engine_and_bundle().is_some() && ui.state.with_untracked(|s| s.mode != Mode::Prior) {
         ui.playing.set(true);
         schedule_frame(ui);
     }
@@ -491,6 +505,12 @@ pub fn draw(ui: Ui) {
         .with_untracked(|s| s.anchor.and_then(|a| usize::try_from(a).ok()));
     let neighbours = ui.nn.get_untracked();
     let hover = ui.hover.with_untracked(|h| h.as_ref().map(|h| h.index));
+    let target = ui.state.with_untracked(|s| {
+        (s.mode == Mode::Transport)
+            .then_some(s.b)
+            .flatten()
+            .and_then(|b| usize::try_from(b).ok())
+    });
     with_core(|core| {
         let Some(loaded) = core.loaded.clone() else {
             return;
@@ -511,6 +531,7 @@ pub fn draw(ui: Ui) {
             neighbours: &neighbours,
             hover,
             cloud,
+            target,
         };
         scatter::render(
             &canvas,
@@ -534,6 +555,24 @@ pub fn pick_anchor(ui: Ui, index: u32) -> bool {
     if exists {
         ui.error.set(None);
         ui.state.update(|s| s.anchor = Some(index));
+    }
+    exists
+}
+
+/// Picks gallery image `index` as image B of a transport (switching to transport mode).
+pub fn pick_target(ui: Ui, index: u32) -> bool {
+    let exists = with_core(|core| {
+        core.loaded
+            .as_ref()
+            .is_some_and(|l| usize::try_from(index).is_ok_and(|i| i < l.session.len()))
+    })
+    .unwrap_or(false);
+    if exists {
+        ui.error.set(None);
+        ui.state.update(|s| {
+            s.b = Some(index);
+            s.mode = Mode::Transport;
+        });
     }
     exists
 }
@@ -608,8 +647,9 @@ pub fn pointer_move(ui: Ui, at: [f32; 2]) {
     draw(ui);
 }
 
-/// Mouse released: a press without a drag picks the point under the cursor as the anchor.
-pub fn pointer_up(ui: Ui, at: [f32; 2]) {
+/// Mouse released: a press without a drag picks the point under the cursor as the anchor, or
+/// (with shift held) as image B of a transport.
+pub fn pointer_up(ui: Ui, at: [f32; 2], shift: bool) {
     let click = with_core(|core| {
         let drag = core.drag.take()?;
         if drag.moved {
@@ -622,7 +662,11 @@ pub fn pointer_up(ui: Ui, at: [f32; 2]) {
     })
     .flatten();
     if let Some(index) = click.and_then(|i| u32::try_from(i).ok()) {
-        pick_anchor(ui, index);
+        if shift {
+            pick_target(ui, index);
+        } else {
+            pick_anchor(ui, index);
+        }
     }
     draw(ui);
 }

@@ -26,6 +26,8 @@ pub struct Overlay<'a> {
     pub hover: Option<usize>,
     /// PCA positions of prior samples (prior mode).
     pub cloud: &'a [[f32; 2]],
+    /// Gallery index of image B (transport mode).
+    pub target: Option<usize>,
 }
 
 /// The offscreen layer holding the rendered points.
@@ -210,6 +212,10 @@ fn draw_overlay(
         ctx.set_stroke_style_str("rgba(255, 214, 10, 0.85)");
         ctx.set_line_width(2.0);
         ctx.stroke();
+    }
+    if let Some(&p) = session.points.get(overlay.target.unwrap_or(usize::MAX)) {
+        ring(ctx, viewport.to_screen(p), 7.0, "#4cc9f0", 2.5);
+        ring(ctx, viewport.to_screen(p), 9.5, "#111111", 1.0);
     }
     if let Some(&p) = session.points.get(overlay.anchor.unwrap_or(usize::MAX)) {
         ring(ctx, viewport.to_screen(p), 7.0, "#ffffff", 2.5);
