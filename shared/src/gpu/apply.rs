@@ -1,7 +1,7 @@
 //! Dispatches `apply.wgsl`: block-diagonal transport, as [`crate::operators::BlockDiagonal::apply`].
 
 use super::buffers::{entry, grid, to_u32, words_bytes, words_to_f32};
-use super::{GpuEngine, GpuResult};
+use super::{ErrorScope, GpuEngine, GpuResult};
 use crate::Error;
 use crate::error::ensure_finite;
 
@@ -106,6 +106,7 @@ impl GpuEngine {
         let out_bytes = words_bytes(out_len);
         self.check_binding("transport output", out_bytes)?;
 
+        let scope = ErrorScope::push(&self.device);
         let transport = self.storage_init("transport blocks", bytemuck::cast_slice(blocks));
         let features = self.storage_init("transport features", bytemuck::cast_slice(z));
         let output = self.storage_output("transport output", out_bytes);
@@ -114,7 +115,7 @@ impl GpuEngine {
         let readback = self.readback_buffer(out_bytes);
         encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, out_bytes);
         let words = self
-            .submit_and_read("apply", encoder, &readback, out_len)
+            .submit_and_read("apply", scope, encoder, &readback, out_len)
             .await?;
         Ok(words_to_f32(&words))
     }

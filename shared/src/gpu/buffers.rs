@@ -48,19 +48,19 @@ impl GpuEngine {
         })
     }
 
-    /// Submits `encoder` (inside error scopes), then maps `readback` and returns its first `words`
-    /// 4-byte words.
+    /// Submits `encoder`, closes `scope` (opened before the operation created its buffers and
+    /// recorded its passes), then maps `readback` and returns its first `words` 4-byte words.
     ///
     /// In the browser the mapping resolves from the event loop while this future waits; natively
     /// the device is polled until the submission is done.
     pub(super) async fn submit_and_read(
         &self,
         operation: &'static str,
+        scope: super::ErrorScope,
         encoder: wgpu::CommandEncoder,
         readback: &wgpu::Buffer,
         words: usize,
     ) -> GpuResult<Vec<u32>> {
-        let scope = super::ErrorScope::push(&self.device);
         self.queue.submit([encoder.finish()]);
         scope.pop(operation).await?;
         let fail = |reason: String| GpuError::Readback { operation, reason };

@@ -242,7 +242,9 @@ impl GpuEngine {
 /// Validation and out-of-memory error scopes around one operation, so that a wgpu error becomes a
 /// [`GpuError::Device`] instead of the default handler's panic.
 ///
-/// Push and pop happen without an `await` in between (the scope stack is per thread).
+/// Push and pop happen without an `await` in between (the scope stack is per thread). An operation
+/// that fails before submitting just drops its scope: the fields drop in declaration order, the
+/// reverse of how they were pushed, as wgpu requires.
 struct ErrorScope {
     validation: wgpu::ErrorScopeGuard,
     memory: wgpu::ErrorScopeGuard,

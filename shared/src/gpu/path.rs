@@ -88,11 +88,11 @@ impl GpuEngine {
         check_position(z0, shape.dim())?;
         let bytes = words_bytes(generators.len());
         self.check_binding("path generators", bytes)?;
+        let scope = ErrorScope::push(&self.device);
         let input = self.storage_init("path generators", bytemuck::cast_slice(generators));
         let step = self.storage_output("path step", bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.encode_expm(&mut encoder, &input, &step, generators, n)?;
-        let scope = ErrorScope::push(&self.device);
         self.queue.submit([encoder.finish()]);
         scope.pop("path step expm").await?;
         Ok(self.path_with_step(step, k, n, z0))
@@ -169,6 +169,7 @@ impl GpuEngine {
             rows: 1,
             z_rows: 1,
         };
+        let scope = ErrorScope::push(&self.device);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.encode_apply(&mut encoder, shape, &path.step, source, destination)?;
 
@@ -192,7 +193,7 @@ impl GpuEngine {
             encoder.copy_buffer_to_buffer(&results, 0, &readback, z_bytes, result_bytes);
         }
         let words = self
-            .submit_and_read("path step", encoder, &readback, d + result_words)
+            .submit_and_read("path step", scope, encoder, &readback, d + result_words)
             .await?;
         path.current = 1 - path.current;
         path.steps += 1;
