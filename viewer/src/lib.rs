@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod inspect;
 mod percent;
 pub mod player;
 pub mod prior;

@@ -35,6 +35,8 @@ pub struct Session {
     pub norms: Vec<f32>,
     /// Fraction of training pairs that used each operator.
     pub usage: Vec<f32>,
+    /// Mean |c_m| under the prior per class, C × M.
+    pub heatmap: Vec<f32>,
     /// Operator indices by decreasing norm: the order of the operator list.
     pub order: Vec<usize>,
     /// The thumbnail sprite sheet and its layout.
@@ -86,6 +88,7 @@ impl Session {
 
         let norms = bundle.stats.norms.to_f32_vec().map_err(bad)?;
         let usage = bundle.stats.usage.to_f32_vec().map_err(bad)?;
+        let heatmap = bundle.stats.class_heatmap.to_f32_vec().map_err(bad)?;
         let mut order: Vec<usize> = (0..m).collect();
         order.sort_by(|&a, &b| {
             let (na, nb) = (norms.get(a), norms.get(b));
@@ -119,6 +122,7 @@ impl Session {
             points,
             norms,
             usage,
+            heatmap,
             order,
             thumbnails: bundle.thumbnails,
         })
