@@ -128,6 +128,9 @@ pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
             "--root",
             &tools_s,
             "--force",
+            // A debug build compiles in a third of the CPU time of a release one; the runner
+            // only serves files and post-processes one test module, so its speed hardly matters.
+            "--debug",
         ];
         if locked {
             args.push("--locked");
