@@ -106,6 +106,23 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask gpu-browser`: only the in-browser GPU tests of [`run`], for working on shaders.
+pub fn gpu_browser(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("`cargo xtask gpu-browser` takes no options (got `{a}`)");
+    }
+    setup::system_packages()?;
+    let (tally, ok) = gpu_browser_tests()?;
+    println!(
+        "\ntests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    if !ok || tally.failed > 0 || tally.passed == 0 {
+        bail!("the in-browser GPU tests failed or did not run");
+    }
+    Ok(())
+}
+
 /// The WGSL engine's tests in headless Chromium over WebGPU (`shared/tests/gpu_browser.rs`),
 /// through `wasm-bindgen-test-runner` of the release Cargo.lock pins and chromedriver.
 fn gpu_browser_tests() -> Result<(TestTally, bool)> {

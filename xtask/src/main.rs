@@ -24,6 +24,7 @@ verbs:
           tests (native, browser end-to-end, GPU shaders in the browser)
   web     build the site into www/dist (--dev: debug build, no wasm-opt)
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
+  gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
   demo    the end-to-end demo (train, evaluate, export, view)
   help    this text";
@@ -48,6 +49,7 @@ fn dispatch() -> Result<()> {
         "bench" => ci::bench(rest),
         "web" => web::run(rest),
         "serve" => serve::run(rest),
+        "gpu-browser" => ci::gpu_browser(rest),
         "demo" => demo(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
