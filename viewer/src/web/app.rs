@@ -12,6 +12,7 @@ use web_sys::{HtmlInputElement, MouseEvent};
 use super::controller::{self, STRIP_LEN, Source};
 use super::page;
 use super::signals::{OperatorRow, Ui};
+use crate::inspect::SWEEP_STEPS;
 use crate::prior::PRIOR_SAMPLES;
 use crate::state::{COEF_LIMIT, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState};
 
@@ -57,7 +58,7 @@ pub fn App() -> impl IntoView {
                 <ModeButton ui=ui mode=Mode::Path label="Path" />
                 <ModeButton ui=ui mode=Mode::Prior label="Prior" />
                 <ModeButton ui=ui mode=Mode::Transport label="Transport" />
-                <button class="mode" disabled title="Coming next">"Inspect"</button>
+                <ModeButton ui=ui mode=Mode::Inspect label="Inspect" />
             </nav>
             <label class="open-file" title="Open a .mclr bundle (or drop one on the page)">
                 "Open .mclr…"
@@ -113,6 +114,7 @@ pub fn App() -> impl IntoView {
             <section class="bottom">
                 <PathControls ui=ui />
                 <PriorControls ui=ui />
+                <InspectPanel ui=ui />
                 <ShareBar ui=ui />
                 <NeighbourStrip ui=ui />
             </section>
@@ -666,5 +668,117 @@ fn ShareBar(ui: Ui) -> impl IntoView {
                 prop:value=move || ui.share_url.get()
             />
         </div>
+    }
+}
+
+#[component]
+fn InspectPanel(ui: Ui) -> impl IntoView {
+    let refs: [NodeRef<Canvas>; SWEEP_STEPS] = std::array::from_fn(|_| NodeRef::new());
+    Effect::new(move |_| {
+        let tiles = ui
+            .sweep
+            .with(|s| s.as_ref().map(|s| s.tiles.clone()).unwrap_or_default());
+        ui.sprites_version.track();
+        for (slot, node) in refs.iter().enumerate() {
+            if let Some(canvas) = node.get() {
+                controller::paint_thumbnail(&canvas, tiles.get(slot).map(|&(_, i)| i));
+            }
+        }
+    });
+    let tile = move |slot: usize| {
+        ui.sweep
+            .with(|s| s.as_ref().and_then(|s| s.tiles.get(slot).copied()))
+    };
+    let tiles = refs
+        .into_iter()
+        .enumerate()
+        .map(|(slot, node)| {
+            view! {
+                <figure class="sweep-tile" hidden=move || tile(slot).is_none()>
+                    <canvas
+                        class="nn-tile"
+                        width=THUMB_PX
+                        height=THUMB_PX
+                        node_ref=node
+                        data-index=move || tile(slot).map(|(_, i)| i.to_string())
+                    ></canvas>
+                    <figcaption>{move || tile(slot).map(|(t, _)| format!("t = {t:+.2}"))}</figcaption>
+                </figure>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="panel inspect" id="inspect" hidden=move || ui.state.with(|s| s.mode != Mode::Inspect)>
+            <h2>
+                {move || {
+                    ui.sweep
+                        .with(|s| s.as_ref().map(|s| format!("Sweep of Ψ{} through the anchor ", s.operator)))
+                }}
+                <span class="sub">"nearest image of T(t·e_m) z0; the first selected operator, else the largest"</span>
+            </h2>
+            <div id="sweep" class="sweep">{tiles}</div>
+            <h2>"Class × operator " <span class="sub">"mean |c_m| under the prior"</span></h2>
+            <Heatmap ui=ui />
+        </div>
+    }
+}
+
+#[component]
+fn Heatmap(ui: Ui) -> impl IntoView {
+    move || {
+        ui.summary.with(|summary| {
+            let Some(summary) = summary.as_ref() else {
+                return ().into_any();
+            };
+            let m = summary.num_operators.max(1);
+            let max = summary.heatmap.iter().copied().fold(0.0_f32, f32::max).max(1e-12);
+            let header = summary
+                .operators
+                .iter()
+                .map(|row| view! { <th>{format!("Ψ{}", row.index)}</th> })
+                .collect_view();
+            let rows = summary
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(c, class)| {
+                    let cells = summary
+                        .operators
+                        .iter()
+                        .map(|row| {
+                            let value = usize::try_from(row.index)
+                                .ok()
+                                .and_then(|op| summary.heatmap.get(c * m + op))
+                                .copied()
+                                .unwrap_or(0.0);
+                            view! {
+                                <td
+                                    style:background=format!("rgba(76, 201, 240, {:.3})", value / max)
+                                    title=format!("{}, Ψ{}: {value:.4}", class.name, row.index)
+                                ></td>
+                            }
+                        })
+                        .collect_view();
+                    view! {
+                        <tr>
+                            <th class="class-name">{class.name.clone()}</th>
+                            {cells}
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <table id="heatmap">
+                    <thead>
+                        <tr>
+                            <th></th>
+                            {header}
+                        </tr>
+                    </thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            }
+            .into_any()
+        })
     }
 }

@@ -15,10 +15,13 @@ use web_sys::HtmlCanvasElement;
 use super::loader;
 use super::page;
 use super::scatter::{self, Overlay, PointLayer};
-use super::signals::{ClassEntry, Hover, OperatorRow, PriorSummary, Progress, Summary, Ui};
+use super::signals::{
+    ClassEntry, Hover, OperatorRow, PriorSummary, Progress, Summary, SweepView, Ui,
+};
 use super::sprites::Sprites;
 use crate::engine::{Engine, GalleryIndex};
 use crate::error::Result;
+use crate::inspect::{SWEEP_STEPS, Sweep};
 use crate::player::{PathKey, PathPlayer};
 use crate::prior::{PRIOR_SAMPLES, PriorCloud};
 use crate::session::Session;
@@ -251,6 +254,8 @@ fn summarise(session: &Session, by_class: &[Vec<usize>]) -> Summary {
                 count: by_class.get(c).map_or(0, Vec::len),
             })
             .collect(),
+        heatmap: session.heatmap.clone(),
+        num_operators: session.num_operators(),
     }
 }
 
@@ -279,6 +284,15 @@ pub async fn refresh(ui: Ui) {
     }
     if with_core(|core| core.cloud.take().is_some()).unwrap_or(false) {
         ui.prior.set(None);
+    }
+    if state.mode == Mode::Inspect {
+        let operator = state
+            .operators
+            .first()
+            .and_then(|&(m, _)| usize::try_from(m).ok())
+            .or_else(|| session.order.first().copied())
+            .unwrap_or(0);
+        refresh_sweep(ui, &engine, &loaded, anchor, operator, state.t_range).await;
     }
     let playing = ui.playing.get_untracked();
     let coefficients = match (state.mode, state.b) {
@@ -385,6 +399,39 @@ async fn refresh_prior(ui: Ui, engine: &Engine, loaded: &Loaded, anchor: usize, 
             let strip: Vec<usize> = cloud.nearest.iter().copied().take(STRIP_LEN).collect();
             with_core(|core| core.cloud = Some(cloud));
             show_neighbours(ui, Ok(strip));
+        }
+        Err(error) => ui.error.set(Some(error.to_string())),
+    }
+}
+
+/// Recomputes the inspect panel's sweep.
+async fn refresh_sweep(
+    ui: Ui,
+    engine: &Engine,
+    loaded: &Loaded,
+    anchor: usize,
+    operator: usize,
+    t_range: f32,
+) {
+    let result = Sweep::run(
+        engine,
+        &loaded.session,
+        &loaded.gallery,
+        anchor,
+        operator,
+        t_range,
+        SWEEP_STEPS,
+    )
+    .await;
+    match result {
+        Ok(sweep) => {
+            let view = SweepView {
+                operator: sweep.operator,
+                tiles: sweep.times.into_iter().zip(sweep.nearest).collect(),
+            };
+            if ui.sweep.with_untracked(|old| old.as_ref() != Some(&view)) {
+                ui.sweep.set(Some(view));
+            }
         }
         Err(error) => ui.error.set(Some(error.to_string())),
     }

@@ -50,6 +50,10 @@ pub struct Summary {
     pub operators: Vec<OperatorRow>,
     /// Classes in label order.
     pub classes: Vec<ClassEntry>,
+    /// Mean |c_m| under the prior per class, C × M (operators in index order).
+    pub heatmap: Vec<f32>,
+    /// M.
+    pub num_operators: usize,
 }
 
 /// The hovered gallery point.
@@ -72,6 +76,15 @@ pub struct PriorSummary {
     pub keep_label: f32,
     /// The anchor's class name.
     pub class_name: String,
+}
+
+/// A sweep as the inspect panel shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepView {
+    /// The operator swept.
+    pub operator: usize,
+    /// (t, nearest gallery image) along the sweep.
+    pub tiles: Vec<(f32, usize)>,
 }
 
 /// All signals of the app; `Copy`, so handlers and async tasks capture it freely.
@@ -103,6 +116,8 @@ pub struct Ui {
     pub share_url: RwSignal<String>,
     /// The hovered point.
     pub hover: RwSignal<Option<Hover>>,
+    /// The current operator sweep, in inspect mode.
+    pub sweep: RwSignal<Option<SweepView>>,
     /// The current prior sample cloud, in prior mode.
     pub prior: RwSignal<Option<PriorSummary>>,
     /// Bumped after the sprite sheet of a new bundle is decoded, so thumbnails redraw.
@@ -128,6 +143,7 @@ impl Ui {
             hover: RwSignal::new(None),
             sprites_version: RwSignal::new(0),
             prior: RwSignal::new(None),
+            sweep: RwSignal::new(None),
         }
     }
 }
