@@ -10,6 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::error::{Error, Result};
+
 /// The Chromium binary Debian's `chromium` package installs.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -35,6 +37,19 @@ pub const BASE_ARGS: [&str; 9] = [
 
 /// The switch that makes headless Chromium expose `navigator.gpu`.
 pub const WEBGPU_ARG: &str = "--enable-unsafe-webgpu";
+
+/// Fails with the apt command when Chromium or chromedriver is not installed.
+pub fn require_installed() -> Result<()> {
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(program).exists() {
+            return Err(Error::MissingProgram {
+                program: program.into(),
+                install: APT_INSTALL,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Whether a browser run should expose WebGPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,6 +69,7 @@ struct Browser {
 
 impl Browser {
     fn open(name: &str, gpu: Gpu) -> Self {
+        chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
         let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
         let profile = tempfile::tempdir().unwrap();
         let session = driver
