@@ -240,6 +240,10 @@ fn AnchorPanel(ui: Ui) -> impl IntoView {
     });
     let commit = move |input: HtmlInputElement| {
         let text = input.value();
+        if text.trim().is_empty() {
+            // Cleared on the way to typing a new index.
+            return;
+        }
         let gallery = ui
             .summary
             .with_untracked(|s| s.as_ref().map_or(0, |s| s.gallery));
@@ -294,6 +298,10 @@ fn TargetPanel(ui: Ui) -> impl IntoView {
     });
     let commit = move |input: HtmlInputElement| {
         let text = input.value();
+        if text.trim().is_empty() {
+            // Cleared on the way to typing a new index.
+            return;
+        }
         let gallery = ui
             .summary
             .with_untracked(|s| s.as_ref().map_or(0, |s| s.gallery));

@@ -514,11 +514,22 @@ async fn frame(ui: Ui) {
         .await;
     let elapsed = page::now_ms() - started;
     let t = player.t();
-    with_core(|core| {
-        if core.path_generation == generation {
+    let current = with_core(|core| {
+        let current = core.path_generation == generation;
+        if current {
             core.player = Some(player);
         }
-    });
+        current
+    })
+    .unwrap_or(false);
+    // Paused or restarted while this frame computed: its result is not shown. A pause has
+    // written the time it saw into the state, so the path goes back there.
+    if !current || !ui.playing.get_untracked() {
+        if current {
+            spawn_local(refresh(ui));
+        }
+        return;
+    }
     let neighbours = match stepped {
         Ok(neighbours) => neighbours.into_iter().map(|n| n.index).collect(),
         Err(error) => {
