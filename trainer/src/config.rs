@@ -90,6 +90,46 @@ pub struct Config {
     pub optim: OptimConfig,
     /// Seed, device, logging and checkpointing.
     pub run: RunConfig,
+    /// How `mclr eval` evaluates the run (absent in older run configs: SPEC §10's defaults).
+    pub eval: EvalConfig,
+}
+
+/// Evaluation settings (SPEC §10). [`Default`] is the paper's protocol; CPU-sized configs shrink
+/// the semi-supervised trials, which dominate the cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Linear probe epochs (SPEC: 500).
+    pub linear_epochs: usize,
+    /// Semi-supervised trials per method (SPEC: 50).
+    pub semisup_trials: usize,
+    /// Semi-supervised training iterations per trial (SPEC: 10,000).
+    pub semisup_iterations: usize,
+    /// Hidden width of the semi-supervised classifier (SPEC: 2048).
+    pub semisup_hidden: usize,
+    /// Test rows k-means clusters (SPEC: 5000).
+    pub kmeans_rows: usize,
+    /// Test images whose augmentation nearest neighbours are checked.
+    pub augment_nn_queries: usize,
+    /// Use only the first this many training images for every protocol (0: all).
+    pub max_train: usize,
+    /// Use only the first this many test images for every protocol (0: all).
+    pub max_test: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            linear_epochs: 500,
+            semisup_trials: 50,
+            semisup_iterations: 10_000,
+            semisup_hidden: 2048,
+            kmeans_rows: 5000,
+            augment_nn_queries: 1000,
+            max_train: 0,
+            max_test: 0,
+        }
+    }
 }
 
 /// Data settings.
@@ -232,6 +272,7 @@ impl Default for Config {
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             run: RunConfig::default(),
+            eval: EvalConfig::default(),
         }
     }
 }

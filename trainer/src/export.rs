@@ -36,15 +36,13 @@ use mclr_shared::bundle::{
 use mclr_shared::geometry::Pca;
 use mclr_shared::operators::LaplaceSampler;
 
-use crate::augment::{EvalTransform, SslAugment};
-use crate::config::{Config, Method};
-use crate::data::loader::{EvalLoader, LoaderConfig};
-use crate::data::{self, DatasetName, ImageSet, Split};
+use crate::config::Method;
+use crate::data::{self, ImageSet, Split};
 use crate::error::{Error, Result};
+use crate::eval::features;
 use crate::model::coefficients::PriorNetwork;
-use crate::model::ssl::SslModel;
-use crate::train::checkpoint::{self, TrainState};
-use crate::train::load_weights;
+use crate::run::{Run, Weights};
+use crate::train::checkpoint;
 
 /// File in a run directory that evaluation writes its results to; its numeric fields become the
 /// bundle's metrics.
@@ -67,8 +65,8 @@ pub const PRIOR_QUANTIZATION_METRIC: &str = "export_prior_rel_change";
 /// Gallery images the quantisation check runs the prior on.
 const QUANTIZATION_CHECK_IMAGES: usize = 256;
 
-/// Images per forward pass when computing gallery features and prior parameters.
-const BATCH_SIZE: usize = 256;
+/// Images per forward pass when computing prior parameters.
+const BATCH_SIZE: usize = features::BATCH_SIZE;
 
 /// JPEG quality of a JPEG sprite sheet.
 const JPEG_QUALITY: u8 = 85;
@@ -121,10 +119,8 @@ impl Default for ExportOptions {
 /// dataset errors if the split cannot be read; [`Error::Bundle`] if a section cannot be built.
 pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     check_options(options)?;
-    let config_path = run_dir.join(checkpoint::CONFIG_FILE);
-    let config_toml = std::fs::read_to_string(&config_path)
-        .map_err(|source| Error::io("reading", &config_path, source))?;
-    let config = Config::resolve(&config_path.to_string_lossy(), &[])?;
+    let run = Run::open(run_dir, &[])?;
+    let (config, dataset, state) = (&run.config, run.dataset, &run.state);
     if config.method.kind != Method::Manifoldclr {
         return Err(Error::Checkpoint {
             path: run_dir.to_owned(),
@@ -135,19 +131,8 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             ),
         });
     }
-    let dataset = config.dataset()?;
-    let state = read_state(run_dir)?;
-
-    // The model, as training built it (the stem depends on the SSL crop size), with its weights.
     let device = &options.device;
-    let model = SslModel::new(&config, SslAugment::for_dataset(dataset).size(), device)?;
-    let weights_path = run_dir.join(checkpoint::MODEL_FILE);
-    let weights =
-        candle_core::safetensors::load(&weights_path, device).map_err(|e| Error::Checkpoint {
-            path: weights_path.clone(),
-            reason: e.to_string(),
-        })?;
-    load_weights(&model, &weights, &weights_path)?;
+    let model = run.model(Weights::Trained, device)?;
     let Some(manifold) = &model.manifold else {
         return Err(Error::Checkpoint {
             path: run_dir.to_owned(),
@@ -161,7 +146,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     if let Some(max) = options.max
         && max < images.len()
     {
-        images = first_images(&images, max)?;
+        images = images.prefix(max)?;
     }
     let images = Arc::new(images);
     let Some(labels) = images.labels().map(<[u16]>::to_vec) else {
@@ -175,7 +160,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     let operators = manifold.operators.to_operators()?;
     let (m, d) = (operators.num_operators(), operators.dim());
 
-    let raw = gallery_features(&model, &images, dataset, device)?;
+    let raw = features::extract(&model, &images, dataset, device, None)?;
     let features = ArrayBlob::from_f16_lossy(&[n, d], &raw)?;
     // Everything derived from the features uses the values the bundle stores.
     let stored = features.to_f32_vec()?;
@@ -216,7 +201,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         metadata: RunMetadata {
             dataset: dataset.to_string(),
             method: method_name(config.method.kind).to_owned(),
-            config_toml,
+            config_toml: run.config_toml.clone(),
             producer: format!("mclr {}", env!("CARGO_PKG_VERSION")),
             epochs: u32::try_from(state.epochs_done).unwrap_or(u32::MAX),
             steps: state.step,
@@ -507,16 +492,6 @@ fn too_many(n: usize) -> Error {
     }
 }
 
-/// The run's training state (`state.json`).
-fn read_state(run_dir: &Path) -> Result<TrainState> {
-    let path = run_dir.join(checkpoint::STATE_FILE);
-    let json = std::fs::read(&path).map_err(|source| Error::io("reading", &path, source))?;
-    serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
-        path,
-        reason: e.to_string(),
-    })
-}
-
 /// The numeric fields of the run's `results.json` (if any), flattened to dotted names
 /// (`linear.top1`, `knn.k20.top1`; array elements by index), non-finite values skipped.
 fn read_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
@@ -563,48 +538,6 @@ fn flatten_numbers(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<S
         }
         serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::String(_) => {}
     }
-}
-
-/// The first `n` images of `images`.
-fn first_images(images: &ImageSet, n: usize) -> Result<ImageSet> {
-    let bytes = images.image_len().saturating_mul(n);
-    ImageSet::new(
-        images.height(),
-        images.width(),
-        images.pixels().get(..bytes).unwrap_or_default().to_vec(),
-        images.labels().map(|l| l.iter().take(n).copied().collect()),
-        images.class_names().to_vec(),
-    )
-}
-
-/// Frozen backbone features (N × d, row-major) of every image, in eval mode through the eval
-/// transform of `dataset`.
-fn gallery_features(
-    model: &SslModel,
-    images: &Arc<ImageSet>,
-    dataset: DatasetName,
-    device: &Device,
-) -> Result<Vec<f32>> {
-    let loader = EvalLoader::new(
-        Arc::clone(images),
-        EvalTransform::for_dataset(dataset),
-        LoaderConfig {
-            batch_size: BATCH_SIZE,
-            drop_last: false,
-            shuffle: false,
-            seed: 0,
-            prefetch: 2,
-            threads: None,
-        },
-    )?;
-    let mut out = Vec::with_capacity(images.len().saturating_mul(model.backbone.feature_dim()));
-    for batch in loader.iter()? {
-        let shape = (batch.len(), 3, batch.height, batch.width);
-        let x = Tensor::from_vec(batch.images, shape, device)?;
-        let z = model.features(&x, false)?.to_dtype(DType::F32)?;
-        out.extend(z.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok(out)
 }
 
 /// What the operator statistics are computed from.

@@ -10,6 +10,7 @@
 //! * [`optim`], [`schedule`], [`config`], [`train`]: AdamW with parameter groups, the learning-rate
 //!   schedule, the paper's configs and the training loop with checkpoints (SPEC §7, §9);
 //! * [`eval`]: the protocols of SPEC §10 on frozen features;
+//! * [`run`]: a run directory opened for evaluation or export;
 //! * [`export`]: a run as a `.mclr` bundle for the viewer.
 //!
 //! Errors are one enum, [`Error`], whose messages say what was expected and where.
@@ -24,6 +25,7 @@ pub mod export;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod run;
 pub mod sampling;
 pub mod schedule;
 pub mod train;

@@ -40,10 +40,41 @@ enum Command {
     },
     /// Train SimCLR or ManifoldCLR with a built-in config (see `--config`) or a TOML file.
     Train(TrainArgs),
+    /// Evaluate a run's frozen features (SPEC §10 protocols); writes results.json and results.md.
+    Eval(EvalArgs),
     /// Export a ManifoldCLR run as a viewer bundle (`.mclr`).
     Export(ExportArgs),
     /// Print a summary of a bundle file, or why it cannot be read.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// The run directory (holding config.toml, model.safetensors and state.json).
+    run: PathBuf,
+    /// Comma-separated protocols: linear, knn, kmeans, semisup, identity, augment-nn (default: all).
+    #[arg(long, value_delimiter = ',')]
+    protocols: Vec<String>,
+    /// Evaluate the run's architecture at its seeded random initialisation instead of the
+    /// trained weights: the baseline that shows what training bought.
+    #[arg(long)]
+    random_init: bool,
+    /// Override an evaluation setting of the run's config, e.g. `--set eval.semisup_trials=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Folder for results.json and results.md (default: the run directory, or
+    /// RUN/random-init with --random-init).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also show these earlier results (results.json files) as columns of results.md.
+    #[arg(long, value_name = "RESULTS.json")]
+    compare: Vec<PathBuf>,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Read the dataset from here instead of the run config's `data.dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +195,7 @@ fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Train(args) => train(&args, !cli.quiet)?,
+        Command::Eval(args) => eval(&args, !cli.quiet)?,
         Command::Export(args) => export(&args)?,
         Command::Inspect(args) => inspect(&args)?,
         Command::Data { command } => match command {
@@ -267,6 +299,81 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
         summary.steps,
         summary.last_epoch_loss,
         summary.run_dir.display()
+    );
+    Ok(())
+}
+
+/// `mclr eval`.
+fn eval(args: &EvalArgs, progress: bool) -> anyhow::Result<()> {
+    use mclr_trainer::eval::markdown::results_table;
+    use mclr_trainer::eval::suite::{self, EvalOptions, EvalResults, Protocol};
+    use mclr_trainer::run::{Run, Weights};
+    for key in &args.overrides {
+        if !key.starts_with("eval.") && !key.starts_with("data.") {
+            anyhow::bail!("--set {key}: only eval.* and data.* settings can change after training");
+        }
+    }
+    let run = Run::open(&args.run, &args.overrides)
+        .with_context(|| format!("while opening the run in {}", args.run.display()))?;
+    let protocols = if args.protocols.is_empty() {
+        Protocol::ALL.to_vec()
+    } else {
+        args.protocols
+            .iter()
+            .map(|p| p.parse::<Protocol>())
+            .collect::<Result<_, _>>()
+            .context("while reading --protocols")?
+    };
+    let weights = if args.random_init {
+        Weights::RandomInit
+    } else {
+        Weights::Trained
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.random_init {
+            args.run.join("random-init")
+        } else {
+            args.run.clone()
+        }
+    });
+    let mut earlier = Vec::new();
+    for path in &args.compare {
+        let text =
+            std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
+        let results: EvalResults = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not an mclr results.json", path.display()))?;
+        earlier.push(results);
+    }
+    let options = EvalOptions {
+        protocols,
+        weights,
+        device: mclr_trainer::train::parse_device(&args.device)
+            .context("while choosing the device")?,
+        data_dir: args.data_dir.clone(),
+        progress,
+    };
+    let results = suite::evaluate(&run, &options)
+        .with_context(|| format!("while evaluating the run in {}", args.run.display()))?;
+    suite::write_results(&out, &results)
+        .with_context(|| format!("while writing the results to {}", out.display()))?;
+    let columns: Vec<&EvalResults> = std::iter::once(&results).chain(&earlier).collect();
+    let table = results_table(&columns);
+    if !earlier.is_empty() {
+        let path = out.join(suite::RESULTS_TABLE_FILE);
+        std::fs::write(&path, &table)
+            .with_context(|| format!("while writing {}", path.display()))?;
+    }
+    {
+        use std::io::Write as _;
+        std::io::stdout()
+            .lock()
+            .write_all(table.as_bytes())
+            .context("while printing the results")?;
+    }
+    info!(
+        "wrote {} and {}",
+        out.join(suite::RESULTS_FILE).display(),
+        out.join(suite::RESULTS_TABLE_FILE).display()
     );
     Ok(())
 }

@@ -411,6 +411,23 @@ impl ImageSet {
         &self.class_names
     }
 
+    /// The first `n` images (all if there are fewer), with their labels: how evaluation and export
+    /// take a reproducible slice of a split.
+    ///
+    /// # Errors
+    /// Only if the slice fails [`ImageSet::new`]'s checks, which a prefix of a valid set passes.
+    pub fn prefix(&self, n: usize) -> Result<Self> {
+        let n = n.min(self.len());
+        let bytes = self.image_len().saturating_mul(n);
+        Self::new(
+            self.height(),
+            self.width(),
+            self.pixels().get(..bytes).unwrap_or_default().to_vec(),
+            self.labels().map(|l| l.iter().take(n).copied().collect()),
+            self.class_names.clone(),
+        )
+    }
+
     /// How many images carry each label, or `None` for an unlabelled set.
     pub fn class_counts(&self) -> Option<Vec<usize>> {
         let labels = self.labels.as_ref()?;

@@ -14,12 +14,15 @@
 
 mod adam;
 pub mod augment_nn;
+pub mod features;
 pub mod identity;
 pub mod kmeans;
 pub mod knn;
 pub mod linear;
+pub mod markdown;
 pub mod report;
 pub mod semisup;
+pub mod suite;
 
 use candle_core::{Device, Tensor};
 

@@ -1,0 +1,144 @@
+//! `results.md`: the evaluation results as one Markdown table, one column per evaluated model
+//! (e.g. the trained run next to its random-initialisation baseline), percentages with one
+//! decimal, `mean ± std` where there are trials, `–` where a protocol was not run.
+
+use std::fmt::Write as _;
+
+use super::suite::EvalResults;
+
+/// How a row reads its cell from one column's results.
+type Cell = Box<dyn Fn(&EvalResults) -> Option<String>>;
+
+/// One table row: its label and how to read its value.
+struct Row {
+    label: String,
+    value: Cell,
+}
+
+impl Row {
+    fn new(
+        label: impl Into<String>,
+        value: impl Fn(&EvalResults) -> Option<String> + 'static,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            value: Box::new(value),
+        }
+    }
+}
+
+/// The results of `columns` as a Markdown document: a heading, what was evaluated, the table and
+/// the time each step took.
+pub fn results_table(columns: &[&EvalResults]) -> String {
+    let mut out = String::new();
+    let Some(first) = columns.first() else {
+        return out;
+    };
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = writeln!(
+        out,
+        "# Evaluation of `{}` on {}\n\n{} training and {} test images, d = {} (frozen backbone \
+         features, eval transform).\n",
+        first.run, first.dataset, first.train_rows, first.test_rows, first.feature_dim
+    );
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} ({} epochs)", c.weights, c.epochs))
+        .collect();
+    let _ = writeln!(out, "| protocol | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(columns.len()));
+    for row in rows(first) {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| (row.value)(c).unwrap_or_else(|| "–".to_owned()))
+            .collect();
+        if cells.iter().all(|c| c == "–") {
+            continue;
+        }
+        let _ = writeln!(out, "| {} | {} |", row.label, cells.join(" | "));
+    }
+    let _ = writeln!(out);
+    for column in columns {
+        let times: Vec<String> = column
+            .seconds
+            .iter()
+            .map(|(step, s)| format!("{step} {s:.0} s"))
+            .collect();
+        let _ = writeln!(out, "Time ({}): {}.", column.weights, times.join(", "));
+        for (protocol, reason) in &column.skipped {
+            let _ = writeln!(out, "Skipped `{protocol}` ({}): {reason}.", column.weights);
+        }
+    }
+    out
+}
+
+/// The rows, labelled with the settings of `first` (semi-supervised rows per method it has).
+fn rows(first: &EvalResults) -> Vec<Row> {
+    let mut rows = vec![
+        Row::new("linear probe, top-1", |r| {
+            r.report.linear.map(|p| pct(p.top1))
+        }),
+        Row::new("linear probe, top-5", |r| {
+            r.report.linear.map(|p| pct(p.top5))
+        }),
+        Row::new("kNN, k = 5 cosine majority", |r| {
+            r.report.knn.map(|k| pct(k.top1))
+        }),
+        Row::new("kNN, k = 200 τ = 0.1 weighted", |r| {
+            r.report.weighted_knn.map(|k| pct(k.top1))
+        }),
+        Row::new("k-means purity", |r| r.report.kmeans.map(|k| pct(k.purity))),
+    ];
+    for s in &first.report.semi_supervised {
+        let label = format!(
+            "semi-supervised ({} labels/class, {} trials × {} iterations): {}",
+            s.labels_per_class,
+            s.trials.len(),
+            s.iterations,
+            s.method
+        );
+        let method = s.method.clone();
+        rows.push(Row::new(label, move |r| semi_cell(r, &method)));
+    }
+    rows.extend([
+        Row::new("identity: probe on clean test features", |r| {
+            r.report.identity.as_ref().map(|i| pct(i.clean))
+        }),
+        Row::new("identity: moved by learned-prior samples", |r| {
+            r.report.identity.as_ref().map(|i| pct(i.learned_prior))
+        }),
+        Row::new("identity: moved by fixed-prior samples", |r| {
+            r.report.identity.as_ref().map(|i| pct(i.fixed_prior))
+        }),
+        Row::new("identity: random moves of matched norm", |r| {
+            r.report.identity.as_ref().map(|i| pct(i.random_matched))
+        }),
+        Row::new("identity: mean ‖T(c̃)z − z‖ / ‖z‖", |r| {
+            r.report
+                .identity
+                .as_ref()
+                .map(|i| format!("{:.3}", i.mean_relative_shift))
+        }),
+        Row::new("augmentation NN: label agreement (unmoved)", |r| {
+            r.report
+                .augmentation_nn
+                .as_ref()
+                .map(|a| format!("{} ({})", pct(a.agreement), pct(a.clean_agreement)))
+        }),
+    ]);
+    rows
+}
+
+/// The semi-supervised cell of `method` in `r`, as `mean ± std`.
+fn semi_cell(r: &EvalResults, method: &str) -> Option<String> {
+    r.report
+        .semi_supervised
+        .iter()
+        .find(|s| s.method == method)
+        .map(|s| format!("{} ± {:.1}", pct(s.mean), 100.0 * s.std))
+}
+
+/// A fraction as a percentage with one decimal.
+fn pct(fraction: f64) -> String {
+    format!("{:.1}%", 100.0 * fraction)
+}
