@@ -2,6 +2,9 @@
 //! with every protocol; results.json holds every protocol's numbers, results.md the table, and bad
 //! input is refused with a message that says what is wrong.
 
+// Fixture builders outside #[test] functions: a failed setup is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
