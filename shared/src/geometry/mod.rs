@@ -7,12 +7,15 @@
 //! error for every malformed input.
 //!
 //! [`symmetric_eigen`] is the dense symmetric eigen-solver behind the PCA fit, public because it is
-//! also the oracle that tests of anything spectral compare against.
+//! also the oracle that tests of anything spectral compare against. [`eigenvalues_general`] finds
+//! the (complex) eigenvalues of a non-symmetric matrix, such as an operator block of Ψ.
 
 mod eigen;
+mod eigen_general;
 mod knn;
 mod pca;
 
 pub use eigen::{MAX_QL_ITERATIONS, SymmetricEigen, symmetric_eigen};
+pub use eigen_general::{MAX_BALANCE_SWEEPS, MAX_QR_ITERATIONS, eigenvalues_general};
 pub use knn::{KnnIndex, Metric, Neighbor, top_k};
 pub use pca::Pca;
