@@ -16,6 +16,30 @@
 //! Each shader sits beside the Rust that dispatches it (`expm.wgsl` / `expm.rs`, …). Readback maps a
 //! buffer and awaits the mapping: the browser resolves it from its event loop, natively the device
 //! is polled, so the same `async` API works on both targets.
+//!
+//! The viewer's animation, one submission per frame:
+//! ```no_run
+//! # async fn animate() -> Result<(), mclr_shared::gpu::GpuError> {
+//! use mclr_shared::geometry::Metric;
+//! use mclr_shared::gpu::{GalleryData, GpuEngine};
+//!
+//! let engine = GpuEngine::new().await?;
+//! let (k, n) = (32, 16);
+//! let features_f16: Vec<u16> = vec![0x3c00; 1000 * k * n]; // a bundle's gallery, f16 bits
+//! let gallery = engine.upload_gallery(GalleryData::F16(&features_f16), k * n, Metric::Cosine)?;
+//! // The step E = T(Δt·c) from its K generators Δt·Σ_m c_m Ψ[m, k]: exponentiated on the GPU and
+//! // kept there.
+//! let generators = vec![0.0f32; k * n * n];
+//! let z0 = vec![1.0f32; k * n];
+//! let mut path = engine.path_from_generators(&generators, k, n, &z0).await?;
+//! for _ in 0..3 {
+//!     let frame = engine.path_step_knn(&mut path, &gallery, 8).await?;
+//!     // frame.z: the new position; frame.neighbors: its 8 nearest gallery rows, best first.
+//!     assert_eq!(frame.z.len(), k * n);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod apply;
 mod buffers;
