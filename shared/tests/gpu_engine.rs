@@ -13,8 +13,8 @@ fn engine() -> GpuEngine {
     match block_on(GpuEngine::new()) {
         Ok(engine) => engine,
         Err(e @ GpuError::NoAdapter { .. }) => panic!(
-            "the GPU engine tests need a Vulkan adapter ({e}); \
-             install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers"
+            "no Vulkan adapter for the GPU engine tests: \
+             install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers ({e})"
         ),
         Err(e) => panic!("the GPU engine failed to start: {e}"),
     }

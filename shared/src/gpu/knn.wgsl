@@ -166,8 +166,11 @@ fn select_top(tid: u32) {
 }
 
 @compute @workgroup_size(64)
-fn query_norms(@builtin(global_invocation_id) id: vec3<u32>) {
-    let q = id.x;
+fn query_norms(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+) {
+    let q = (group.x + group.y * GROUPS_PER_ROW) * WG + tid;
     if q >= params.queries || params.metric != 0u {
         return;
     }
