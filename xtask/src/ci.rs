@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use mclr_tests::chromium;
 
 use crate::cmd::{self, TestTally, command};
+use crate::demo;
 use crate::setup::{self, WASM_TARGET};
 use crate::web;
 
@@ -71,6 +72,29 @@ pub fn run(args: &[String]) -> Result<()> {
     ])?;
     // The browser end-to-end test loads this build.
     web::build(false)?;
+
+    // The one-command demo, smoke-sized, end to end; the browser test then opens its bundle. Its
+    // `mclr` is the binary the test build makes anyway (the trainer's CLI tests run it), so the
+    // demo compiles nothing of its own.
+    cargo(&[
+        "test",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        GPU_FEATURE,
+        "--no-run",
+    ])?;
+    let root = web::workspace_root()?;
+    demo::pipeline(&demo::Options {
+        smoke: true,
+        serve: false,
+        // CI may not reach the dataset's web server; npm it can (the real-data test uses it too).
+        offline: true,
+        mclr: Some(root.join("target/debug/mclr")),
+        site: demo::SiteBuild::AlreadyBuilt,
+        ..demo::Options::default()
+    })?;
 
     let mut total = TestTally::default();
     let mut ok = true;

