@@ -1,7 +1,7 @@
 //! The built site (`www/dist`, from `cargo xtask web`) in headless Chromium, driven through
 //! chromedriver the way a person would use it: load the demo bundle, pick an anchor and an
 //! operator, play a path and watch the neighbours change, share a link and reopen it in a fresh
-//! browser, and open bad links. WebGPU (SwiftShader) and the CPU fallback both run.
+//! browser, open bad links, and open both bundles `cargo xtask demo` serves. WebGPU (SwiftShader) and the CPU fallback both run.
 //!
 //! The page is addressed only through its DOM contract: `#badge[data-backend]`,
 //! `body[data-ready]`, `#scatter[data-trail]`, `#anchor-input`, `.operator[data-index]`,
@@ -407,5 +407,55 @@ fn bad_links_are_reported_in_plain_words_and_the_page_keeps_working() {
     b.shot("bad-parameters");
     // Ignored parameters leave a working page: a path still plays and moves the neighbours.
     select_and_play(&b);
+    b.assert_console_clean(&[]);
+}
+
+/// The number of gallery images of the bundle at `path`: what `#scatter[data-points]` must show.
+fn gallery_size(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    mclr_shared::bundle::decode(&bytes)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
+        .num_gallery()
+}
+
+/// Loads `query` and checks that the page shows `file` (by name) with all its gallery points.
+fn shows_bundle(b: &Browser, server: &Site, query: &str, file: &Path) {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let n = gallery_size(file);
+    b.navigate(&server.url(query));
+    let v = b.wait_ready();
+    assert_eq!(v["error"], Value::Null, "error shown loading {name}: {v}");
+    assert!(
+        v["bundle"].as_str().is_some_and(|s| s.contains(&name)),
+        "#bundle-name does not name {name}: {v}"
+    );
+    assert_eq!(
+        v["points"],
+        n.to_string(),
+        "#scatter[data-points] is not the {n} gallery images of {name}: {v}"
+    );
+}
+
+/// What `cargo xtask demo` serves: the bundle it just trained and exported (`fresh.mclr`, at
+/// `?bundle=fresh.mclr`) and the shipped one (`demo.mclr`, the default address).
+#[test]
+fn the_demo_serves_its_fresh_bundle_and_the_shipped_one() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dist = workspace_root().join("www/dist");
+    let fresh = dist.join("fresh.mclr");
+    assert!(
+        fresh.is_file(),
+        "{} is missing: run `cargo xtask demo --smoke` first (it trains, exports and copies the \
+         bundle there; `cargo xtask web` alone clears it)",
+        fresh.display()
+    );
+    let server = serve_dist();
+    let b = Browser::open("demo", Gpu::Off);
+    shows_bundle(&b, &server, "/?bundle=fresh.mclr&cpu=1", &fresh);
+    b.shot("fresh");
+    shows_bundle(&b, &server, "/?cpu=1", &dist.join("demo.mclr"));
+    b.shot("shipped");
     b.assert_console_clean(&[]);
 }
