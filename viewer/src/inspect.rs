@@ -1,13 +1,39 @@
-//! Inspecting one operator: a coordinate sweep — the anchor moved by T(t·e_m) for evenly spaced
-//! t ∈ [−T, T] and the nearest gallery image at each t — and the class × operator heatmap the
-//! bundle precomputed.
+//! Inspecting one operator: the eigenvalues of each of its K blocks (what it rotates and how
+//! fast, what it scales), a coordinate sweep — the anchor moved by T(t·e_m) for evenly spaced
+//! t ∈ [−T, T], every coordinate of it and the nearest gallery image at each t — and the class ×
+//! operator heatmap the bundle precomputed.
+
+use mclr_shared::geometry::eigenvalues_general;
+use mclr_shared::operators::Operators;
 
 use crate::engine::{Engine, GalleryIndex};
 use crate::error::{Result, ViewerError};
 use crate::session::Session;
 
-/// Points of a sweep (odd, so that t = 0 is one of them).
+/// Nearest-image tiles of a sweep (odd, so that t = 0 is one of them).
 pub const SWEEP_STEPS: usize = 9;
+/// Points of a sweep's coordinate lines: [`SWEEP_STEPS`] tiles with three points between each.
+pub const SWEEP_POINTS: usize = 4 * (SWEEP_STEPS - 1) + 1;
+
+/// The eigenvalues (re, im) of each block Ψ_{m,k}, k = 0..K, of operator `m`.
+///
+/// # Errors
+/// [`ViewerError::Compute`] when `m` is not below M, or when the solver fails on a block.
+pub fn operator_spectrum(operators: &Operators, m: usize) -> Result<Vec<Vec<(f64, f64)>>> {
+    let n = operators.block_size();
+    (0..operators.blocks())
+        .map(|k| {
+            let block = operators.generator(m, k).ok_or_else(|| {
+                ViewerError::Compute(mclr_shared::Error::invalid(
+                    "operator",
+                    format!("{m} is not below {}", operators.num_operators()),
+                ))
+            })?;
+            let block: Vec<f64> = block.iter().map(|&x| f64::from(x)).collect();
+            Ok(eigenvalues_general(&block, n)?)
+        })
+        .collect()
+}
 
 /// The nearest gallery image along operator m's one-parameter group through the anchor.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +44,8 @@ pub struct Sweep {
     pub times: Vec<f32>,
     /// Nearest gallery image (cosine) of T(t·e_m) z0 for each t.
     pub nearest: Vec<usize>,
+    /// T(t·e_m) z0 for each t, steps × d, row-major.
+    pub positions: Vec<f32>,
 }
 
 impl Sweep {
@@ -66,6 +94,7 @@ impl Sweep {
             operator,
             times,
             nearest,
+            positions: moved,
         })
     }
 }
@@ -93,11 +122,51 @@ mod tests {
         let z0 = session.feature(4).unwrap();
         let zs = path(&session.operators, &c, z0, &sweep.times).unwrap();
         let index = KnnIndex::new(session.features.clone(), session.dim(), Metric::Cosine).unwrap();
+        assert_eq!(sweep.positions.len(), zs.len());
+        for (p, z) in sweep.positions.iter().zip(&zs) {
+            assert!((p - z).abs() < 1e-5, "{p} vs {z}");
+        }
         for (z, &nearest) in zs.chunks_exact(session.dim()).zip(&sweep.nearest) {
             assert_eq!(nearest, index.search(z, 1).unwrap()[0].index);
         }
         // At t = 0 the anchor is its own nearest image.
         assert_eq!(sweep.nearest[2], 4);
+    }
+
+    #[test]
+    fn block_spectra_keep_each_blocks_trace_and_determinant() {
+        let session = synthetic_session();
+        let ops = &session.operators;
+        let n = ops.block_size();
+        for m in 0..ops.num_operators() {
+            let spectra = operator_spectrum(ops, m).unwrap();
+            assert_eq!(spectra.len(), ops.blocks());
+            for (k, values) in spectra.iter().enumerate() {
+                assert_eq!(values.len(), n);
+                let block: Vec<f64> = ops
+                    .generator(m, k)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect();
+                let trace: f64 = (0..n).map(|i| block[i * n + i]).sum();
+                let sum: f64 = values.iter().map(|v| v.0).sum();
+                assert!((trace - sum).abs() < 1e-9, "trace {trace} vs {sum}");
+                if n == 2 {
+                    // Closed form: λ = tr/2 ± sqrt(tr²/4 − det).
+                    let det = block[0] * block[3] - block[1] * block[2];
+                    let disc = trace * trace / 4.0 - det;
+                    let top = if disc >= 0.0 {
+                        (trace / 2.0 + disc.sqrt(), 0.0)
+                    } else {
+                        (trace / 2.0, (-disc).sqrt())
+                    };
+                    assert!((values[0].0 - top.0).abs() < 1e-9);
+                    assert!((values[0].1 - top.1).abs() < 1e-9);
+                }
+            }
+        }
+        assert!(operator_spectrum(ops, ops.num_operators()).is_err());
     }
 
     #[test]

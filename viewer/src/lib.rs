@@ -4,9 +4,11 @@
 //! moving point — and keeps the whole view in a share link.
 //!
 //! The modules outside `web` are plain Rust and tested natively: the share-link state, the
-//! compute engine's CPU path, the digest of a bundle and the path player. `web` is the browser
+//! compute engine's CPU path, the digest of a bundle, the path player, prior sampling, transport
+//! A → B, operator analytics and chart axes. `web` is the browser
 //! app and only exists on wasm32.
 
+pub mod chart;
 pub mod engine;
 pub mod error;
 pub mod inspect;
@@ -15,6 +17,7 @@ pub mod player;
 pub mod prior;
 pub mod session;
 pub mod state;
+pub mod transport;
 pub mod viewport;
 #[cfg(target_arch = "wasm32")]
 mod web;

@@ -8,7 +8,7 @@ use crate::engine::{Engine, GalleryIndex};
 use crate::error::{Result, ViewerError};
 use crate::session::Session;
 
-/// Samples drawn per cloud.
+/// Samples drawn per cloud when the link does not say (S).
 pub const PRIOR_SAMPLES: usize = 64;
 
 /// One cloud of prior samples around an anchor.
@@ -18,6 +18,8 @@ pub struct PriorCloud {
     pub anchor: usize,
     /// The sampler's seed.
     pub seed: u64,
+    /// S, the number of samples.
+    pub samples: usize,
     /// The sampled coefficients, S × M.
     pub coefficients: Vec<f32>,
     /// PCA position of each transported feature.
@@ -82,6 +84,7 @@ impl PriorCloud {
         Ok(Self {
             anchor,
             seed,
+            samples,
             coefficients,
             points,
             nearest,

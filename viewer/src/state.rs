@@ -19,6 +19,8 @@ pub const COEF_LIMIT: f32 = 4.0;
 pub const MAX_BUNDLE_URL_LEN: usize = 2048;
 /// Most operators a link may select.
 pub const MAX_SELECTED_OPERATORS: usize = 64;
+/// Most prior samples S a link may ask for (each is one tile of the prior grid).
+pub const MAX_SAMPLES: u32 = 256;
 /// Longest parameter value quoted back in a warning, in characters.
 const QUOTE_CHARS: usize = 40;
 
@@ -73,6 +75,11 @@ pub struct ViewState {
     pub seed: Option<u64>,
     /// Gallery index of image B (transport A → B).
     pub b: Option<u32>,
+    /// S, the number of prior samples; `None` draws the default 64.
+    pub samples: Option<u32>,
+    /// The operator shown in inspect mode; `None` inspects the first selected operator, else
+    /// the one of largest norm.
+    pub inspect: Option<u32>,
     /// Use the CPU engine even where WebGPU is available.
     pub force_cpu: bool,
 }
@@ -88,6 +95,8 @@ impl Default for ViewState {
             mode: Mode::Path,
             seed: None,
             b: None,
+            samples: None,
+            inspect: None,
             force_cpu: false,
         }
     }
@@ -153,6 +162,11 @@ impl ViewState {
                 "bundle" => parse_bundle(&value).map(|url| state.bundle = Some(url)),
                 "anchor" => parse_index(&value).map(|i| state.anchor = Some(i)),
                 "b" => parse_index(&value).map(|i| state.b = Some(i)),
+                "S" => parse_samples(&value).map(|s| state.samples = Some(s)),
+                "op" => value
+                    .parse::<u32>()
+                    .map(|m| state.inspect = Some(m))
+                    .map_err(|_| "not an operator index (a whole number from 0)".to_owned()),
                 "ops" => {
                     state.operators = parse_operators(&value, &mut warnings);
                     Ok(())
@@ -226,6 +240,12 @@ impl ViewState {
         if let Some(b) = self.b {
             parts.push(format!("b={b}"));
         }
+        if let Some(samples) = self.samples {
+            parts.push(format!("S={samples}"));
+        }
+        if let Some(m) = self.inspect {
+            parts.push(format!("op={m}"));
+        }
         if self.force_cpu {
             parts.push("cpu=1".to_owned());
         }
@@ -251,6 +271,19 @@ impl ViewState {
                 ));
                 *slot = None;
             }
+        }
+        if let Some(m) = self.inspect
+            && !usize::try_from(m).is_ok_and(|m| m < operators)
+        {
+            warnings.push(Warning::new(
+                "op",
+                &m.to_string(),
+                format!(
+                    "the bundle has {operators} operators (0 to {})",
+                    operators.saturating_sub(1)
+                ),
+            ));
+            self.inspect = None;
         }
         self.operators.retain(|&(m, coef)| {
             let keep = usize::try_from(m).is_ok_and(|m| m < operators);
@@ -306,6 +339,13 @@ fn parse_index(value: &str) -> Result<u32, String> {
     value
         .parse::<u32>()
         .map_err(|_| "not an image index (a whole number from 0)".to_owned())
+}
+
+fn parse_samples(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(s) if (1..=MAX_SAMPLES).contains(&s) => Ok(s),
+        _ => Err(format!("S is a whole number from 1 to {MAX_SAMPLES}")),
+    }
 }
 
 fn parse_finite(value: &str) -> Result<f32, String> {
@@ -378,6 +418,8 @@ mod tests {
             mode: Mode::Transport,
             seed: Some(u64::MAX),
             b: Some(7),
+            samples: Some(128),
+            inspect: Some(2),
             force_cpu: true,
         }
     }
@@ -415,16 +457,18 @@ mod tests {
     #[test]
     fn malformed_values_are_warned_about_and_left_at_default() {
         let (state, warnings) = ViewState::from_query(
-            "anchor=-1&T=0&t=nan&mode=dance&seed=x&b=1.5&cpu=maybe&zoom=3&bundle=",
+            "anchor=-1&T=0&t=nan&mode=dance&seed=x&b=1.5&cpu=maybe&zoom=3&bundle=&S=0&op=-2",
         );
         assert_eq!(state, ViewState::default());
         let names: Vec<&str> = warnings.iter().map(|w| w.parameter.as_str()).collect();
         assert_eq!(
             names,
             [
-                "anchor", "T", "mode", "seed", "b", "cpu", "zoom", "bundle", "t"
+                "anchor", "T", "mode", "seed", "b", "cpu", "zoom", "bundle", "S", "op", "t"
             ]
         );
+        let (_, warnings) = ViewState::from_query("S=257");
+        assert_eq!(warnings.len(), 1);
     }
 
     #[test]
@@ -458,12 +502,14 @@ mod tests {
         let mut state = full_state();
         state.anchor = Some(100);
         state.b = Some(99);
+        state.inspect = Some(4);
         let warnings = state.check_against(100, 4);
         assert_eq!(state.anchor, None);
         assert_eq!(state.b, Some(99));
+        assert_eq!(state.inspect, None);
         assert_eq!(state.operators, vec![(3, 1.0), (0, 0.123_456_79)]);
         let params: Vec<&str> = warnings.iter().map(|w| w.parameter.as_str()).collect();
-        assert_eq!(params, ["anchor", "ops"]);
+        assert_eq!(params, ["anchor", "op", "ops"]);
         assert!(
             warnings[0].to_string().contains("100 images"),
             "{}",
@@ -482,7 +528,7 @@ mod tests {
     /// prints to a query that parses back to the same state without a warning.
     #[test]
     fn garbage_queries_never_panic_and_their_state_round_trips() {
-        const PIECES: [&str; 32] = [
+        const PIECES: [&str; 34] = [
             "anchor",
             "ops",
             "T",
@@ -492,6 +538,8 @@ mod tests {
             "b",
             "cpu",
             "bundle",
+            "S",
+            "op",
             "=",
             "&",
             "?",
@@ -527,7 +575,7 @@ mod tests {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                query.push_str(PIECES[usize::try_from(rng % 32).unwrap()]);
+                query.push_str(PIECES[usize::try_from(rng % 34).unwrap()]);
             }
             let (state, _) = ViewState::from_query(&query);
             let (again, warnings) = ViewState::from_query(&state.to_query());

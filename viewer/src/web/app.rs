@@ -9,12 +9,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{HtmlInputElement, MouseEvent};
 
+use super::charts::{EigenPlot, HeatmapChart, OperatorBars, SweepPlot};
 use super::controller::{self, STRIP_LEN, Source};
 use super::page;
 use super::signals::{OperatorRow, Ui};
 use crate::inspect::SWEEP_STEPS;
 use crate::prior::PRIOR_SAMPLES;
-use crate::state::{COEF_LIMIT, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState};
+use crate::state::{COEF_LIMIT, MAX_SAMPLES, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState};
 
 /// Animation speeds offered, as (value, label).
 const SPEEDS: [(&str, &str); 5] = [
@@ -114,6 +115,8 @@ pub fn App() -> impl IntoView {
             <section class="bottom">
                 <PathControls ui=ui />
                 <PriorControls ui=ui />
+                <PriorGrid ui=ui />
+                <TransportPanel ui=ui />
                 <InspectPanel ui=ui />
                 <ShareBar ui=ui />
                 <NeighbourStrip ui=ui />
@@ -620,9 +623,34 @@ fn ModeButton(ui: Ui, mode: Mode, label: &'static str) -> impl IntoView {
 #[component]
 fn PriorControls(ui: Ui) -> impl IntoView {
     let seed = move || ui.state.with(|s| s.seed.unwrap_or(0));
+    let samples = move || {
+        ui.state
+            .with(|s| s.samples.map_or(PRIOR_SAMPLES, |s| s as usize))
+    };
     view! {
         <div class="panel controls" hidden=move || ui.state.with(|s| s.mode != Mode::Prior)>
-            <span>{format!("{PRIOR_SAMPLES} samples c ~ p(c | z0) at the anchor")}</span>
+            <span>"c ~ p(c | z0) at the anchor"</span>
+            <label>
+                "S "
+                <input
+                    id="samples-input"
+                    type="number"
+                    min="1"
+                    max=MAX_SAMPLES
+                    prop:value=move || samples().to_string()
+                    on:change=move |e| {
+                        match event_target_value(&e).trim().parse::<u32>() {
+                            Ok(value) if (1..=MAX_SAMPLES).contains(&value) => {
+                                ui.state.update(|s| s.samples = (value as usize != PRIOR_SAMPLES).then_some(value));
+                            }
+                            _ => {
+                                ui.error
+                                    .set(Some(format!("S is the number of samples, from 1 to {MAX_SAMPLES}.")));
+                            }
+                        }
+                    }
+                />
+            </label>
             <label>
                 "Seed "
                 <input
@@ -643,13 +671,18 @@ fn PriorControls(ui: Ui) -> impl IntoView {
             >
                 "Resample"
             </button>
-            <span id="prior-keep">
+            <span
+                id="prior-keep"
+                data-fraction=move || ui.prior.get().map(|p| format!("{:.4}", p.keep_label))
+            >
                 {move || {
                     ui.prior
                         .get()
                         .map(|p| {
                             format!(
-                                "{:.0}% of the samples' nearest images keep the anchor's class ({})",
+                                "{}/{} = {:.0}% keep the anchor's class ({})",
+                                p.kept,
+                                p.samples,
                                 p.keep_label * 100.0,
                                 p.class_name
                             )
@@ -660,6 +693,141 @@ fn PriorControls(ui: Ui) -> impl IntoView {
                 <span>{move || ui.frame_ms.get().map(|ms| format!("{ms:.1}"))}</span>
                 " ms"
             </span>
+        </div>
+    }
+}
+
+/// The nearest gallery image of every prior sample, as in the paper's augmentation figure; a
+/// tile whose class differs from the anchor's is outlined.
+#[component]
+fn PriorGrid(ui: Ui) -> impl IntoView {
+    let anchor_label = move || ui.state.with(|s| s.anchor);
+    Effect::new(move |_| {
+        ui.prior.track();
+        ui.sprites_version.track();
+        controller::paint_prior_grid();
+    });
+    let tiles = move || {
+        let nearest = ui
+            .prior
+            .with(|p| p.as_ref().map(|p| p.nearest.clone()).unwrap_or_default());
+        let _ = anchor_label();
+        nearest
+            .into_iter()
+            .enumerate()
+            .map(|(s, index)| {
+                let same = controller::same_class_as_anchor(ui, index);
+                view! {
+                    <canvas
+                        class="prior-tile"
+                        class:other-class=!same
+                        width=THUMB_PX
+                        height=THUMB_PX
+                        data-sample=s
+                        data-index=index
+                        title=format!("sample {s}: nearest image {index} (click to make it the anchor)")
+                        on:click=move |_| {
+                            if let Ok(i) = u32::try_from(index) {
+                                controller::pick_anchor(ui, i);
+                            }
+                        }
+                    ></canvas>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <div class="panel prior-panel" hidden=move || ui.state.with(|s| s.mode != Mode::Prior)>
+            <h2>
+                "Nearest gallery image of each prior sample T(c̃) z0 "
+                <span class="sub">"outlined: a different class from the anchor's"</span>
+            </h2>
+            <div id="prior-grid" data-count=move || ui.prior.with(|p| p.as_ref().map_or(0, |p| p.nearest.len()))>
+                {tiles}
+            </div>
+        </div>
+    }
+}
+
+/// Transport A → B: the matching error of the encoder's coefficients and the largest of them.
+#[component]
+fn TransportPanel(ui: Ui) -> impl IntoView {
+    let error_text = move || {
+        ui.transport.with(|t| match t.as_ref() {
+            None => "—".to_owned(),
+            Some(t) => t
+                .error
+                .map_or_else(|| "A = B".to_owned(), |e| format!("{e:.4}")),
+        })
+    };
+    view! {
+        <div class="panel transport" id="transport" hidden=move || ui.state.with(|s| s.mode != Mode::Transport)>
+            <h2>
+                "Transport A → B "
+                <span class="sub">"c = mean of q(c | z_A, z_B); the path is T(t·c) z_A, t = 1 estimates B"</span>
+            </h2>
+            <p class="transport-facts">
+                {move || {
+                    ui.transport
+                        .with(|t| {
+                            t.as_ref()
+                                .map_or_else(
+                                    || "Shift-click a point (or type an index) to pick image B.".to_owned(),
+                                    |t| format!("A = image {} · B = image {}", t.a, t.b),
+                                )
+                        })
+                }}
+            </p>
+            <p>
+                "Matching error ‖T(c)z_A − z_B‖² / ‖z_A − z_B‖² = "
+                <strong
+                    id="transport-error"
+                    data-value=move || ui.transport.with(|t| t.as_ref().and_then(|t| t.error).map(|e| e.to_string()))
+                >
+                    {error_text}
+                </strong>
+                <span class="sub">" (0: T(c) z_A lands on B; 1: no closer than A)"</span>
+            </p>
+            <p class="sub">
+                {move || {
+                    ui.transport
+                        .with(|t| {
+                            t.as_ref()
+                                .map(|t| {
+                                    let top: Vec<String> = t
+                                        .top
+                                        .iter()
+                                        .map(|(m, c)| format!("Ψ{m}: {c:+.3}"))
+                                        .collect();
+                                    format!("‖c‖ = {:.3} · largest: {}", t.norm, top.join(", "))
+                                })
+                        })
+                }}
+            </p>
+            <div class="row">
+                <button
+                    id="show-b"
+                    on:click=move |_| {
+                        if ui.playing.get_untracked() {
+                            controller::toggle_play(ui);
+                        }
+                        ui.state.update(|s| s.t = 1.0_f32.min(s.t_range));
+                    }
+                >
+                    "Go to t = 1 (the estimate of B)"
+                </button>
+                <button
+                    id="show-a"
+                    on:click=move |_| {
+                        if ui.playing.get_untracked() {
+                            controller::toggle_play(ui);
+                        }
+                        ui.state.update(|s| s.t = 0.0);
+                    }
+                >
+                    "Back to t = 0 (A)"
+                </button>
+            </div>
         </div>
     }
 }
@@ -722,71 +890,70 @@ fn InspectPanel(ui: Ui) -> impl IntoView {
                     ui.sweep
                         .with(|s| s.as_ref().map(|s| format!("Sweep of Ψ{} through the anchor ", s.operator)))
                 }}
-                <span class="sub">"nearest image of T(t·e_m) z0; the first selected operator, else the largest"</span>
+                <span class="sub">"nearest image of T(t·e_m) z0"</span>
             </h2>
-            <div id="sweep" class="sweep">{tiles}</div>
-            <h2>"Class × operator " <span class="sub">"mean |c_m| under the prior"</span></h2>
-            <Heatmap ui=ui />
-        </div>
-    }
-}
-
-#[component]
-fn Heatmap(ui: Ui) -> impl IntoView {
-    move || {
-        ui.summary.with(|summary| {
-            let Some(summary) = summary.as_ref() else {
-                return ().into_any();
-            };
-            let m = summary.num_operators.max(1);
-            let max = summary.heatmap.iter().copied().fold(0.0_f32, f32::max).max(1e-12);
-            let header = summary
-                .operators
-                .iter()
-                .map(|row| view! { <th>{format!("Ψ{}", row.index)}</th> })
-                .collect_view();
-            let rows = summary
-                .classes
-                .iter()
-                .enumerate()
-                .map(|(c, class)| {
-                    let cells = summary
-                        .operators
-                        .iter()
-                        .map(|row| {
-                            let value = usize::try_from(row.index)
-                                .ok()
-                                .and_then(|op| summary.heatmap.get(c * m + op))
-                                .copied()
-                                .unwrap_or(0.0);
-                            view! {
-                                <td
-                                    style:background=format!("rgba(76, 201, 240, {:.3})", value / max)
-                                    title=format!("{}, Ψ{}: {value:.4}", class.name, row.index)
-                                ></td>
-                            }
-                        })
-                        .collect_view();
-                    view! {
-                        <tr>
-                            <th class="class-name">{class.name.clone()}</th>
-                            {cells}
-                        </tr>
+            <label class="inspect-pick">
+                "Inspect operator "
+                <select
+                    id="inspect-op"
+                    on:change=move |e| {
+                        if let Ok(m) = event_target_value(&e).parse::<u32>() {
+                            ui.state.update(|s| s.inspect = Some(m));
+                        }
                     }
-                })
-                .collect_view();
-            view! {
-                <table id="heatmap">
-                    <thead>
-                        <tr>
-                            <th></th>
-                            {header}
-                        </tr>
-                    </thead>
-                    <tbody>{rows}</tbody>
-                </table>
-            }
-            .into_any()
-        })
+                >
+                    {move || {
+                        let m = ui.summary.with(|s| s.as_ref().map_or(0, |s| s.num_operators));
+                        let current = ui.spectrum.with(|s| s.as_ref().map(|s| s.operator));
+                        (0..m)
+                            .map(|op| {
+                                view! {
+                                    <option value=op.to_string() selected=current == Some(op)>
+                                        {format!("Ψ{op}")}
+                                    </option>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </select>
+                <span class="sub">" (or click a heatmap column or a bar; by default the first selected operator, else the largest)"</span>
+            </label>
+            <div id="sweep" class="sweep">{tiles}</div>
+            <div class="charts">
+                <figure class="chart-box">
+                    <figcaption>
+                        {move || {
+                            ui.spectrum
+                                .with(|s| {
+                                    s.as_ref()
+                                        .map(|s| {
+                                            format!(
+                                                "Eigenvalues of Ψ{}'s {} blocks",
+                                                s.operator,
+                                                s.blocks.len()
+                                            )
+                                        })
+                                })
+                        }}
+                        <span class="sub">" one colour per block"</span>
+                    </figcaption>
+                    <EigenPlot ui=ui />
+                </figure>
+                <figure class="chart-box">
+                    <figcaption>
+                        "Coordinates of T(t·e_m) z0 " <span class="sub">"every coordinate, t ∈ [−T, T]"</span>
+                    </figcaption>
+                    <SweepPlot ui=ui />
+                </figure>
+                <figure class="chart-box">
+                    <figcaption>
+                        "Norm and usage " <span class="sub">"blue: ‖Ψ_m‖_F (left axis) · yellow: usage (right axis)"</span>
+                    </figcaption>
+                    <OperatorBars ui=ui />
+                </figure>
+            </div>
+            <h2>"Class × operator " <span class="sub">"mean |c_m| under the prior"</span></h2>
+            <HeatmapChart ui=ui />
+        </div>
     }
 }

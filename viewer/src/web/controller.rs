@@ -16,16 +16,18 @@ use super::loader;
 use super::page;
 use super::scatter::{self, Overlay, PointLayer};
 use super::signals::{
-    ClassEntry, Hover, OperatorRow, PriorSummary, Progress, Summary, SweepView, Ui,
+    ClassEntry, Hover, OperatorRow, PriorSummary, Progress, SpectrumView, Summary, SweepView,
+    TransportView, Ui,
 };
 use super::sprites::Sprites;
 use crate::engine::{Engine, GalleryIndex};
 use crate::error::Result;
-use crate::inspect::{SWEEP_STEPS, Sweep};
+use crate::inspect::{SWEEP_POINTS, SWEEP_STEPS, Sweep, operator_spectrum};
 use crate::player::{PathKey, PathPlayer};
 use crate::prior::{PRIOR_SAMPLES, PriorCloud};
 use crate::session::Session;
 use crate::state::Mode;
+use crate::transport::TransportMatch;
 use crate::viewport::{Viewport, class_colour};
 
 /// Nearest neighbours shown in the strip.
@@ -216,6 +218,8 @@ fn install(ui: Ui, loaded: Loaded, bundle_url: Option<String>) {
     }
     ui.warnings
         .update(|list| list.extend(warnings.iter().map(ToString::to_string)));
+    ui.spectrum.set(None);
+    ui.transport.set(None);
     ui.summary.set(Some(summary));
     ui.sprites_version.update(|v| *v += 1);
     ui.live_t.set(state.t);
@@ -278,7 +282,19 @@ pub async fn refresh(ui: Ui) {
     };
     if state.mode == Mode::Prior {
         ui.playing.set(false);
-        refresh_prior(ui, &engine, &loaded, anchor, state.seed.unwrap_or(0)).await;
+        let samples = state
+            .samples
+            .and_then(|s| usize::try_from(s).ok())
+            .unwrap_or(PRIOR_SAMPLES);
+        refresh_prior(
+            ui,
+            &engine,
+            &loaded,
+            anchor,
+            state.seed.unwrap_or(0),
+            samples,
+        )
+        .await;
         draw(ui);
         return;
     }
@@ -287,34 +303,45 @@ pub async fn refresh(ui: Ui) {
     }
     if state.mode == Mode::Inspect {
         let operator = state
-            .operators
-            .first()
-            .and_then(|&(m, _)| usize::try_from(m).ok())
+            .inspect
+            .or_else(|| state.operators.first().map(|&(m, _)| m))
+            .and_then(|m| usize::try_from(m).ok())
+            .filter(|&m| m < session.num_operators())
             .or_else(|| session.order.first().copied())
             .unwrap_or(0);
+        refresh_spectrum(ui, session, operator);
         refresh_sweep(ui, &engine, &loaded, anchor, operator, state.t_range).await;
     }
     let playing = ui.playing.get_untracked();
     let coefficients = match (state.mode, state.b) {
         // Transport A → B: the encoder's coefficients, so that t = 1 is its estimate of B.
         (Mode::Transport, Some(b)) => {
-            match session.transport_coefficients(anchor, usize::try_from(b).unwrap_or(usize::MAX)) {
-                Ok(c) => c,
+            let b = usize::try_from(b).unwrap_or(usize::MAX);
+            match TransportMatch::compute(&engine, session, anchor, b).await {
+                Ok(found) => {
+                    show_transport(ui, &found);
+                    found.coefficients
+                }
                 Err(error) => {
+                    ui.transport.set(None);
                     ui.error.set(Some(error.to_string()));
                     vec![0.0; session.num_operators()]
                 }
             }
         }
-        (Mode::Transport, None) => vec![0.0; session.num_operators()],
+        (Mode::Transport, None) => {
+            ui.transport.set(None);
+            vec![0.0; session.num_operators()]
+        }
         _ => state.coefficients(session.num_operators()),
     };
-    let key = PathKey::new(
-        anchor,
-        coefficients,
-        state.t_range,
-        ui.speed.get_untracked(),
-    );
+    // A transport runs over t ∈ [−1, 1]: t = 0 is A, t = 1 the encoder's estimate of B.
+    let t_range = if state.mode == Mode::Transport {
+        1.0
+    } else {
+        state.t_range
+    };
+    let key = PathKey::new(anchor, coefficients, t_range, ui.speed.get_untracked());
     let started = page::now_ms();
     let Some((existing, generation)) = with_core(|core| {
         core.path_generation += 1;
@@ -360,12 +387,64 @@ pub async fn refresh(ui: Ui) {
     draw(ui);
 }
 
-/// Samples the prior at the anchor unless the current cloud already is for (anchor, seed).
-async fn refresh_prior(ui: Ui, engine: &Engine, loaded: &Loaded, anchor: usize, seed: u64) {
+/// Shows the transport panel's numbers for `found`.
+fn show_transport(ui: Ui, found: &TransportMatch) {
+    let norm = found
+        .coefficients
+        .iter()
+        .map(|&c| f64::from(c) * f64::from(c))
+        .sum::<f64>()
+        .sqrt();
+    let mut top: Vec<(usize, f32)> = found.coefficients.iter().copied().enumerate().collect();
+    top.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    top.truncate(5);
+    // The norm is for display.
+    #[allow(clippy::cast_possible_truncation)]
+    let view = TransportView {
+        a: found.a,
+        b: found.b,
+        error: found.error,
+        norm: norm as f32,
+        top,
+    };
+    if ui
+        .transport
+        .with_untracked(|old| old.as_ref() != Some(&view))
+    {
+        ui.transport.set(Some(view));
+    }
+}
+
+/// Shows the block eigenvalues of operator `m` unless they already are.
+fn refresh_spectrum(ui: Ui, session: &Session, m: usize) {
+    if ui
+        .spectrum
+        .with_untracked(|s| s.as_ref().is_some_and(|s| s.operator == m))
+    {
+        return;
+    }
+    match operator_spectrum(&session.operators, m) {
+        Ok(blocks) => ui.spectrum.set(Some(SpectrumView {
+            operator: m,
+            blocks,
+        })),
+        Err(error) => ui.error.set(Some(error.to_string())),
+    }
+}
+
+/// Samples the prior at the anchor unless the current cloud already is for (anchor, seed, S).
+async fn refresh_prior(
+    ui: Ui,
+    engine: &Engine,
+    loaded: &Loaded,
+    anchor: usize,
+    seed: u64,
+    samples: usize,
+) {
     let current = with_core(|core| {
         core.cloud
             .as_ref()
-            .is_some_and(|c| c.anchor == anchor && c.seed == seed)
+            .is_some_and(|c| c.anchor == anchor && c.seed == seed && c.samples == samples)
     })
     .unwrap_or(false);
     if current {
@@ -373,16 +452,7 @@ async fn refresh_prior(ui: Ui, engine: &Engine, loaded: &Loaded, anchor: usize, 
     }
     let started = page::now_ms();
     let session = &loaded.session;
-    match PriorCloud::sample(
-        engine,
-        session,
-        &loaded.gallery,
-        anchor,
-        seed,
-        PRIOR_SAMPLES,
-    )
-    .await
-    {
+    match PriorCloud::sample(engine, session, &loaded.gallery, anchor, seed, samples).await {
         Ok(cloud) => {
             ui.frame_ms.set(Some(page::now_ms() - started));
             let class_name = session
@@ -391,10 +461,18 @@ async fn refresh_prior(ui: Ui, engine: &Engine, loaded: &Loaded, anchor: usize, 
                 .and_then(|&l| session.class_names.get(usize::from(l)))
                 .cloned()
                 .unwrap_or_default();
+            let label = session.labels.get(anchor).copied();
+            let kept = cloud
+                .nearest
+                .iter()
+                .filter(|&&i| session.labels.get(i).copied() == label)
+                .count();
             ui.prior.set(Some(PriorSummary {
                 samples: cloud.nearest.len(),
                 keep_label: cloud.keep_label,
                 class_name,
+                kept,
+                nearest: cloud.nearest.clone(),
             }));
             let strip: Vec<usize> = cloud.nearest.iter().copied().take(STRIP_LEN).collect();
             with_core(|core| core.cloud = Some(cloud));
@@ -420,14 +498,25 @@ async fn refresh_sweep(
         anchor,
         operator,
         t_range,
-        SWEEP_STEPS,
+        SWEEP_POINTS,
     )
     .await;
     match result {
         Ok(sweep) => {
+            // Tiles at every (SWEEP_POINTS − 1) / (SWEEP_STEPS − 1)-th time, t = 0 among them.
+            let every = (SWEEP_POINTS - 1) / (SWEEP_STEPS - 1);
             let view = SweepView {
                 operator: sweep.operator,
-                tiles: sweep.times.into_iter().zip(sweep.nearest).collect(),
+                tiles: sweep
+                    .times
+                    .iter()
+                    .copied()
+                    .zip(sweep.nearest.iter().copied())
+                    .step_by(every)
+                    .collect(),
+                times: sweep.times,
+                positions: sweep.positions,
+                dim: loaded.session.dim(),
             };
             if ui.sweep.with_untracked(|old| old.as_ref() != Some(&view)) {
                 ui.sweep.set(Some(view));
@@ -642,6 +731,41 @@ pub fn paint_thumbnail(canvas: &HtmlCanvasElement, index: Option<usize>) {
             sprites.paint(canvas, index);
         }
     });
+}
+
+/// Paints every tile of the prior grid (`#prior-grid canvas[data-index]`) with its image.
+pub fn paint_prior_grid() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Ok(tiles) = document.query_selector_all("#prior-grid canvas[data-index]") else {
+        return;
+    };
+    for i in 0..tiles.length() {
+        let Some(canvas) = tiles
+            .item(i)
+            .and_then(|node| node.dyn_into::<HtmlCanvasElement>().ok())
+        else {
+            continue;
+        };
+        let index = canvas
+            .get_attribute("data-index")
+            .and_then(|text| text.parse::<usize>().ok());
+        paint_thumbnail(&canvas, index);
+    }
+}
+
+/// Whether gallery image `index` has the anchor's class.
+pub fn same_class_as_anchor(ui: Ui, index: usize) -> bool {
+    let anchor = ui
+        .state
+        .with_untracked(|s| s.anchor.and_then(|a| usize::try_from(a).ok()));
+    with_core(|core| {
+        let session = &core.loaded.as_ref()?.session;
+        Some(session.labels.get(index)? == session.labels.get(anchor?)?)
+    })
+    .flatten()
+    .unwrap_or(true)
 }
 
 /// A class name and index for the hover card.

@@ -2,6 +2,7 @@
 //! page's URL. Only compiled for wasm32.
 
 mod app;
+mod charts;
 mod controller;
 mod loader;
 mod page;

@@ -76,6 +76,10 @@ pub struct PriorSummary {
     pub keep_label: f32,
     /// The anchor's class name.
     pub class_name: String,
+    /// Samples whose nearest image has the anchor's label.
+    pub kept: usize,
+    /// The nearest gallery image of each sample, in sample order.
+    pub nearest: Vec<usize>,
 }
 
 /// A sweep as the inspect panel shows it.
@@ -83,8 +87,38 @@ pub struct PriorSummary {
 pub struct SweepView {
     /// The operator swept.
     pub operator: usize,
-    /// (t, nearest gallery image) along the sweep.
+    /// (t, nearest gallery image) at the tile times.
     pub tiles: Vec<(f32, usize)>,
+    /// Every time of the coordinate lines, ascending.
+    pub times: Vec<f32>,
+    /// T(t·e_m) z0 at each of `times`, row-major (times × d).
+    pub positions: Vec<f32>,
+    /// d.
+    pub dim: usize,
+}
+
+/// The eigenvalues of the inspected operator's blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpectrumView {
+    /// The operator m.
+    pub operator: usize,
+    /// (re, im) of each eigenvalue, per block k.
+    pub blocks: Vec<Vec<(f64, f64)>>,
+}
+
+/// What the transport panel shows about A → B.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportView {
+    /// Gallery index of A.
+    pub a: usize,
+    /// Gallery index of B.
+    pub b: usize,
+    /// ‖T(c)z_A − z_B‖² / ‖z_A − z_B‖², `None` when A and B coincide.
+    pub error: Option<f32>,
+    /// ‖c‖₂ of the encoder's coefficients.
+    pub norm: f32,
+    /// The largest |c_m|: (m, c_m), at most five.
+    pub top: Vec<(usize, f32)>,
 }
 
 /// All signals of the app; `Copy`, so handlers and async tasks capture it freely.
@@ -120,6 +154,10 @@ pub struct Ui {
     pub sweep: RwSignal<Option<SweepView>>,
     /// The current prior sample cloud, in prior mode.
     pub prior: RwSignal<Option<PriorSummary>>,
+    /// The inspected operator's block eigenvalues, in inspect mode.
+    pub spectrum: RwSignal<Option<SpectrumView>>,
+    /// The current transport A → B, in transport mode.
+    pub transport: RwSignal<Option<TransportView>>,
     /// Bumped after the sprite sheet of a new bundle is decoded, so thumbnails redraw.
     pub sprites_version: RwSignal<u64>,
 }
@@ -144,6 +182,8 @@ impl Ui {
             sprites_version: RwSignal::new(0),
             prior: RwSignal::new(None),
             sweep: RwSignal::new(None),
+            spectrum: RwSignal::new(None),
+            transport: RwSignal::new(None),
         }
     }
 }

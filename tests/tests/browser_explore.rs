@@ -1,0 +1,335 @@
+//! The viewer's exploration modes in headless Chromium, opened from share links the way a person
+//! would open them: prior sampling at the anchor (S tiles, the kept fraction, the same samples
+//! after a reload of the same link), transport A → B (the matching error, going to t = 1), and
+//! operator analytics (one eigenvalue point per eigenvalue, one line per coordinate, C × M
+//! heatmap cells, one bar pair per operator, picking an operator from the heatmap).
+//!
+//! Built on the site from `cargo xtask web` (`www/dist`). Each mode saves a screenshot to
+//! `target/e2e/explore-*.png`, and any console error fails the test.
+// Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mclr_tests::chromium::{self, Gpu};
+use mclr_tests::site::{self, Site};
+use mclr_tests::webdriver::{Driver, Session};
+use serde_json::{Value, json};
+
+/// One browser at a time: the machine running CI has two cores.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// Loading includes compiling the wasm module and decoding the bundle on a slow CPU.
+const LOAD: Duration = Duration::from_secs(90);
+/// Anything that follows a click or a link.
+const REACT: Duration = Duration::from_secs(30);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The site server over `www/dist`, or a failure saying how to build it.
+fn serve_dist() -> Site {
+    let dist = workspace_root().join("www/dist");
+    for file in [
+        "index.html",
+        "pkg/mclr_viewer.js",
+        "pkg/mclr_viewer_bg.wasm",
+        "demo.mclr",
+    ] {
+        assert!(
+            dist.join(file).is_file(),
+            "{} is missing: run `cargo xtask web` first (it builds the site this test loads)",
+            dist.join(file).display()
+        );
+    }
+    site::serve(&dist, 0).unwrap()
+}
+
+/// A browser session with a name for its screenshots.
+struct Browser {
+    _driver: Driver,
+    session: Session,
+    _profile: tempfile::TempDir,
+    name: String,
+}
+
+impl Browser {
+    fn open(name: &str, gpu: Gpu) -> Self {
+        chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
+        let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
+        let profile = tempfile::tempdir().unwrap();
+        let session = driver
+            .session(&chromium::capabilities(profile.path(), gpu))
+            .unwrap_or_else(|e| panic!("starting Chromium: {e}"));
+        Self {
+            _driver: driver,
+            session,
+            _profile: profile,
+            name: name.to_owned(),
+        }
+    }
+
+    fn shot(&self, phase: &str) -> PathBuf {
+        let path = workspace_root()
+            .join("target/e2e")
+            .join(format!("explore-{}-{phase}.png", self.name));
+        self.session.save_screenshot(&path).unwrap();
+        path
+    }
+
+    /// Scrolls `selector` to the top of the window, then saves a screenshot of it.
+    fn shot_of(&self, selector: &str, phase: &str) -> PathBuf {
+        let r = self.session.execute(
+            "const e = document.querySelector(arguments[0]); if (e) { e.scrollIntoView({block: 'start'}); }",
+            &[json!(selector)],
+        );
+        self.check(r);
+        std::thread::sleep(Duration::from_millis(300));
+        self.shot(phase)
+    }
+
+    /// Unwraps `r`, or saves a screenshot and fails with the error and the page's state.
+    fn check<T>(&self, r: mclr_tests::Result<T>) -> T {
+        r.unwrap_or_else(|e| {
+            let shot = self.shot("failure");
+            panic!(
+                "{e}\npage state: {}\nscreenshot: {}",
+                self.snapshot(),
+                shot.display()
+            )
+        })
+    }
+
+    fn snapshot(&self) -> Value {
+        self.session
+            .execute(SNAPSHOT_JS, &[])
+            .unwrap_or_else(|e| json!(format!("(page unreadable: {e})")))
+    }
+
+    fn navigate(&self, url: &str) {
+        let r = self.session.navigate(url);
+        self.check(r);
+    }
+
+    /// Polls the snapshot until `pred` holds, failing with `expected` and the last snapshot.
+    fn wait(&self, expected: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let r = self.session.wait_for(expected, timeout, |s, found| {
+            let v = s.execute(SNAPSHOT_JS, &[])?;
+            *found = v.to_string();
+            Ok(pred(&v).then_some(v))
+        });
+        self.check(r)
+    }
+
+    fn wait_ready(&self) -> Value {
+        self.wait("body[data-ready=\"true\"]", LOAD, |v| v["ready"] == "true")
+    }
+
+    fn click(&self, selector: &str) {
+        let r = self
+            .session
+            .find(selector)
+            .and_then(|e| self.session.click(&e));
+        self.check(r);
+    }
+
+    fn url(&self) -> String {
+        let r = self.session.current_url();
+        self.check(r)
+    }
+
+    /// Fails on any console error.
+    fn assert_console_clean(&self) {
+        let log = self.check(self.session.browser_log());
+        let errors: Vec<_> = log.iter().filter(|e| e.level == "SEVERE").collect();
+        if !errors.is_empty() {
+            let shot = self.shot("console-error");
+            panic!(
+                "console errors in {}:\n{}\nscreenshot: {}",
+                self.name,
+                errors
+                    .iter()
+                    .map(|e| format!("  [{}] {}", e.source, e.message))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                shot.display()
+            );
+        }
+    }
+}
+
+/// What the exploration modes show, in one round trip.
+const SNAPSHOT_JS: &str = r##"
+const q = (s) => document.querySelector(s);
+const all = (s) => [...document.querySelectorAll(s)];
+const attr = (s, a) => { const e = q(s); return e ? e.getAttribute(a) : null; };
+const text = (s) => { const e = q(s); return e ? e.textContent.trim() : null; };
+const shown = (s) => { const e = q(s); return !!e && !e.hidden && e.offsetParent !== null && e.textContent.trim() !== ""; };
+return {
+  ready: document.body.getAttribute("data-ready"),
+  backend: attr("#badge", "data-backend"),
+  error: shown("#error") ? text("#error") : null,
+  warnings: shown("#warnings") ? text("#warnings") : null,
+  classes: all("#legend li").length,
+  prior_tiles: all("#prior-grid canvas.prior-tile").map((c) => c.getAttribute("data-index")),
+  prior_keep: text("#prior-keep"),
+  prior_fraction: attr("#prior-keep", "data-fraction"),
+  transport_error: attr("#transport-error", "data-value"),
+  transport_text: text("#transport-error"),
+  indices: attr("#nn-strip", "data-indices"),
+  t: text("#t-value"),
+  eigen_points: all("#eigen-plot circle.eig").length,
+  eigen_count: attr("#eigen-plot", "data-count"),
+  eigen_finite: all("#eigen-plot circle.eig").every((c) => isFinite(parseFloat(c.getAttribute("cx"))) && isFinite(parseFloat(c.getAttribute("cy")))),
+  sweep_lines: all("#sweep-plot polyline.coord").length,
+  sweep_ticks: all("#sweep-plot text.tick").length,
+  heatmap_cells: all("#heatmap rect.cell").length,
+  heatmap_classes: attr("#heatmap", "data-classes"),
+  heatmap_operators: attr("#heatmap", "data-operators"),
+  heatmap_inspected: all("#heatmap rect.inspected").length,
+  bars: all("#operator-bars .bar-pair").length,
+  inspect_op: (q("#inspect-op") || {}).value || null,
+  sweep_tiles: all("#sweep canvas[data-index]").length,
+};
+"##;
+
+fn as_int(v: &Value) -> Option<usize> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
+#[test]
+fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let site = serve_dist();
+    let b = Browser::open("prior", Gpu::WebGpu);
+    let link = site.url("/?anchor=17&mode=prior&seed=5&S=48");
+    b.navigate(&link);
+    b.wait_ready();
+    let first = b.wait("48 prior tiles and a kept fraction", REACT, |v| {
+        v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48)
+            && v["prior_fraction"].is_string()
+    });
+    assert_eq!(first["error"], Value::Null, "{first}");
+    let fraction: f64 = first["prior_fraction"].as_str().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&fraction), "{first}");
+    let keep = first["prior_keep"].as_str().unwrap();
+    assert!(keep.contains("/48"), "{keep}");
+    b.shot_of(".prior-panel", "grid");
+
+    // The same link shows the same samples.
+    b.navigate(&link);
+    b.wait_ready();
+    let again = b.wait("the same 48 tiles after reopening the link", REACT, |v| {
+        v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48)
+    });
+    assert_eq!(again["prior_tiles"], first["prior_tiles"]);
+
+    // Resampling changes the seed in the link.
+    b.click("#resample");
+    let r = b.session.wait_for("seed=6 in the URL", REACT, |s, found| {
+        *found = s.current_url()?;
+        Ok(found.contains("seed=6").then_some(()))
+    });
+    b.check(r);
+    assert!(b.url().contains("S=48"), "{}", b.url());
+    b.assert_console_clean();
+}
+
+#[test]
+fn transport_mode_shows_the_matching_error_and_reaches_b() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let site = serve_dist();
+    let b = Browser::open("transport", Gpu::WebGpu);
+    b.navigate(&site.url("/?anchor=3&b=250&mode=transport"));
+    b.wait_ready();
+    let v = b.wait("a numeric #transport-error", REACT, |v| {
+        v["transport_error"].as_str().is_some()
+    });
+    assert_eq!(v["error"], Value::Null, "{v}");
+    let error: f64 = v["transport_error"].as_str().unwrap().parse().unwrap();
+    assert!(error.is_finite() && error >= 0.0, "{v}");
+    let shown: f64 = v["transport_text"].as_str().unwrap().parse().unwrap();
+    assert!((shown - error).abs() < 1e-3, "{v}");
+
+    b.click("#show-b");
+    b.wait("t = 1", REACT, |v| v["t"] == "1.000");
+    let r = b.session.wait_for("t=1 in the URL", REACT, |s, found| {
+        *found = s.current_url()?;
+        Ok(found.contains("t=1").then_some(()))
+    });
+    b.check(r);
+    let url = b.url();
+    assert!(
+        url.contains("b=250") && url.contains("mode=transport"),
+        "{url}"
+    );
+    b.wait("neighbours of T(c) z_A", REACT, |v| {
+        v["indices"].as_str().is_some_and(|s| !s.is_empty())
+    });
+    b.shot_of("#transport", "at-b");
+    b.assert_console_clean();
+}
+
+#[test]
+fn inspect_mode_plots_eigenvalues_sweeps_heatmap_and_bars() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let site = serve_dist();
+    let b = Browser::open("inspect", Gpu::Off);
+    b.navigate(&site.url("/?anchor=5&mode=inspect&op=2"));
+    b.wait_ready();
+    let v = b.wait(
+        "eigenvalue points, sweep lines and heatmap cells",
+        REACT,
+        |v| {
+            v["eigen_points"].as_u64().is_some_and(|n| n > 0)
+                && v["sweep_lines"].as_u64().is_some_and(|n| n > 0)
+                && v["heatmap_cells"].as_u64().is_some_and(|n| n > 0)
+        },
+    );
+    assert_eq!(v["error"], Value::Null, "{v}");
+    assert_eq!(v["inspect_op"], "2", "{v}");
+    // One point per eigenvalue: K blocks of n, that is d, one sweep line per coordinate.
+    let points = usize::try_from(v["eigen_points"].as_u64().unwrap()).unwrap();
+    assert_eq!(Some(points), as_int(&v["eigen_count"]), "{v}");
+    assert_eq!(v["sweep_lines"].as_u64(), Some(points as u64), "{v}");
+    assert_eq!(v["eigen_finite"], true, "{v}");
+    assert!(v["sweep_ticks"].as_u64().unwrap() >= 4, "{v}");
+    // C × M cells, C being the legend's classes.
+    let classes = as_int(&v["heatmap_classes"]).unwrap();
+    let operators = as_int(&v["heatmap_operators"]).unwrap();
+    assert_eq!(
+        classes,
+        usize::try_from(v["classes"].as_u64().unwrap()).unwrap()
+    );
+    assert_eq!(
+        v["heatmap_cells"].as_u64(),
+        Some((classes * operators) as u64),
+        "{v}"
+    );
+    assert_eq!(v["heatmap_inspected"], 1, "{v}");
+    assert_eq!(v["bars"].as_u64(), Some(operators as u64), "{v}");
+    assert_eq!(v["sweep_tiles"], 9, "{v}");
+    b.shot_of(".charts", "charts");
+
+    // Clicking a heatmap column inspects that operator, and the link says so.
+    let target = operators - 1;
+    b.click(&format!(
+        "#heatmap rect.cell[data-class=\"0\"][data-operator=\"{target}\"]"
+    ));
+    let wanted = target.to_string();
+    b.wait("the clicked operator inspected", REACT, |v| {
+        v["inspect_op"].as_str() == Some(wanted.as_str())
+    });
+    let r = b.session.wait_for("op= in the URL", REACT, |s, found| {
+        *found = s.current_url()?;
+        Ok(found.contains(&format!("op={target}")).then_some(()))
+    });
+    b.check(r);
+    b.assert_console_clean();
+}
