@@ -6,11 +6,37 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// Builds a command from a program and its arguments.
+///
+/// A `cargo` command runs without the variables `cargo run` set for xtask itself
+/// ([`PACKAGE_VARS`]): some build scripts (ring's) rerun when `CARGO_MANIFEST_DIR` changes, so
+/// leaking xtask's would rebuild them, and everything above them, on every switch between
+/// `cargo xtask …` and a plain `cargo build`/`cargo test`.
 pub fn command(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args);
+    if program == "cargo" {
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if PACKAGE_VARS
+                .iter()
+                .any(|p| key == *p || key.starts_with("CARGO_PKG_"))
+            {
+                c.env_remove(key.as_ref());
+            }
+        }
+    }
     c
 }
+
+/// What `cargo run` sets for the package it runs (besides every `CARGO_PKG_*`); none of it
+/// describes the user's environment, so none of it is passed on to a nested cargo.
+const PACKAGE_VARS: [&str; 5] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+];
 
 /// Runs `c` with inherited stdio after printing it; fails if it exits non-zero.
 pub fn run(c: &mut Command) -> Result<()> {
