@@ -130,14 +130,17 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Numbered step headers, and failures that say which step failed and how to rerun it.
 struct Steps {
+    /// The demo's own command line.
+    demo: String,
     done: usize,
     total: usize,
     started: Instant,
 }
 
 impl Steps {
-    fn new(total: usize) -> Self {
+    fn new(total: usize, demo: String) -> Self {
         Self {
+            demo,
             done: 0,
             total,
             started: Instant::now(),
@@ -149,8 +152,13 @@ impl Steps {
         let (n, total) = (self.done, self.total);
         println!("\n\x1b[1m==> [{n}/{total}] {title}\x1b[0m");
         let t = Instant::now();
-        let r = f().with_context(|| {
-            format!("demo step {n}/{total} ({title}) failed; rerun it with:\n  {rerun}\n")
+        let r = f().map_err(|e| {
+            eprintln!(
+                "\n\x1b[1;31m==> [{n}/{total}] {title}: FAILED\x1b[0m; rerun this step with:\n  \
+                 {rerun}\nor the whole demo (finished steps are reused) with:\n  {demo}\n",
+                demo = self.demo
+            );
+            e.context(format!("demo step {n}/{total} ({title}) failed"))
         })?;
         println!(
             "    [{n}/{total}] {title}: done in {:.1} s (demo so far {:.1} s)",
@@ -171,7 +179,7 @@ pub fn pipeline(opts: &Options) -> Result<()> {
     });
     let run_s = run_dir.to_string_lossy().into_owned();
     let demo = opts.command_line();
-    let mut steps = Steps::new(8);
+    let mut steps = Steps::new(8, demo.clone());
 
     steps.step("Setup (Rust toolchain and wasm32 target)", &demo, || {
         setup::rust_toolchain()

@@ -22,7 +22,7 @@ usage: cargo xtask <verb>
 
 verbs:
   ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, the site,
-          tests (native, browser end-to-end, GPU shaders in the browser)
+          `demo --smoke`, tests (native, browser end-to-end, GPU shaders in the browser)
   web     build the site into www/dist (--dev: debug build, no wasm-opt)
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
