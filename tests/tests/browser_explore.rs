@@ -1,8 +1,9 @@
 //! The viewer's exploration modes in headless Chromium, opened from share links the way a person
 //! would open them: prior sampling at the anchor (S tiles, the kept fraction, the same samples
-//! after a reload of the same link), transport A → B (the matching error, going to t = 1), and
-//! operator analytics (one eigenvalue point per eigenvalue, one line per coordinate, C × M
-//! heatmap cells, one bar pair per operator, picking an operator from the heatmap).
+//! after a reload of the same link), transport A → B (the matching error, going to t = 1, play
+//! staying within t ∈ [0, 1], a link's out-of-range t clamped with a warning), and operator
+//! analytics (one eigenvalue point per eigenvalue, one line per coordinate, C × M heatmap cells,
+//! one bar pair per operator, picking an operator from the heatmap).
 //!
 //! Built on the site from `cargo xtask web` (`www/dist`). Each mode saves a screenshot to
 //! `target/e2e/explore-*.png`, and any console error fails the test.
@@ -184,6 +185,9 @@ return {
   transport_text: text("#transport-error"),
   indices: attr("#nn-strip", "data-indices"),
   t: text("#t-value"),
+  scrub_min: attr("#scrub", "min"),
+  scrub_max: attr("#scrub", "max"),
+  play: text("#play"),
   eigen_points: all("#eigen-plot circle.eig").length,
   eigen_count: attr("#eigen-plot", "data-count"),
   eigen_finite: all("#eigen-plot circle.eig").every((c) => isFinite(parseFloat(c.getAttribute("cx"))) && isFinite(parseFloat(c.getAttribute("cy")))),
@@ -273,6 +277,47 @@ fn transport_mode_shows_the_matching_error_and_reaches_b() {
         v["indices"].as_str().is_some_and(|s| !s.is_empty())
     });
     b.shot_of("#transport", "at-b");
+
+    // Playing animates T(t·c) z_A for t in [0, 1] only: from A, to B, and back to A.
+    assert_eq!(
+        (v["scrub_min"].as_str(), v["scrub_max"].as_str()),
+        (Some("0"), Some("1")),
+        "{v}"
+    );
+    b.click("#show-a");
+    b.wait("t = 0", REACT, |v| v["t"] == "0.000");
+    b.click("#play");
+    b.wait("#play to say Pause", REACT, |v| v["play"] == "Pause");
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(400));
+        let v = b.snapshot();
+        let t: f64 = v["t"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&t), "t left [0, 1] while playing: {v}");
+        seen.push(t);
+    }
+    eprintln!("transport t while playing: {seen:?}");
+    assert!(seen.iter().any(|&t| t > 0.0), "t never moved: {seen:?}");
+    b.shot("playing");
+    b.click("#play");
+    b.wait("#play to say Play", REACT, |v| v["play"] == "Play");
+
+    // A link's t outside [0, 1] is clamped into it, with a warning.
+    b.navigate(&site.url("/?anchor=3&b=250&mode=transport&t=-0.5"));
+    let v = b.wait_ready();
+    let v = if v["warnings"].is_null() {
+        b.wait("a warning about t", REACT, |v| !v["warnings"].is_null())
+    } else {
+        v
+    };
+    assert!(
+        v["warnings"].as_str().is_some_and(|w| w.contains("[0, 1]")),
+        "{v}"
+    );
+    assert_eq!(v["t"], "0.000", "{v}");
     b.assert_console_clean();
 }
 

@@ -18,8 +18,12 @@ use crate::error::ViewerError;
 pub enum Backend {
     /// WebGPU compute on the named adapter.
     WebGpu {
-        /// The adapter's name, e.g. "SwiftShader Device".
+        /// The adapter's name, e.g. "SwiftShader Device"; empty when the browser hides it.
         adapter: String,
+        /// The adapter's device type as wgpu names it ("Cpu", "DiscreteGpu", "IntegratedGpu",
+        /// "VirtualGpu" or "Other"); browsers report "Cpu" for a software (fallback) adapter and
+        /// "Other" for the rest.
+        device_type: String,
     },
     /// The CPU code of `mclr-shared`.
     Cpu {
@@ -28,13 +32,35 @@ pub enum Backend {
     },
 }
 
+/// A wgpu device type in plain words, or `None` when it says nothing ("Other", unknown).
+fn device_kind(device_type: &str) -> Option<&'static str> {
+    match device_type {
+        "Cpu" => Some("cpu"),
+        "DiscreteGpu" => Some("discrete GPU"),
+        "IntegratedGpu" => Some("integrated GPU"),
+        "VirtualGpu" => Some("virtual GPU"),
+        _ => None,
+    }
+}
+
 impl Backend {
-    /// Badge text: `WebGPU (<adapter>)` (just `WebGPU` when the browser hides the adapter's
-    /// name) or `CPU fallback`.
+    /// Badge text: `WebGPU · <adapter> (<device type>)`, e.g. `WebGPU · SwiftShader (cpu)`, the
+    /// parts the browser does not tell left out (just `WebGPU` when it tells neither), or
+    /// `CPU fallback`.
     pub fn label(&self) -> String {
         match self {
-            Self::WebGpu { adapter } if adapter.trim().is_empty() => "WebGPU".to_owned(),
-            Self::WebGpu { adapter } => format!("WebGPU ({adapter})"),
+            Self::WebGpu {
+                adapter,
+                device_type,
+            } => {
+                let adapter = adapter.trim();
+                match (adapter.is_empty(), device_kind(device_type)) {
+                    (true, None) => "WebGPU".to_owned(),
+                    (true, Some(kind)) => format!("WebGPU · unnamed adapter ({kind})"),
+                    (false, None) => format!("WebGPU · {adapter}"),
+                    (false, Some(kind)) => format!("WebGPU · {adapter} ({kind})"),
+                }
+            }
             Self::Cpu { .. } => "CPU fallback".to_owned(),
         }
     }
@@ -50,10 +76,21 @@ impl Backend {
     /// A longer explanation for the badge's tooltip.
     pub fn detail(&self) -> String {
         match self {
-            Self::WebGpu { adapter } if adapter.trim().is_empty() => {
-                "Compute runs in WebGPU shaders (the browser does not name the adapter).".to_owned()
+            Self::WebGpu {
+                adapter,
+                device_type,
+            } => {
+                let adapter = adapter.trim();
+                let on = if adapter.is_empty() {
+                    "an adapter the browser does not name".to_owned()
+                } else {
+                    adapter.to_owned()
+                };
+                let kind = device_kind(device_type)
+                    .map(|kind| format!(", a {kind} device"))
+                    .unwrap_or_default();
+                format!("Compute runs in WebGPU shaders on {on}{kind}.")
             }
-            Self::WebGpu { adapter } => format!("Compute runs in WebGPU shaders on {adapter}."),
             Self::Cpu { reason } => format!("Compute runs on the CPU: {reason}."),
         }
     }
@@ -68,9 +105,10 @@ pub struct CpuEngine {
 /// The engine the views compute with.
 #[derive(Debug)]
 pub enum Engine {
-    /// `mclr-shared`'s WGSL compute shaders through WebGPU (browser builds only).
+    /// `mclr-shared`'s WGSL compute shaders through WebGPU (browser builds only), with the
+    /// adapter's name for the badge.
     #[cfg(target_arch = "wasm32")]
-    Gpu(GpuEngine),
+    Gpu(GpuEngine, String),
     /// `mclr-shared` on the CPU.
     Cpu(CpuEngine),
 }
@@ -145,7 +183,16 @@ impl Engine {
     #[cfg(target_arch = "wasm32")]
     async fn webgpu() -> Self {
         match GpuEngine::new().await {
-            Ok(gpu) => Self::Gpu(gpu),
+            Ok(gpu) => {
+                // wgpu names a browser adapter by `GPUAdapterInfo.description`, which browsers
+                // often leave empty; vendor and architecture (e.g. "google swiftshader") then
+                // name it instead.
+                let mut name = gpu.adapter().name.trim().to_owned();
+                if name.is_empty() {
+                    name = browser_adapter_name().await.unwrap_or_default();
+                }
+                Self::Gpu(gpu, name)
+            }
             Err(error) => Self::cpu(format!("WebGPU is present but unusable ({error})")),
         }
     }
@@ -162,8 +209,9 @@ impl Engine {
                 reason: cpu.reason.clone(),
             },
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu) => Backend::WebGpu {
-                adapter: gpu.adapter().name.clone(),
+            Self::Gpu(gpu, adapter) => Backend::WebGpu {
+                adapter: adapter.clone(),
+                device_type: gpu.adapter().device_type.clone(),
             },
         }
     }
@@ -177,7 +225,7 @@ impl Engine {
         match self {
             Self::Cpu(_) => Ok(Transport::Cpu(operators.transport(coefficients)?)),
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu) => {
+            Self::Gpu(gpu, _) => {
                 let (k, n) = (operators.blocks(), operators.block_size());
                 let generators = operators.generators(coefficients)?;
                 let blocks = gpu.expm(&generators, n).await.map_err(gpu_error)?;
@@ -191,7 +239,7 @@ impl Engine {
         match (self, transport) {
             (_, Transport::Cpu(blocks)) => Ok(blocks.apply(z)?),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu), Transport::Gpu { blocks, k, n }) => {
+            (Self::Gpu(gpu, _), Transport::Gpu { blocks, k, n }) => {
                 gpu.apply_blocks(blocks, *k, *n, z).await.map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -208,7 +256,7 @@ impl Engine {
                 Metric::Cosine,
             )?)),
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu) => gpu
+            Self::Gpu(gpu, _) => gpu
                 .upload_gallery(GalleryData::F32(features), dim, Metric::Cosine)
                 .map(GalleryIndex::Gpu)
                 .map_err(gpu_error),
@@ -225,7 +273,7 @@ impl Engine {
         match (self, gallery) {
             (_, GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu), GalleryIndex::Gpu(index)) => {
+            (Self::Gpu(gpu, _), GalleryIndex::Gpu(index)) => {
                 gpu.knn(index, queries, k).await.map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -246,7 +294,7 @@ impl Engine {
                 Ok(Walker::Cpu(operators.transport(coefficients)?))
             }
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu) => {
+            Self::Gpu(gpu, _) => {
                 let (k, n) = (operators.blocks(), operators.block_size());
                 let generators = operators.generators(coefficients)?;
                 gpu.path_from_generators(&generators, k, n, z0)
@@ -262,7 +310,7 @@ impl Engine {
         match (self, walker) {
             (_, Walker::Cpu(step)) => check_position(z, step.dim()),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu), Walker::Gpu(path)) => {
+            (Self::Gpu(gpu, _), Walker::Gpu(path)) => {
                 gpu.set_path_position(path, z).map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -289,7 +337,7 @@ impl Engine {
                 })
             }
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
+            (Self::Gpu(gpu, _), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
                 let frame = gpu.path_step_knn(path, index, k).await.map_err(gpu_error)?;
                 Ok(Frame {
                     z: frame.z,
@@ -332,6 +380,38 @@ fn browser_has_webgpu() -> bool {
             js_sys::Reflect::get(&window.navigator(), &wasm_bindgen::JsValue::from_str("gpu")).ok()
         })
         .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+/// The browser's name for its default WebGPU adapter: `GPUAdapterInfo.description`, else its
+/// vendor, architecture and device, e.g. "google swiftshader"; `None` when it tells none.
+#[cfg(target_arch = "wasm32")]
+async fn browser_adapter_name() -> Option<String> {
+    use wasm_bindgen::{JsCast, JsValue};
+
+    fn get(target: &JsValue, key: &str) -> Option<JsValue> {
+        js_sys::Reflect::get(target, &JsValue::from_str(key))
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    }
+    let navigator = JsValue::from(web_sys::window()?.navigator());
+    let gpu = get(&navigator, "gpu")?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let text = |key: &str| {
+        get(&info, key)
+            .and_then(|v| v.as_string())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    text("description").or_else(|| {
+        let parts: Vec<String> = ["vendor", "architecture", "device"]
+            .into_iter()
+            .filter_map(text)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 /// Native builds (the unit tests) have no browser.
@@ -383,16 +463,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_badge_names_the_adapter_when_the_browser_does() {
-        let named = Backend::WebGpu {
-            adapter: "SwiftShader Device".to_owned(),
+    fn the_badge_names_the_adapter_and_its_device_type_when_the_browser_does() {
+        let webgpu = |adapter: &str, device_type: &str| Backend::WebGpu {
+            adapter: adapter.to_owned(),
+            device_type: device_type.to_owned(),
         };
-        assert_eq!(named.label(), "WebGPU (SwiftShader Device)");
-        assert_eq!(named.key(), "webgpu");
-        let unnamed = Backend::WebGpu {
-            adapter: String::new(),
-        };
+        let software = webgpu("SwiftShader", "Cpu");
+        assert_eq!(software.label(), "WebGPU · SwiftShader (cpu)");
+        assert_eq!(software.key(), "webgpu");
+        assert_eq!(
+            software.detail(),
+            "Compute runs in WebGPU shaders on SwiftShader, a cpu device."
+        );
+        assert_eq!(
+            webgpu("NVIDIA GeForce RTX 4090", "DiscreteGpu").label(),
+            "WebGPU · NVIDIA GeForce RTX 4090 (discrete GPU)"
+        );
+        assert_eq!(
+            webgpu("google swiftshader", "Other").label(),
+            "WebGPU · google swiftshader"
+        );
+        assert_eq!(webgpu(" ", "Cpu").label(), "WebGPU · unnamed adapter (cpu)");
+        let unnamed = webgpu("", "Other");
         assert_eq!(unnamed.label(), "WebGPU");
+        assert!(unnamed.detail().contains("does not name"));
+        assert_eq!(unnamed.key(), "webgpu");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The path animation: z(t) = T(t·c) z0 walked frame by frame as z ← E z with E = T(Δt·c)
-//! computed once, wrapping from T back to −T, with the trail of PCA positions it leaves.
-//! Seeking (scrubbing) computes z(t) directly instead of stepping.
+//! computed once, with the trail of PCA positions it leaves. Seeking (scrubbing) computes z(t)
+//! directly instead of stepping.
+//!
+//! A path (path mode) runs over t ∈ [−T, T] and wraps from T straight back to −T. A transport
+//! A → B runs over t ∈ [0, 1]: it plays from A (t = 0) to the encoder's estimate of B, lands on
+//! t = 1 exactly, holds there for [`HOLD_FRAMES`] frames so that B can be looked at, then starts
+//! again from A.
 
 use mclr_shared::geometry::Neighbor;
 
@@ -8,10 +13,12 @@ use crate::engine::{Engine, GalleryIndex, Walker};
 use crate::error::{Result, ViewerError};
 use crate::session::Session;
 
-/// Frames for one sweep of t from −T to T at speed 1 (about four seconds at 60 frames/s).
+/// Frames for one sweep of t across its range at speed 1 (about four seconds at 60 frames/s).
 pub const FRAMES_PER_SWEEP: f32 = 240.0;
 /// Most trail points kept; older ones are dropped.
 pub const MAX_TRAIL: usize = 4096;
+/// Frames a transport stays on B (t = 1) before playing again from A (about ¾ s at 60 frames/s).
+pub const HOLD_FRAMES: u32 = 45;
 
 /// What a path is determined by; a change of any of it starts a new path.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,21 +27,50 @@ pub struct PathKey {
     pub anchor: usize,
     /// The coefficient vector c (M values).
     pub coefficients: Vec<f32>,
-    /// T: t runs over [−T, T].
-    pub t_range: f32,
+    /// Lower end of t: −T for a path, 0 for a transport.
+    pub t_min: f32,
+    /// Upper end of t: T for a path, 1 for a transport.
+    pub t_max: f32,
     /// Δt, the time step of one frame.
     pub dt: f32,
+    /// Frames spent at the far end of the range before wrapping: 0 for a path (it wraps at
+    /// once), [`HOLD_FRAMES`] for a transport.
+    pub hold_frames: u32,
 }
 
 impl PathKey {
-    /// The key for a path at `speed` sweeps per [`FRAMES_PER_SWEEP`] frames.
+    /// The key for a path over t ∈ [−`t_range`, `t_range`] at `speed` sweeps per
+    /// [`FRAMES_PER_SWEEP`] frames.
     pub fn new(anchor: usize, coefficients: Vec<f32>, t_range: f32, speed: f32) -> Self {
+        Self::over(anchor, coefficients, (-t_range, t_range), 0, speed)
+    }
+
+    /// The key for a transport A → B over t ∈ [0, 1] (t = 0 is A, t = 1 the estimate of B) at
+    /// `speed` sweeps per [`FRAMES_PER_SWEEP`] frames, holding on B for [`HOLD_FRAMES`].
+    pub fn transport(anchor: usize, coefficients: Vec<f32>, speed: f32) -> Self {
+        Self::over(anchor, coefficients, (0.0, 1.0), HOLD_FRAMES, speed)
+    }
+
+    fn over(
+        anchor: usize,
+        coefficients: Vec<f32>,
+        (t_min, t_max): (f32, f32),
+        hold_frames: u32,
+        speed: f32,
+    ) -> Self {
         Self {
             anchor,
             coefficients,
-            t_range,
-            dt: speed * 2.0 * t_range / FRAMES_PER_SWEEP,
+            t_min,
+            t_max,
+            dt: speed * (t_max - t_min) / FRAMES_PER_SWEEP,
+            hold_frames,
         }
+    }
+
+    /// `t` clamped into [t_min, t_max].
+    pub fn clamp(&self, t: f32) -> f32 {
+        t.clamp(self.t_min, self.t_max)
     }
 }
 
@@ -47,6 +83,8 @@ pub struct PathPlayer {
     z: Vec<f32>,
     t: f32,
     trail: Vec<[f32; 2]>,
+    /// Frames spent so far at the far end of the range.
+    held: u32,
 }
 
 impl PathPlayer {
@@ -70,6 +108,7 @@ impl PathPlayer {
             walker,
             t: 0.0,
             trail: Vec::new(),
+            held: 0,
         };
         player.seek(engine, session, t).await?;
         Ok(player)
@@ -80,22 +119,38 @@ impl PathPlayer {
         &self.key
     }
 
-    /// Jumps to time `t` (clamped to [−T, T]): z = T(t·c) z0, computed directly rather than by
-    /// stepping; the trail restarts there.
+    /// Jumps to time `t` (clamped to [t_min, t_max]): z = T(t·c) z0, computed directly rather
+    /// than by stepping; the trail restarts there.
     pub async fn seek(&mut self, engine: &Engine, session: &Session, t: f32) -> Result<()> {
-        let t = t.clamp(-self.key.t_range, self.key.t_range);
+        self.trail.clear();
+        self.jump(engine, session, t).await
+    }
+
+    /// Computes z(t) directly (t clamped to the range) and appends it to the trail.
+    async fn jump(&mut self, engine: &Engine, session: &Session, t: f32) -> Result<()> {
+        let t = self.key.clamp(t);
         let scaled: Vec<f32> = self.key.coefficients.iter().map(|&x| t * x).collect();
         let transport = engine.transport(&session.operators, &scaled).await?;
         self.z = engine.apply(&transport, &self.z0).await?;
         engine.reposition(&mut self.walker, &self.z)?;
         self.t = t;
-        self.trail.clear();
+        self.held = 0;
+        self.push_trail(session)
+    }
+
+    fn push_trail(&mut self, session: &Session) -> Result<()> {
+        if self.trail.len() >= MAX_TRAIL {
+            self.trail.remove(0);
+        }
         self.trail.push(session.project(&self.z)?);
         Ok(())
     }
 
-    /// One frame: z ← E z and t ← t + Δt, wrapping to −T (by a direct seek) past T; returns
-    /// the `k` nearest gallery rows of the new z.
+    /// One frame: z ← E z and t ← t + Δt; returns the `k` nearest gallery rows of the new z.
+    ///
+    /// Past the end of the range (t_max, or t_min when Δt < 0) a path wraps at once to the other
+    /// end by a direct seek. A key with `hold_frames` > 0 (a transport) first lands on the end
+    /// exactly, stays there `hold_frames` frames, and only then wraps.
     pub async fn advance(
         &mut self,
         engine: &Engine,
@@ -104,23 +159,26 @@ impl PathPlayer {
         k: usize,
     ) -> Result<Vec<Neighbor>> {
         let next = self.t + self.key.dt;
-        if next > self.key.t_range || next < -self.key.t_range {
-            let restart = if self.key.dt >= 0.0 {
-                -self.key.t_range
+        if next > self.key.t_max || next < self.key.t_min {
+            let (end, restart) = if self.key.dt >= 0.0 {
+                (self.key.t_max, self.key.t_min)
             } else {
-                self.key.t_range
+                (self.key.t_min, self.key.t_max)
             };
-            self.seek(engine, session, restart).await?;
+            if self.key.hold_frames > 0 && self.t != end {
+                self.jump(engine, session, end).await?;
+            } else if self.held < self.key.hold_frames {
+                self.held += 1;
+            } else {
+                self.seek(engine, session, restart).await?;
+            }
             let hits = engine.knn(gallery, &self.z, k).await?;
             return Ok(hits.into_iter().next().unwrap_or_default());
         }
         let frame = engine.walk(&mut self.walker, &self.z, gallery, k).await?;
         self.z = frame.z;
         self.t = next;
-        if self.trail.len() >= MAX_TRAIL {
-            self.trail.remove(0);
-        }
-        self.trail.push(session.project(&self.z)?);
+        self.push_trail(session)?;
         Ok(frame.neighbours)
     }
 
@@ -207,6 +265,87 @@ mod tests {
         assert_eq!(neighbours.len(), 3);
         assert_eq!(player.t(), -2.0);
         assert_eq!(player.trail().len(), 1);
+    }
+
+    #[test]
+    fn a_path_runs_over_minus_t_to_t_and_a_transport_over_zero_to_one() {
+        let path_key = key();
+        assert_eq!(
+            (path_key.t_min, path_key.t_max, path_key.hold_frames),
+            (-2.0, 2.0, 0)
+        );
+        assert_eq!(path_key.dt, 4.0 / FRAMES_PER_SWEEP);
+        let transport = PathKey::transport(5, vec![1.0; 5], 1.0);
+        assert_eq!((transport.t_min, transport.t_max), (0.0, 1.0));
+        assert_eq!(transport.hold_frames, HOLD_FRAMES);
+        assert_eq!(transport.dt, 1.0 / FRAMES_PER_SWEEP);
+        assert_eq!(transport.clamp(-0.5), 0.0);
+        assert_eq!(transport.clamp(1.5), 1.0);
+    }
+
+    #[test]
+    fn a_transport_seek_is_clamped_into_zero_to_one() {
+        let session = synthetic_session();
+        let engine = Engine::cpu("test");
+        let coefficients = vec![0.0, 1.5, 0.0, -0.75, 0.25];
+        let key = PathKey::transport(5, coefficients, 1.0);
+        let mut player = block_on(PathPlayer::start(&engine, &session, key, -0.7)).unwrap();
+        assert_eq!(player.t(), 0.0);
+        assert_eq!(player.position(), session.feature(5).unwrap());
+        block_on(player.seek(&engine, &session, 3.0)).unwrap();
+        assert_eq!(player.t(), 1.0);
+    }
+
+    #[test]
+    fn transport_wraps_to_zero_not_minus_one() {
+        let session = synthetic_session();
+        let engine = Engine::cpu("test");
+        let coefficients = vec![0.0, 1.5, 0.0, -0.75, 0.25];
+        let z0 = session.feature(5).unwrap().to_vec();
+        let at_b = path(&session.operators, &coefficients, &z0, &[1.0]).unwrap();
+        // Speed 4: a sweep of 60 frames, so the test walks it several times quickly.
+        let key = PathKey::transport(5, coefficients, 4.0);
+        let gallery = engine
+            .upload_gallery(&session.features, session.dim())
+            .unwrap();
+        let mut player = block_on(PathPlayer::start(&engine, &session, key, 0.0)).unwrap();
+        let mut times = vec![player.t()];
+        let mut positions_at_b = Vec::new();
+        for _ in 0..3 * (60 + HOLD_FRAMES as usize + 2) {
+            let neighbours = block_on(player.advance(&engine, &session, &gallery, 4)).unwrap();
+            assert_eq!(neighbours.len(), 4);
+            times.push(player.t());
+            if player.t() == 1.0 {
+                positions_at_b.push(player.position().to_vec());
+            }
+        }
+        assert!(
+            times.iter().all(|t| (0.0..=1.0).contains(t)),
+            "t left [0, 1]: {times:?}"
+        );
+        // It lands on t = 1 exactly (the estimate of B), stays for the hold, then restarts at A.
+        let first_b = times.iter().position(|&t| t == 1.0).unwrap();
+        let held = times[first_b..].iter().take_while(|&&t| t == 1.0).count();
+        assert_eq!(held, HOLD_FRAMES as usize + 1, "{times:?}");
+        assert_eq!(times[first_b + held], 0.0);
+        assert!(times[first_b + held + 1] > 0.0);
+        assert!(times[..first_b].windows(2).all(|w| w[0] < w[1]));
+        // Every visit to t = 1 shows the estimate of B itself, computed directly.
+        assert!(positions_at_b.len() >= 2 * (HOLD_FRAMES as usize + 1));
+        assert!(positions_at_b.iter().all(|z| *z == at_b));
+        // Only wrapping restarts the trail; landing on B and holding there keep it.
+        let mut fresh = block_on(PathPlayer::start(
+            &engine,
+            &session,
+            PathKey::transport(5, vec![0.0, 1.5, 0.0, -0.75, 0.25], 4.0),
+            0.0,
+        ))
+        .unwrap();
+        for _ in 0..=first_b + 3 {
+            block_on(fresh.advance(&engine, &session, &gallery, 1)).unwrap();
+        }
+        assert_eq!(fresh.t(), 1.0);
+        assert_eq!(fresh.trail().len(), first_b + 1);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct ViewState {
     pub operators: Vec<(u32, f32)>,
     /// T: paths run over t ∈ [−T, T]; finite, in (0, [`MAX_T_RANGE`]].
     pub t_range: f32,
-    /// The current time t, within [−T, T].
+    /// The current time t, within [`ViewState::t_bounds`]: [−T, T], or [0, 1] in transport mode.
     pub t: f32,
     /// What is shown.
     pub mode: Mode,
@@ -199,12 +199,39 @@ impl ViewState {
             }
         }
         if let Some(text) = t_text {
-            match parse_t(&text, state.t_range) {
-                Ok(t) => state.t = t,
+            match parse_finite(&text) {
+                Ok(t) => {
+                    state.t = state.clamp_t(t);
+                    if state.t != t {
+                        let (low, high) = state.t_bounds();
+                        let range = if state.mode == Mode::Transport {
+                            format!("[0, 1] in transport mode; {} is used", state.t)
+                        } else {
+                            format!("[−T, T] = [{low}, {high}]; {} is used", state.t)
+                        };
+                        warnings.push(Warning::new("t", &text, format!("t must lie in {range}")));
+                    }
+                }
                 Err(reason) => warnings.push(Warning::new("t", &text, reason)),
             }
         }
         (state, warnings)
+    }
+
+    /// The range t runs over in this view: [0, 1] for a transport A → B (t = 0 is A, t = 1 the
+    /// encoder's estimate of B), [−T, T] otherwise.
+    pub fn t_bounds(&self) -> (f32, f32) {
+        if self.mode == Mode::Transport {
+            (0.0, 1.0)
+        } else {
+            (-self.t_range, self.t_range)
+        }
+    }
+
+    /// `t` clamped into [`ViewState::t_bounds`].
+    pub fn clamp_t(&self, t: f32) -> f32 {
+        let (low, high) = self.t_bounds();
+        t.clamp(low, high)
     }
 
     /// The query string (without `?`) that [`ViewState::from_query`] turns back into this state.
@@ -364,15 +391,6 @@ fn parse_t_range(value: &str) -> Result<f32, String> {
     }
 }
 
-fn parse_t(value: &str, t_range: f32) -> Result<f32, String> {
-    let t = parse_finite(value)?;
-    if t.abs() <= t_range {
-        Ok(t)
-    } else {
-        Err(format!("t must lie in [−T, T] = [{}, {t_range}]", -t_range))
-    }
-}
-
 /// Parses `m:coef,m:coef,…`, keeping every well-formed, in-range item and warning about the rest.
 fn parse_operators(value: &str, warnings: &mut Vec<Warning>) -> Vec<(u32, f32)> {
     let mut operators: Vec<(u32, f32)> = Vec::new();
@@ -414,7 +432,7 @@ mod tests {
             anchor: Some(42),
             operators: vec![(3, 1.0), (7, -0.5), (0, 0.123_456_79)],
             t_range: 3.5,
-            t: -1.25,
+            t: 0.625,
             mode: Mode::Transport,
             seed: Some(u64::MAX),
             b: Some(7),
@@ -480,14 +498,37 @@ mod tests {
     }
 
     #[test]
-    fn t_outside_the_range_is_ignored_whatever_the_parameter_order() {
+    fn t_outside_the_range_is_clamped_with_a_warning_whatever_the_parameter_order() {
         let (state, warnings) = ViewState::from_query("t=2.5&T=3");
         assert_eq!((state.t, state.t_range), (2.5, 3.0));
         assert_eq!(warnings, vec![]);
         let (state, warnings) = ViewState::from_query("t=2.5&T=1");
-        assert_eq!((state.t, state.t_range), (0.0, 1.0));
+        assert_eq!((state.t, state.t_range), (1.0, 1.0));
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].parameter, "t");
+        let (state, warnings) = ViewState::from_query("t=-3");
+        assert_eq!(state.t, -2.0);
+        assert_eq!(warnings.len(), 1);
+        let (state, warnings) = ViewState::from_query("t=nan");
+        assert_eq!(state.t, 0.0);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_transport_link_keeps_t_in_zero_to_one() {
+        let (state, warnings) = ViewState::from_query("mode=transport&b=3&t=0.4");
+        assert_eq!((state.t, state.t_bounds()), (0.4, (0.0, 1.0)));
+        assert_eq!(warnings, vec![]);
+        // T does not widen a transport: t = 1.5 is past B, −0.5 before A.
+        let (state, warnings) = ViewState::from_query("t=1.5&mode=transport&T=3");
+        assert_eq!(state.t, 1.0);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].reason.contains("[0, 1]"), "{warnings:?}");
+        let (state, warnings) = ViewState::from_query("mode=transport&t=-0.5");
+        assert_eq!(state.t, 0.0);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].parameter, "t");
+        assert_eq!(state.clamp_t(7.0), 1.0);
     }
 
     #[test]
@@ -581,7 +622,8 @@ mod tests {
             let (again, warnings) = ViewState::from_query(&state.to_query());
             assert_eq!(again, state, "query {query:?}");
             assert_eq!(warnings, vec![], "query {query:?}");
-            assert!(state.t.abs() <= state.t_range);
+            let (low, high) = state.t_bounds();
+            assert!((low..=high).contains(&state.t), "query {query:?}");
         }
     }
 }

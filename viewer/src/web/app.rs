@@ -427,7 +427,7 @@ fn scrub(ui: Ui, text: &str) {
         return;
     };
     ui.playing.set(false);
-    ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
+    ui.state.update(|s| s.t = s.clamp_t(t));
 }
 
 /// Applies T while it is being typed, only when the text is already a valid T.
@@ -447,7 +447,7 @@ fn set_t_range(ui: Ui, text: &str) {
         Ok(t_range) if t_range.is_finite() && t_range > 0.0 && t_range <= MAX_T_RANGE => {
             ui.state.update(|s| {
                 s.t_range = t_range;
-                s.t = s.t.clamp(-t_range, t_range);
+                s.t = s.clamp_t(s.t);
             });
         }
         _ => ui.error.set(Some(format!(
@@ -460,10 +460,7 @@ fn set_t_range(ui: Ui, text: &str) {
 fn copy_link(ui: Ui) {
     let mut state = ui.state.get_untracked();
     if ui.playing.get_untracked() {
-        state.t = ui
-            .live_t
-            .get_untracked()
-            .clamp(-state.t_range, state.t_range);
+        state.t = state.clamp_t(ui.live_t.get_untracked());
     }
     let url = page::share_url(&state.to_query());
     ui.share_url.set(url.clone());
@@ -476,6 +473,8 @@ fn copy_link(ui: Ui) {
 #[component]
 fn PathControls(ui: Ui) -> impl IntoView {
     let t_range = move || ui.state.with(|s| s.t_range);
+    // The scrub spans the mode's range: [−T, T] for a path, [0, 1] for a transport A → B.
+    let t_bounds = move || ui.state.with(ViewState::t_bounds);
     view! {
         <div class="panel controls" hidden=move || ui.state.with(|s| s.mode == Mode::Prior)>
             <button id="play" on:click=move |_| controller::toggle_play(ui)>
@@ -486,16 +485,17 @@ fn PathControls(ui: Ui) -> impl IntoView {
                 <input
                     id="scrub"
                     type="range"
-                    min=move || (-t_range()).to_string()
-                    max=move || t_range().to_string()
-                    step=move || (t_range() / 500.0).to_string()
+                    min=move || t_bounds().0.to_string()
+                    max=move || t_bounds().1.to_string()
+                    step=move || ((t_bounds().1 - t_bounds().0) / 1000.0).to_string()
                     prop:value=move || ui.live_t.get().to_string()
                     on:input=move |e| scrub(ui, &event_target_value(&e))
                     on:change=move |e| scrub(ui, &event_target_value(&e))
                 />
                 <span id="t-value">{move || format!("{:.3}", ui.live_t.get())}</span>
             </label>
-            <label>
+            // T sets a path's range; a transport always runs over [0, 1].
+            <label hidden=move || ui.state.with(|s| s.mode == Mode::Transport)>
                 "T "
                 <input
                     id="t-range"
@@ -612,7 +612,10 @@ fn ModeButton(ui: Ui, mode: Mode, label: &'static str) -> impl IntoView {
                 if ui.playing.get_untracked() {
                     controller::toggle_play(ui);
                 }
-                ui.state.update(|s| s.mode = mode);
+                ui.state.update(|s| {
+                    s.mode = mode;
+                    s.t = s.clamp_t(s.t);
+                });
             }
         >
             {label}
@@ -811,7 +814,7 @@ fn TransportPanel(ui: Ui) -> impl IntoView {
                         if ui.playing.get_untracked() {
                             controller::toggle_play(ui);
                         }
-                        ui.state.update(|s| s.t = 1.0_f32.min(s.t_range));
+                        ui.state.update(|s| s.t = s.clamp_t(1.0));
                     }
                 >
                     "Go to t = 1 (the estimate of B)"

@@ -335,13 +335,14 @@ pub async fn refresh(ui: Ui) {
         }
         _ => state.coefficients(session.num_operators()),
     };
-    // A transport runs over t ∈ [−1, 1]: t = 0 is A, t = 1 the encoder's estimate of B.
-    let t_range = if state.mode == Mode::Transport {
-        1.0
+    // A transport plays t ∈ [0, 1] (t = 0 is A, t = 1 the encoder's estimate of B), holds on B
+    // for a moment and starts again from A; a path loops over [−T, T].
+    let speed = ui.speed.get_untracked();
+    let key = if state.mode == Mode::Transport {
+        PathKey::transport(anchor, coefficients, speed)
     } else {
-        state.t_range
+        PathKey::new(anchor, coefficients, state.t_range, speed)
     };
-    let key = PathKey::new(anchor, coefficients, t_range, ui.speed.get_untracked());
     let started = page::now_ms();
     let Some((existing, generation)) = with_core(|core| {
         core.path_generation += 1;
@@ -553,7 +554,7 @@ pub fn toggle_play(ui: Ui) {
     if ui.playing.get_untracked() {
         ui.playing.set(false);
         let t = ui.live_t.get_untracked();
-        ui.state.update(|s| s.t = t.clamp(-s.t_range, s.t_range));
+        ui.state.update(|s| s.t = s.clamp_t(t));
     } else if engine_and_bundle().is_some() && ui.state.with_untracked(|s| s.mode != Mode::Prior) {
         ui.playing.set(true);
         schedule_frame(ui);
@@ -719,6 +720,7 @@ pub fn pick_target(ui: Ui, index: u32) -> bool {
         ui.state.update(|s| {
             s.b = Some(index);
             s.mode = Mode::Transport;
+            s.t = s.clamp_t(s.t);
         });
     }
     exists
