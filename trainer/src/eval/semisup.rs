@@ -207,17 +207,28 @@ pub fn semi_supervised(
         let seed = config.first_seed.wrapping_add(t as u64);
         trials.push(trial(train, test, method, config, seed, device)?);
     }
+    Ok(summarize(method.name(), trials, config))
+}
+
+/// The result of `method`'s `trials` (accuracies, trial `t` with seed `first_seed + t`): mean and
+/// population std (ddof 0, as numpy's default), with the settings that produced them. Public so
+/// that a caller running the trials one by one (for a progress bar) reports them identically.
+pub fn summarize(
+    method: &str,
+    trials: Vec<f64>,
+    config: &SemiSupervisedConfig,
+) -> SemiSupervisedResult {
     let n = trials.len().max(1) as f64;
     let mean = trials.iter().sum::<f64>() / n;
     let std = (trials.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n).sqrt();
-    Ok(SemiSupervisedResult {
-        method: method.name().to_owned(),
+    SemiSupervisedResult {
+        method: method.to_owned(),
         mean,
         std,
         trials,
         labels_per_class: config.labels_per_class,
         iterations: config.iterations,
-    })
+    }
 }
 
 /// One trial with `seed` on `device`: the EMA classifier's top-1 accuracy on `test`.

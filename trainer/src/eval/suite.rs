@@ -375,30 +375,10 @@ fn semi_supervised(
             trials.push(semisup::trial(train, test, method, &config, seed, device)?);
             bar.inc(1);
         }
-        results.push(summarize(method.name(), trials, &config));
+        results.push(semisup::summarize(method.name(), trials, &config));
     }
     bar.finish_and_clear();
     Ok(results)
-}
-
-/// Mean ± population std of a method's trial accuracies (as [`semisup::semi_supervised`]
-/// reports them; the trials are run here one by one to tick the progress bar).
-fn summarize(
-    method: &str,
-    trials: Vec<f64>,
-    config: &SemiSupervisedConfig,
-) -> super::SemiSupervisedResult {
-    let n = trials.len().max(1) as f64;
-    let mean = trials.iter().sum::<f64>() / n;
-    let std = (trials.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n).sqrt();
-    super::SemiSupervisedResult {
-        method: method.to_owned(),
-        mean,
-        std,
-        trials,
-        labels_per_class: config.labels_per_class,
-        iterations: config.iterations,
-    }
 }
 
 /// The learned-operator augmentation of the semi-supervised protocol: one sample c̃ from the
