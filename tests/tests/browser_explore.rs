@@ -1,6 +1,7 @@
 //! The viewer's exploration modes in headless Chromium, opened from share links the way a person
-//! would open them: prior sampling at the anchor (S tiles, the kept fraction, the same samples
-//! after a reload of the same link), transport A → B (the matching error, going to t = 1, play
+//! would open them: prior sampling at the anchor (S tiles, each painted with the thumbnail of its
+//! nearest gallery image other than the anchor, the kept fraction, the same samples after a
+//! reload of the same link), transport A → B (the matching error, going to t = 1, play
 //! staying within t ∈ [0, 1], a link's out-of-range t clamped with a warning), and operator
 //! analytics (one eigenvalue point per eigenvalue, one line per coordinate, C × M heatmap cells,
 //! one bar pair per operator, picking an operator from the heatmap).
@@ -179,6 +180,13 @@ return {
   warnings: shown("#warnings") ? text("#warnings") : null,
   classes: all("#legend li").length,
   prior_tiles: all("#prior-grid canvas.prior-tile").map((c) => c.getAttribute("data-index")),
+  prior_painted: all("#prior-grid canvas.prior-tile").filter((c) => {
+    const ctx = c.width > 0 && c.height > 0 ? c.getContext("2d") : null;
+    if (!ctx) return false;
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] > 0) return true;
+    return false;
+  }).length,
   prior_keep: text("#prior-keep"),
   prior_fraction: attr("#prior-keep", "data-fraction"),
   transport_error: attr("#transport-error", "data-value"),
@@ -215,11 +223,28 @@ fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
     let link = site.url("/?anchor=17&mode=prior&seed=5&S=48");
     b.navigate(&link);
     b.wait_ready();
-    let first = b.wait("48 prior tiles and a kept fraction", REACT, |v| {
+    let first = b.wait("48 painted prior tiles and a kept fraction", REACT, |v| {
         v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48)
             && v["prior_fraction"].is_string()
+            && v["prior_painted"] == 48
     });
     assert_eq!(first["error"], Value::Null, "{first}");
+    // Each tile shows the sample's nearest gallery image other than the anchor, and so does the
+    // strip below.
+    let tiles: Vec<usize> = first["prior_tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| as_int(t).unwrap())
+        .collect();
+    assert!(!tiles.contains(&17), "{first}");
+    let strip: Vec<usize> = first["indices"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert_eq!(strip, tiles[..8], "{first}");
     let fraction: f64 = first["prior_fraction"].as_str().unwrap().parse().unwrap();
     assert!((0.0..=1.0).contains(&fraction), "{first}");
     let keep = first["prior_keep"].as_str().unwrap();
@@ -229,9 +254,11 @@ fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
     // The same link shows the same samples.
     b.navigate(&link);
     b.wait_ready();
-    let again = b.wait("the same 48 tiles after reopening the link", REACT, |v| {
-        v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48)
-    });
+    let again = b.wait(
+        "the same 48 painted tiles after reopening the link",
+        REACT,
+        |v| v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48) && v["prior_painted"] == 48,
+    );
     assert_eq!(again["prior_tiles"], first["prior_tiles"]);
 
     // Resampling changes the seed in the link.

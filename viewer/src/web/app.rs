@@ -702,14 +702,13 @@ fn PriorControls(ui: Ui) -> impl IntoView {
 
 /// The nearest gallery image of every prior sample, as in the paper's augmentation figure; a
 /// tile whose class differs from the anchor's is outlined.
+///
+/// Each tile paints itself once its canvas is in the page and again whenever the sprite sheet
+/// changes: the tiles are rebuilt (blank) on every new cloud or anchor, so one effect painting
+/// the grid could run before the new canvases exist and leave them black.
 #[component]
 fn PriorGrid(ui: Ui) -> impl IntoView {
     let anchor_label = move || ui.state.with(|s| s.anchor);
-    Effect::new(move |_| {
-        ui.prior.track();
-        ui.sprites_version.track();
-        controller::paint_prior_grid();
-    });
     let tiles = move || {
         let nearest = ui
             .prior
@@ -720,9 +719,17 @@ fn PriorGrid(ui: Ui) -> impl IntoView {
             .enumerate()
             .map(|(s, index)| {
                 let same = controller::same_class_as_anchor(ui, index);
+                let node: NodeRef<Canvas> = NodeRef::new();
+                Effect::new(move |_| {
+                    ui.sprites_version.track();
+                    if let Some(canvas) = node.get() {
+                        controller::paint_thumbnail(&canvas, Some(index));
+                    }
+                });
                 view! {
                     <canvas
                         class="prior-tile"
+                        node_ref=node
                         class:other-class=!same
                         width=THUMB_PX
                         height=THUMB_PX

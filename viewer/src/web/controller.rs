@@ -735,28 +735,6 @@ pub fn paint_thumbnail(canvas: &HtmlCanvasElement, index: Option<usize>) {
     });
 }
 
-/// Paints every tile of the prior grid (`#prior-grid canvas[data-index]`) with its image.
-pub fn paint_prior_grid() {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-        return;
-    };
-    let Ok(tiles) = document.query_selector_all("#prior-grid canvas[data-index]") else {
-        return;
-    };
-    for i in 0..tiles.length() {
-        let Some(canvas) = tiles
-            .item(i)
-            .and_then(|node| node.dyn_into::<HtmlCanvasElement>().ok())
-        else {
-            continue;
-        };
-        let index = canvas
-            .get_attribute("data-index")
-            .and_then(|text| text.parse::<usize>().ok());
-        paint_thumbnail(&canvas, index);
-    }
-}
-
 /// Whether gallery image `index` has the anchor's class.
 pub fn same_class_as_anchor(ui: Ui, index: usize) -> bool {
     let anchor = ui
