@@ -172,10 +172,7 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
     }
 
     let table = std::fs::read_to_string(f.run.join(RESULTS_TABLE_FILE)).unwrap();
-    assert!(
-        table.contains("| protocol | trained (1 epochs) |"),
-        "{table}"
-    );
+    assert!(table.contains("| protocol | trained, 1 epoch |"), "{table}");
     let top1 = format!("| linear probe, top-1 | {:.1}% |", 100.0 * linear.top1);
     assert!(table.contains(&top1), "{table}");
     let semi = &r.semi_supervised[0];
@@ -219,7 +216,7 @@ fn random_init_baseline_is_written_apart_and_compared_in_one_table() {
     assert!(baseline.report.semi_supervised.is_empty() && baseline.report.kmeans.is_none());
     let table = std::fs::read_to_string(out_dir.join(RESULTS_TABLE_FILE)).unwrap();
     assert!(
-        table.contains("| protocol | random-init (1 epochs) | trained (1 epochs) |"),
+        table.contains("| protocol | random init (untrained) | trained, 1 epoch |"),
         "{table}"
     );
     // Protocols not run are left out of the table rather than shown as empty rows.

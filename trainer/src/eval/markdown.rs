@@ -41,10 +41,7 @@ pub fn results_table(columns: &[&EvalResults]) -> String {
          features, eval transform).\n",
         first.run, first.dataset, first.train_rows, first.test_rows, first.feature_dim
     );
-    let header: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} ({} epochs)", c.weights, c.epochs))
-        .collect();
+    let header: Vec<String> = columns.iter().map(|c| column_name(c)).collect();
     let _ = writeln!(out, "| protocol | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(columns.len()));
     for row in rows(first) {
@@ -136,6 +133,16 @@ fn semi_cell(r: &EvalResults, method: &str) -> Option<String> {
         .iter()
         .find(|s| s.method == method)
         .map(|s| format!("{} ± {:.1}", pct(s.mean), 100.0 * s.std))
+}
+
+/// What a column evaluated: the trained run (with its epochs) or the untrained baseline.
+fn column_name(results: &EvalResults) -> String {
+    match (results.weights.as_str(), results.epochs) {
+        ("trained", 1) => "trained, 1 epoch".to_owned(),
+        ("trained", epochs) => format!("trained, {epochs} epochs"),
+        ("random-init", _) => "random init (untrained)".to_owned(),
+        (other, _) => other.to_owned(),
+    }
 }
 
 /// A fraction as a percentage with one decimal.
