@@ -120,7 +120,7 @@ impl Default for ExportOptions {
 pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     check_options(options)?;
     let run = Run::open(run_dir, &[])?;
-    let (config, dataset, state) = (&run.config, run.dataset, &run.state);
+    let (config, dataset) = (&run.config, run.dataset);
     if config.method.kind != Method::Manifoldclr {
         return Err(Error::Checkpoint {
             path: run_dir.to_owned(),
@@ -131,6 +131,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             ),
         });
     }
+    let state = run.state()?;
     let device = &options.device;
     let model = run.model(Weights::Trained, device)?;
     let Some(manifold) = &model.manifold else {

@@ -34,38 +34,44 @@ pub struct Run {
     pub config_toml: String,
     /// The dataset the run trained on.
     pub dataset: DatasetName,
-    /// Epochs and steps completed.
-    pub state: TrainState,
 }
 
 impl Run {
     /// Opens the run in `dir`, applying `overrides` (`key=value`, as `mclr train --set`) to its
     /// config.
     ///
+    /// Only the config is read here, so that a caller can refuse a run for what it is (e.g. a
+    /// SimCLR run has nothing to export) before anything else about it is required.
+    ///
     /// # Errors
-    /// [`Error::Io`] if `config.toml` cannot be read, config errors for a bad config or override,
-    /// [`Error::Checkpoint`] if `state.json` is missing or unreadable.
+    /// [`Error::Io`] if `config.toml` cannot be read, config errors for a bad config or override.
     pub fn open(dir: &Path, overrides: &[String]) -> Result<Self> {
         let config_path = dir.join(checkpoint::CONFIG_FILE);
         let config_toml = std::fs::read_to_string(&config_path)
             .map_err(|source| Error::io("reading", &config_path, source))?;
         let config = Config::resolve(&config_path.to_string_lossy(), overrides)?;
         let dataset = config.dataset()?;
-        let state_path = dir.join(checkpoint::STATE_FILE);
-        let json = std::fs::read(&state_path).map_err(|e| Error::Checkpoint {
-            path: state_path.clone(),
-            reason: format!("cannot read the training state: {e}"),
-        })?;
-        let state = serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
-            path: state_path,
-            reason: e.to_string(),
-        })?;
         Ok(Self {
             dir: dir.to_owned(),
             config,
             config_toml,
             dataset,
-            state,
+        })
+    }
+
+    /// Epochs and steps completed (`state.json`).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] if `state.json` is missing or unreadable.
+    pub fn state(&self) -> Result<TrainState> {
+        let path = self.dir.join(checkpoint::STATE_FILE);
+        let json = std::fs::read(&path).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            reason: format!("cannot read the training state: {e}"),
+        })?;
+        serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
+            path,
+            reason: e.to_string(),
         })
     }
 

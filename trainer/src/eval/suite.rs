@@ -157,6 +157,7 @@ pub struct EvalResults {
 /// loaded, and the protocols' own errors.
 pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
     let device = &options.device;
+    let state = run.state()?;
     let model = run.model(options.weights, device)?;
     let eval = &run.config.eval;
     let data_dir = options.data_dir.as_ref().unwrap_or(&run.config.data.dir);
@@ -273,7 +274,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
         }
         .to_owned(),
         dataset: run.dataset.to_string(),
-        epochs: run.state.epochs_done,
+        epochs: state.epochs_done,
         train_rows: train.len(),
         test_rows: test.len(),
         feature_dim: train.dim(),
