@@ -99,11 +99,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut total = TestTally::default();
     let mut ok = true;
     for scope in ["--doc", "--all-targets"] {
+        // --no-fail-fast: one failing test binary must not hide the results of the others, so the
+        // closing count is always over every test.
         let (tally, success) = cmd::run_tests(&mut command(
             "cargo",
             &[
                 "test",
                 "--locked",
+                "--no-fail-fast",
                 "--workspace",
                 scope,
                 "--features",
