@@ -11,133 +11,23 @@
 // Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+mod harness;
+
+use std::path::Path;
 use std::time::Duration;
 
-use mclr_tests::chromium::{self, Gpu};
-use mclr_tests::site::{self, Site};
-use mclr_tests::webdriver::{Driver, Session};
-use serde_json::{Value, json};
+use harness::{BROWSER, Browser, LOAD, serve_dist, workspace_root};
+use mclr_tests::chromium::Gpu;
+use mclr_tests::site::Site;
+use serde_json::Value;
 
-/// One browser at a time: the machine running CI has two cores.
-static BROWSER: Mutex<()> = Mutex::new(());
-
-/// Loading includes compiling the wasm module and decoding the bundle on a slow CPU.
-const LOAD: Duration = Duration::from_secs(90);
 /// Anything that follows a click.
 const REACT: Duration = Duration::from_secs(20);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn artifacts() -> PathBuf {
-    workspace_root().join("target/e2e")
-}
-
-/// The site server over `www/dist`, or a failure saying how to build it.
-fn serve_dist() -> Site {
-    let dist = workspace_root().join("www/dist");
-    let needed = [
-        "index.html",
-        "pkg/mclr_viewer.js",
-        "pkg/mclr_viewer_bg.wasm",
-        "demo.mclr",
-    ];
-    for file in needed {
-        assert!(
-            dist.join(file).is_file(),
-            "{} is missing: run `cargo xtask web` first (it builds the site this test loads)",
-            dist.join(file).display()
-        );
-    }
-    site::serve(&dist, 0).unwrap()
-}
-
-/// A browser session plus what the test needs around it: the server, a name for screenshots,
-/// and console messages that are expected (e.g. the 404 of a deliberately missing bundle).
-struct Browser {
-    _driver: Driver,
-    session: Session,
-    _profile: tempfile::TempDir,
-    name: String,
-}
-
 impl Browser {
-    fn open(name: &str, gpu: Gpu) -> Self {
-        chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
-        let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
-        let profile = tempfile::tempdir().unwrap();
-        let session = driver
-            .session(&chromium::capabilities(profile.path(), gpu))
-            .unwrap_or_else(|e| panic!("starting Chromium: {e}"));
-        Self {
-            _driver: driver,
-            session,
-            _profile: profile,
-            name: name.to_owned(),
-        }
-    }
-
-    fn shot(&self, phase: &str) -> PathBuf {
-        let path = artifacts().join(format!("{}-{phase}.png", self.name));
-        self.session.save_screenshot(&path).unwrap();
-        path
-    }
-
-    /// Unwraps `r`, or saves a screenshot and fails with the error and where the picture is.
-    fn check<T>(&self, r: mclr_tests::Result<T>) -> T {
-        r.unwrap_or_else(|e| {
-            let shot = self.shot("failure");
-            panic!(
-                "{e}\npage state: {}\nscreenshot: {}",
-                self.snapshot(),
-                shot.display()
-            )
-        })
-    }
-
-    fn js(&self, script: &str, args: &[Value]) -> Value {
-        let r = self.session.execute(script, args);
-        self.check(r)
-    }
-
-    /// The DOM contract's values as one JSON object, for comparisons and failure messages.
-    fn snapshot(&self) -> Value {
-        self.session
-            .execute(SNAPSHOT_JS, &[])
-            .unwrap_or_else(|e| json!(format!("(page unreadable: {e})")))
-    }
-
-    fn navigate(&self, url: &str) {
-        let r = self.session.navigate(url);
-        self.check(r);
-    }
-
-    /// Polls the snapshot until `pred` holds, failing with `expected` and the last snapshot.
-    fn wait(&self, expected: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let r = self.session.wait_for(expected, timeout, |s, found| {
-            let v = s.execute(SNAPSHOT_JS, &[])?;
-            *found = v.to_string();
-            Ok(pred(&v).then_some(v))
-        });
-        self.check(r)
-    }
-
-    fn wait_ready(&self) -> Value {
-        self.wait("body[data-ready=\"true\"]", LOAD, |v| v["ready"] == "true")
-    }
-
-    fn click(&self, selector: &str) {
-        let r = self
-            .session
-            .find(selector)
-            .and_then(|e| self.session.click(&e));
-        self.check(r);
+    /// A session reading this test's DOM snapshot.
+    fn new(name: &str, gpu: Gpu) -> Self {
+        Self::open(name, gpu, SNAPSHOT_JS)
     }
 
     /// Replaces an input's text the way a person does (select all, type) and presses Enter.
@@ -147,29 +37,6 @@ impl Browser {
             self.session.send_keys(&e, &format!("{text}\u{E007}"))
         });
         self.check(r);
-    }
-
-    /// Fails on any console error except those containing one of `expected`.
-    fn assert_console_clean(&self, expected: &[&str]) {
-        let log = self.check(self.session.browser_log());
-        let errors: Vec<_> = log
-            .iter()
-            .filter(|e| e.level == "SEVERE")
-            .filter(|e| !expected.iter().any(|x| e.message.contains(x)))
-            .collect();
-        if !errors.is_empty() {
-            let shot = self.shot("console-error");
-            panic!(
-                "console errors in {}:\n{}\nscreenshot: {}",
-                self.name,
-                errors
-                    .iter()
-                    .map(|e| format!("  [{}] {}", e.source, e.message))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                shot.display()
-            );
-        }
     }
 }
 
@@ -300,7 +167,7 @@ fn webgpu_path_plays_and_its_share_link_restores_the_view() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = serve_dist();
-    let b = Browser::open("webgpu", Gpu::WebGpu);
+    let b = Browser::new("webgpu", Gpu::WebGpu);
     let played = play_a_path(&b, &server.url("/"), "webgpu");
 
     // Move one coefficient off its default with the keyboard, as a person would.
@@ -331,7 +198,7 @@ fn webgpu_path_plays_and_its_share_link_restores_the_view() {
     drop(b);
 
     // A fresh browser (new session, new profile) opening the link sees the same view.
-    let fresh = Browser::open("shared", Gpu::WebGpu);
+    let fresh = Browser::new("shared", Gpu::WebGpu);
     fresh.navigate(&link);
     let restored = fresh.wait_ready();
     fresh.shot("restored");
@@ -355,7 +222,7 @@ fn cpu_fallback_is_labelled_and_plays_the_same_path() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = serve_dist();
-    let b = Browser::open("cpu", Gpu::Off);
+    let b = Browser::new("cpu", Gpu::Off);
     play_a_path(&b, &server.url("/?cpu=1"), "cpu");
     b.assert_console_clean(&[]);
 }
@@ -366,7 +233,7 @@ fn bad_links_are_reported_in_plain_words_and_the_page_keeps_working() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = serve_dist();
-    let b = Browser::open("bad-links", Gpu::Off);
+    let b = Browser::new("bad-links", Gpu::Off);
 
     b.navigate(&server.url("/?bundle=does-not-exist.mclr"));
     let v = b.wait("#error to be shown for a missing bundle", LOAD, |v| {
@@ -459,7 +326,7 @@ fn the_demo_serves_its_fresh_bundle_and_the_shipped_one() {
         fresh.display()
     );
     let server = serve_dist();
-    let b = Browser::open("demo", Gpu::Off);
+    let b = Browser::new("demo", Gpu::Off);
     shows_bundle(&b, &server, "/?bundle=fresh.mclr&cpu=1", &fresh);
     b.shot("fresh");
     shows_bundle(&b, &server, "/?cpu=1", &dist.join("demo.mclr"));

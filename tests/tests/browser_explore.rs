@@ -11,78 +11,22 @@
 // Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+mod harness;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
-use mclr_tests::chromium::{self, Gpu};
-use mclr_tests::site::{self, Site};
-use mclr_tests::webdriver::{Driver, Session};
+use harness::{BROWSER, Browser, serve_dist};
+use mclr_tests::chromium::Gpu;
 use serde_json::{Value, json};
 
-/// One browser at a time: the machine running CI has two cores.
-static BROWSER: Mutex<()> = Mutex::new(());
-
-/// Loading includes compiling the wasm module and decoding the bundle on a slow CPU.
-const LOAD: Duration = Duration::from_secs(90);
 /// Anything that follows a click or a link.
 const REACT: Duration = Duration::from_secs(30);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The site server over `www/dist`, or a failure saying how to build it.
-fn serve_dist() -> Site {
-    let dist = workspace_root().join("www/dist");
-    for file in [
-        "index.html",
-        "pkg/mclr_viewer.js",
-        "pkg/mclr_viewer_bg.wasm",
-        "demo.mclr",
-    ] {
-        assert!(
-            dist.join(file).is_file(),
-            "{} is missing: run `cargo xtask web` first (it builds the site this test loads)",
-            dist.join(file).display()
-        );
-    }
-    site::serve(&dist, 0).unwrap()
-}
-
-/// A browser session with a name for its screenshots.
-struct Browser {
-    _driver: Driver,
-    session: Session,
-    _profile: tempfile::TempDir,
-    name: String,
-}
-
 impl Browser {
-    fn open(name: &str, gpu: Gpu) -> Self {
-        chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
-        let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
-        let profile = tempfile::tempdir().unwrap();
-        let session = driver
-            .session(&chromium::capabilities(profile.path(), gpu))
-            .unwrap_or_else(|e| panic!("starting Chromium: {e}"));
-        Self {
-            _driver: driver,
-            session,
-            _profile: profile,
-            name: name.to_owned(),
-        }
-    }
-
-    fn shot(&self, phase: &str) -> PathBuf {
-        let path = workspace_root()
-            .join("target/e2e")
-            .join(format!("explore-{}-{phase}.png", self.name));
-        self.session.save_screenshot(&path).unwrap();
-        path
+    /// A session reading this test's DOM snapshot; screenshots are `explore-<name>-<phase>.png`.
+    fn new(name: &str, gpu: Gpu) -> Self {
+        Self::open(&format!("explore-{name}"), gpu, SNAPSHOT_JS)
     }
 
     /// Scrolls `selector` to the top of the window, then saves a screenshot of it.
@@ -96,73 +40,9 @@ impl Browser {
         self.shot(phase)
     }
 
-    /// Unwraps `r`, or saves a screenshot and fails with the error and the page's state.
-    fn check<T>(&self, r: mclr_tests::Result<T>) -> T {
-        r.unwrap_or_else(|e| {
-            let shot = self.shot("failure");
-            panic!(
-                "{e}\npage state: {}\nscreenshot: {}",
-                self.snapshot(),
-                shot.display()
-            )
-        })
-    }
-
-    fn snapshot(&self) -> Value {
-        self.session
-            .execute(SNAPSHOT_JS, &[])
-            .unwrap_or_else(|e| json!(format!("(page unreadable: {e})")))
-    }
-
-    fn navigate(&self, url: &str) {
-        let r = self.session.navigate(url);
-        self.check(r);
-    }
-
-    /// Polls the snapshot until `pred` holds, failing with `expected` and the last snapshot.
-    fn wait(&self, expected: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let r = self.session.wait_for(expected, timeout, |s, found| {
-            let v = s.execute(SNAPSHOT_JS, &[])?;
-            *found = v.to_string();
-            Ok(pred(&v).then_some(v))
-        });
-        self.check(r)
-    }
-
-    fn wait_ready(&self) -> Value {
-        self.wait("body[data-ready=\"true\"]", LOAD, |v| v["ready"] == "true")
-    }
-
-    fn click(&self, selector: &str) {
-        let r = self
-            .session
-            .find(selector)
-            .and_then(|e| self.session.click(&e));
-        self.check(r);
-    }
-
     fn url(&self) -> String {
         let r = self.session.current_url();
         self.check(r)
-    }
-
-    /// Fails on any console error.
-    fn assert_console_clean(&self) {
-        let log = self.check(self.session.browser_log());
-        let errors: Vec<_> = log.iter().filter(|e| e.level == "SEVERE").collect();
-        if !errors.is_empty() {
-            let shot = self.shot("console-error");
-            panic!(
-                "console errors in {}:\n{}\nscreenshot: {}",
-                self.name,
-                errors
-                    .iter()
-                    .map(|e| format!("  [{}] {}", e.source, e.message))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                shot.display()
-            );
-        }
     }
 }
 
@@ -219,7 +99,7 @@ fn as_int(v: &Value) -> Option<usize> {
 fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let site = serve_dist();
-    let b = Browser::open("prior", Gpu::WebGpu);
+    let b = Browser::new("prior", Gpu::WebGpu);
     let link = site.url("/?anchor=17&mode=prior&seed=5&S=48");
     b.navigate(&link);
     b.wait_ready();
@@ -269,14 +149,14 @@ fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
     });
     b.check(r);
     assert!(b.url().contains("S=48"), "{}", b.url());
-    b.assert_console_clean();
+    b.assert_console_clean(&[]);
 }
 
 #[test]
 fn transport_mode_shows_the_matching_error_and_reaches_b() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let site = serve_dist();
-    let b = Browser::open("transport", Gpu::WebGpu);
+    let b = Browser::new("transport", Gpu::WebGpu);
     b.navigate(&site.url("/?anchor=3&b=250&mode=transport"));
     b.wait_ready();
     let v = b.wait("a numeric #transport-error", REACT, |v| {
@@ -345,14 +225,14 @@ fn transport_mode_shows_the_matching_error_and_reaches_b() {
         "{v}"
     );
     assert_eq!(v["t"], "0.000", "{v}");
-    b.assert_console_clean();
+    b.assert_console_clean(&[]);
 }
 
 #[test]
 fn inspect_mode_plots_eigenvalues_sweeps_heatmap_and_bars() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let site = serve_dist();
-    let b = Browser::open("inspect", Gpu::Off);
+    let b = Browser::new("inspect", Gpu::Off);
     b.navigate(&site.url("/?anchor=5&mode=inspect&op=2"));
     b.wait_ready();
     let v = b.wait(
@@ -403,5 +283,5 @@ fn inspect_mode_plots_eigenvalues_sweeps_heatmap_and_bars() {
         Ok(found.contains(&format!("op={target}")).then_some(()))
     });
     b.check(r);
-    b.assert_console_clean();
+    b.assert_console_clean(&[]);
 }
