@@ -1,6 +1,8 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest, ending with the test
 //! runs and one closing count over all of them. `.ci/run` calls exactly this.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result, bail};
 use mclr_tests::chromium;
 
@@ -24,6 +26,10 @@ pub fn run(args: &[String]) -> Result<()> {
     setup::rust_toolchain()?;
     setup::npm()?;
     setup::system_packages()?;
+    let root = web::workspace_root()?;
+    setup::report_free_disk(&root.join("target"));
+    // Installed first, so that a failure to build it shows in minutes, not after the test runs.
+    let runner = bindgen_test_runner()?;
     cargo(&["fmt", "--all", "--", "--check"])
         .map_err(|e| e.context("formatting differs: run `cargo fmt --all`"))?;
     cargo(&[
@@ -85,7 +91,6 @@ pub fn run(args: &[String]) -> Result<()> {
         GPU_FEATURE,
         "--no-run",
     ])?;
-    let root = web::workspace_root()?;
     demo::pipeline(&demo::Options {
         smoke: true,
         serve: false,
@@ -96,6 +101,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ..demo::Options::default()
     })?;
 
+    setup::report_free_disk(&root.join("target"));
     let mut total = TestTally::default();
     let mut ok = true;
     for scope in ["--doc", "--all-targets"] {
@@ -116,7 +122,7 @@ pub fn run(args: &[String]) -> Result<()> {
         total.add(tally);
         ok &= success;
     }
-    let (tally, success) = gpu_browser_tests()?;
+    let (tally, success) = gpu_browser_tests(&runner)?;
     total.add(tally);
     ok &= success;
     // One closing line over every test binary, so the last thing CI prints is the whole count.
@@ -139,7 +145,7 @@ pub fn gpu_browser(args: &[String]) -> Result<()> {
         bail!("`cargo xtask gpu-browser` takes no options (got `{a}`)");
     }
     setup::system_packages()?;
-    let (tally, ok) = gpu_browser_tests()?;
+    let (tally, ok) = gpu_browser_tests(&bindgen_test_runner()?)?;
     println!(
         "\ntests: {} passed, {} failed, {} skipped",
         tally.passed, tally.failed, tally.ignored
@@ -150,13 +156,18 @@ pub fn gpu_browser(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The WGSL engine's tests in headless Chromium over WebGPU (`shared/tests/gpu_browser.rs`),
-/// through `wasm-bindgen-test-runner` of the release Cargo.lock pins and chromedriver.
-fn gpu_browser_tests() -> Result<(TestTally, bool)> {
+/// `wasm-bindgen-test-runner` of the release Cargo.lock pins, installed if missing.
+fn bindgen_test_runner() -> Result<PathBuf> {
     let root = web::workspace_root()?;
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
     let version = web::check_bindgen_version(&lock)?;
-    let runner = setup::wasm_bindgen_test_runner(&root, &version)?;
+    setup::wasm_bindgen_test_runner(&root, &version)
+}
+
+/// The WGSL engine's tests in headless Chromium over WebGPU (`shared/tests/gpu_browser.rs`),
+/// through `runner` (see [`bindgen_test_runner`]) and chromedriver.
+fn gpu_browser_tests(runner: &Path) -> Result<(TestTally, bool)> {
+    let root = web::workspace_root()?;
 
     // The runner reads the browser's capabilities from this file: the project's Chromium flags
     // with WebGPU on, and a fresh profile folder.
@@ -188,7 +199,7 @@ fn gpu_browser_tests() -> Result<(TestTally, bool)> {
             "gpu_browser",
         ],
     );
-    c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
+    c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", runner)
         .env("CHROMEDRIVER", chromium::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
         // SwiftShader runs WebGPU compute on the CPU: allow it more than the default 20 s.

@@ -1,6 +1,7 @@
 //! Making sure the toolchain pieces a verb needs are present, installing them when possible and
 //! otherwise failing with the command to run.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -92,6 +93,35 @@ fn is_installed(package: &str) -> bool {
     .is_some_and(|s| s.trim() == "installed")
 }
 
+/// Roughly what a clean `cargo xtask ci` writes under `target/` (measured on Debian, x86_64).
+const CI_DISK_GIB: u64 = 8;
+
+/// Prints the free space where `dir` (or its nearest existing parent) lives, and warns when it is
+/// below what a clean CI run writes: a full disk otherwise shows up much later as a linker crash.
+pub fn report_free_disk(dir: &Path) {
+    let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    let avail = output(&mut command(
+        "df",
+        &["--output=avail", "-B1", &probe.to_string_lossy()],
+    ))
+    .and_then(|s| s.lines().nth(1).and_then(|l| l.trim().parse::<u64>().ok()));
+    let Some(bytes) = avail else {
+        eprintln!(
+            "note: could not read the free disk space of {}",
+            probe.display()
+        );
+        return;
+    };
+    let gib = bytes / (1 << 30);
+    eprintln!("disk: {gib} GiB free at {}", probe.display());
+    if gib < CI_DISK_GIB {
+        eprintln!(
+            "warning: a clean build and test run writes about {CI_DISK_GIB} GiB under target/; \
+             free some space if it fails with a bus error or `No space left on device`"
+        );
+    }
+}
+
 /// Installs `packages` with apt-get when root, else fails with `why` and the sudo command.
 fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     let is_root = output(&mut command("id", &["-u"])).is_some_and(|u| u.trim() == "0");
@@ -119,6 +149,10 @@ pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
     }
     let pinned = format!("={version}");
     let tools_s = tools.to_string_lossy().into_owned();
+    // Built beside the project's own artifacts, not in cargo's default of the system temp dir,
+    // which may be a small tmpfs (the linker then dies of SIGBUS when it fills up).
+    let build = tools.join("build");
+    let build_s = build.to_string_lossy().into_owned();
     let install = |locked: bool| {
         let mut args = vec![
             "install",
@@ -127,6 +161,8 @@ pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
             &pinned,
             "--root",
             &tools_s,
+            "--target-dir",
+            &build_s,
             "--force",
             // A debug build compiles in a third of the CPU time of a release one; the runner
             // only serves files and post-processes one test module, so its speed hardly matters.
@@ -146,6 +182,10 @@ pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
                  wasm-bindgen-test-runner for the in-browser GPU tests)"
             ))
         })?;
+    }
+    // Only the installed binaries are needed from here on; the build is ~1 GB.
+    if let Err(e) = fs::remove_dir_all(&build) {
+        eprintln!("note: could not remove {}: {e}", build.display());
     }
     Ok(runner)
 }
