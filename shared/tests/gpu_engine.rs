@@ -46,6 +46,14 @@ fn block_diagonal_transport_matches_cpu_reference() {
 }
 
 #[test]
+fn block_diagonal_transport_spans_a_two_row_dispatch_grid() {
+    // 8500 rows × 512 = 4.35 M outputs need 68 000 workgroups of 64: more than one grid row
+    // holds (65 535), so the shader's linearised id must cover the second row, as the demo's
+    // 10 000 × 512 gallery needs.
+    block_on(gpu_cases::apply_matches_cpu(&engine(), 8500, 128, 4));
+}
+
+#[test]
 fn knn_matches_cpu_reference_for_both_dtypes_and_metrics() {
     // 1000 rows: neither a multiple of the 64-wide workgroup nor of the 256-row tile; d = 37
     // exercises the tail of the eight-lane sums.
@@ -57,6 +65,18 @@ fn knn_matches_cpu_reference_for_both_dtypes_and_metrics() {
         &[1, 5, 64],
     ));
     block_on(gpu_cases::knn_matches_cpu(&engine(), 300, 64, 3, &[5]));
+}
+
+#[test]
+fn knn_spans_a_two_row_dispatch_grid() {
+    // 2000 queries × 40 tiles of 256 rows = 80 000 tile workgroups: a two-row dispatch grid.
+    block_on(gpu_cases::knn_matches_cpu(
+        &engine(),
+        10_000,
+        16,
+        2000,
+        &[5],
+    ));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Dispatches `apply.wgsl`: block-diagonal transport, as [`crate::operators::BlockDiagonal::apply`].
 
 use super::buffers::{entry, grid, to_u32, words_bytes, words_to_f32};
-use super::{ErrorScope, GpuEngine, GpuResult};
+use super::{GpuEngine, GpuResult};
 use crate::Error;
 use crate::error::ensure_finite;
 
@@ -106,7 +106,7 @@ impl GpuEngine {
         let out_bytes = words_bytes(out_len);
         self.check_binding("transport output", out_bytes)?;
 
-        let scope = ErrorScope::push(&self.device);
+        let scope = self.error_scope();
         let transport = self.storage_init("transport blocks", bytemuck::cast_slice(blocks));
         let features = self.storage_init("transport features", bytemuck::cast_slice(z));
         let output = self.storage_output("transport output", out_bytes);

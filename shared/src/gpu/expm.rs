@@ -1,7 +1,7 @@
 //! Dispatches `expm.wgsl`: the batched matrix exponential of [`crate::expm::expm_batch`] on the GPU.
 
 use super::buffers::{entry, grid, to_u32, words_bytes, words_to_f32};
-use super::{ErrorScope, GpuEngine, GpuResult};
+use super::{GpuEngine, GpuResult};
 use crate::Error;
 use crate::expm::{Real, plan};
 
@@ -152,7 +152,7 @@ impl GpuEngine {
         }
         let bytes = words_bytes(mats.len());
         self.check_binding("expm batch", bytes)?;
-        let scope = ErrorScope::push(&self.device);
+        let scope = self.error_scope();
         let input = self.storage_init("expm input", bytemuck::cast_slice(mats));
         let output = self.storage_output("expm output", bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());

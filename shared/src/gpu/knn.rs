@@ -4,7 +4,7 @@
 use half::f16;
 
 use super::buffers::{grid, to_u32, words_bytes};
-use super::{ErrorScope, GpuEngine, GpuError, GpuResult};
+use super::{GpuEngine, GpuError, GpuResult};
 use crate::Error;
 use crate::error::ensure_finite;
 use crate::geometry::{Metric, Neighbor};
@@ -265,7 +265,7 @@ impl GpuEngine {
             return Ok(vec![Vec::new(); count]);
         }
         self.check_binding("queries", words_bytes(queries.len()))?;
-        let scope = ErrorScope::push(&self.device);
+        let scope = self.error_scope();
         let query_buffer = self.storage_init("knn queries", bytemuck::cast_slice(queries));
         let result_words = count * k * 2;
         let result_bytes = words_bytes(result_words);

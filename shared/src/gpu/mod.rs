@@ -47,6 +47,8 @@ mod expm;
 mod knn;
 mod path;
 
+use std::sync::{Arc, Mutex};
+
 use wgpu::util::DeviceExt;
 
 pub use knn::{GalleryData, GpuGallery, MAX_K};
@@ -138,7 +140,15 @@ pub struct GpuEngine {
     expm: expm::ExpmPipeline,
     apply: apply::ApplyPipeline,
     knn: knn::KnnPipelines,
+    uncaptured: Uncaptured,
 }
+
+/// The first wgpu error raised outside every [`ErrorScope`]. The synchronous calls
+/// ([`GpuEngine::upload_gallery`], [`GpuEngine::upload_path`], [`GpuEngine::set_path_position`])
+/// create and write buffers unscoped; wgpu's default handler would panic on their errors (an
+/// out-of-memory gallery, say), in the browser across the wasm boundary. The engine records the
+/// error instead, and its next operation fails with it as a [`GpuError::Device`].
+type Uncaptured = Arc<Mutex<Option<String>>>;
 
 /// Limits the engine asks for: WebGPU's defaults, with the buffer sizes raised to what the adapter
 /// allows so that a 50k × 512 f32 gallery (≈ 98 MiB) and large expm batches fit.
@@ -186,7 +196,16 @@ impl GpuEngine {
                 reason: e.to_string(),
             })?;
 
-        let scope = ErrorScope::push(&device);
+        let uncaptured = Uncaptured::default();
+        let slot = Arc::clone(&uncaptured);
+        // `try_lock`, never a blocking wait: the browser has one thread, so it cannot be contended
+        // there; natively only an error raised while a scope is being popped could be lost.
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            if let Ok(mut first) = slot.try_lock() {
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }));
+        let scope = ErrorScope::push(&device, &uncaptured);
         let expm = expm::ExpmPipeline::new(&device);
         let apply = apply::ApplyPipeline::new(&device);
         let knn = knn::KnnPipelines::new(&device);
@@ -198,7 +217,13 @@ impl GpuEngine {
             expm,
             apply,
             knn,
+            uncaptured,
         })
+    }
+
+    /// Error scopes around one operation (see [`ErrorScope`]).
+    fn error_scope(&self) -> ErrorScope {
+        ErrorScope::push(&self.device, &self.uncaptured)
     }
 
     /// The adapter the engine runs on.
@@ -269,16 +294,23 @@ impl GpuEngine {
 /// Push and pop happen without an `await` in between (the scope stack is per thread). An operation
 /// that fails before submitting just drops its scope: the fields drop in declaration order, the
 /// reverse of how they were pushed, as wgpu requires.
+///
+/// Popping also reports an error recorded earlier outside any scope ([`Uncaptured`]), once.
 struct ErrorScope {
     validation: wgpu::ErrorScopeGuard,
     memory: wgpu::ErrorScopeGuard,
+    uncaptured: Uncaptured,
 }
 
 impl ErrorScope {
-    fn push(device: &wgpu::Device) -> Self {
+    fn push(device: &wgpu::Device, uncaptured: &Uncaptured) -> Self {
         let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        Self { validation, memory }
+        Self {
+            validation,
+            memory,
+            uncaptured: Arc::clone(uncaptured),
+        }
     }
 
     /// Pops both scopes and waits for their verdicts.
@@ -286,15 +318,55 @@ impl ErrorScope {
         let validation = self.validation.pop();
         let memory = self.memory.pop();
         let error = match validation.await {
-            Some(e) => Some(e),
-            None => memory.await,
+            Some(e) => Some(e.to_string()),
+            None => memory.await.map(|e| e.to_string()),
         };
-        match error {
+        let earlier = || {
+            let mut slot = self.uncaptured.try_lock().ok()?;
+            slot.take()
+                .map(|e| format!("an earlier upload failed on the device: {e}"))
+        };
+        match error.or_else(earlier) {
             None => Ok(()),
-            Some(e) => Err(GpuError::Device {
-                operation,
-                reason: e.to_string(),
-            }),
+            Some(reason) => Err(GpuError::Device { operation, reason }),
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::GpuError;
+
+    #[test]
+    fn an_unscoped_device_error_is_reported_by_the_next_operation_not_panicked() {
+        let engine = match pollster::block_on(super::GpuEngine::new()) {
+            Ok(engine) => engine,
+            Err(e) => panic!(
+                "no GPU adapter: install Mesa's Vulkan drivers: \
+                 apt-get install mesa-vulkan-drivers ({e})"
+            ),
+        };
+        // Invalid outside any scope, as an out-of-memory upload would be: mappable for reading
+        // and usable as storage at once is refused by WebGPU's validation.
+        let _invalid = engine.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid on purpose"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let identity = [1.0f32, 0.0, 0.0, 1.0];
+        match pollster::block_on(engine.expm(&identity, 2)) {
+            Err(GpuError::Device { operation, reason }) => {
+                assert_eq!(operation, "expm");
+                assert!(reason.contains("earlier upload"), "{reason}");
+            }
+            other => panic!("expected the earlier error, got {other:?}"),
+        }
+        // Reported once: the engine keeps working.
+        let out = pollster::block_on(engine.expm(&identity, 2)).unwrap();
+        let e = std::f32::consts::E;
+        for (got, want) in out.iter().zip([e, 0.0, 0.0, e]) {
+            assert!((got - want).abs() < 1e-5, "{out:?}");
         }
     }
 }

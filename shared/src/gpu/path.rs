@@ -7,7 +7,7 @@
 use super::apply::TransportShape;
 use super::buffers::{words_bytes, words_to_f32};
 use super::knn::{GpuGallery, SearchTarget, neighbors_from_words};
-use super::{ErrorScope, GpuEngine, GpuError, GpuResult};
+use super::{GpuEngine, GpuError, GpuResult};
 use crate::error::ensure_finite;
 use crate::geometry::Neighbor;
 use crate::{Error, Result};
@@ -88,7 +88,7 @@ impl GpuEngine {
         check_position(z0, shape.dim())?;
         let bytes = words_bytes(generators.len());
         self.check_binding("path generators", bytes)?;
-        let scope = ErrorScope::push(&self.device);
+        let scope = self.error_scope();
         let input = self.storage_init("path generators", bytemuck::cast_slice(generators));
         let step = self.storage_output("path step", bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());
@@ -169,7 +169,7 @@ impl GpuEngine {
             rows: 1,
             z_rows: 1,
         };
-        let scope = ErrorScope::push(&self.device);
+        let scope = self.error_scope();
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.encode_apply(&mut encoder, shape, &path.step, source, destination)?;
 
