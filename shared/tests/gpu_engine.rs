@@ -5,7 +5,8 @@
 
 mod gpu_cases;
 
-use mclr_shared::gpu::{GpuEngine, GpuError};
+use mclr_shared::geometry::{KnnIndex, Metric};
+use mclr_shared::gpu::{GalleryData, GpuEngine, GpuError};
 use pollster::block_on;
 
 /// The engine, or a failure that says what to install.
@@ -33,6 +34,13 @@ fn expm_matches_cpu_reference_for_small_and_large_norms() {
     // (n, S, K): S·K matrices per size; n ≤ 16 runs in workgroup memory, larger n in storage.
     let sizes = [(2, 5, 7), (8, 3, 4), (16, 2, 3), (24, 1, 3), (64, 2, 2)];
     block_on(gpu_cases::expm_matches_cpu(&engine(), &sizes));
+}
+
+#[test]
+fn expm_splits_a_batch_larger_than_its_scratch_budget() {
+    // 700 blocks of 64 × 64 with six scratch matrices each need 65.6 MiB, more than the 64 MiB
+    // scratch budget: the batch runs as two dispatches (682 + 18 blocks).
+    block_on(gpu_cases::expm_matches_cpu(&engine(), &[(64, 1, 700)]));
 }
 
 #[test]
@@ -68,15 +76,24 @@ fn knn_matches_cpu_reference_for_both_dtypes_and_metrics() {
 }
 
 #[test]
-fn knn_spans_a_two_row_dispatch_grid() {
-    // 2000 queries × 40 tiles of 256 rows = 80 000 tile workgroups: a two-row dispatch grid.
-    block_on(gpu_cases::knn_matches_cpu(
-        &engine(),
-        10_000,
-        16,
-        2000,
-        &[5],
-    ));
+fn knn_spans_a_two_row_grid_and_splits_queries_past_its_candidate_budget() {
+    // k = 5: 1700 queries × 40 tiles of 256 rows = 68 000 tile workgroups, a two-row grid.
+    // k = 64: 40 × 64 candidates of 8 bytes per query, so the 32 MiB budget holds 1638 queries
+    // and the 1700 run in two passes. (Dtypes and metrics are covered above.)
+    let (rows, dim, queries) = (10_000, 8, 1700);
+    let mut rng = gpu_cases::Rng::new(5);
+    let values = rng.signed_vec(rows * dim);
+    let q = rng.signed_vec(queries * dim);
+    let engine = engine();
+    let gallery = engine
+        .upload_gallery(GalleryData::F32(&values), dim, Metric::Cosine)
+        .unwrap();
+    let index = KnnIndex::new(values, dim, Metric::Cosine).unwrap();
+    for k in [5, 64] {
+        let gpu = block_on(engine.knn(&gallery, &q, k)).unwrap();
+        let cpu = index.search_batch(&q, k).unwrap();
+        gpu_cases::assert_same_neighbors(&format!("knn k={k}"), &gpu, &cpu);
+    }
 }
 
 #[test]
