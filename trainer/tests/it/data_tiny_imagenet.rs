@@ -3,13 +3,11 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::write_jpeg;
 use mclr_trainer::Error;
 use mclr_trainer::data::{self, DatasetName, Split, tiny_imagenet};
-use support::write_jpeg;
 
 const SIDE: u32 = 8;
 

@@ -3,11 +3,9 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::{px, random_bytes, write_cifar_batch};
 use mclr_trainer::Error;
 use mclr_trainer::data::{self, DatasetName, Split, cifar10};
-use support::{px, random_bytes, write_cifar_batch};
 
 /// Writes five train files of `per_file` images and a test file of `test` images; returns the
 /// train pixels/labels and the test pixels/labels.

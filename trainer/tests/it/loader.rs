@@ -3,10 +3,9 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::random_bytes;
 use mclr_trainer::augment::color::ColorJitter;
 use mclr_trainer::augment::crop::RandomResizedCrop;
 use mclr_trainer::augment::{EvalTransform, SslAugment, SslConfig};
@@ -14,7 +13,6 @@ use mclr_trainer::data::loader::{
     EvalLoader, LoaderConfig, PairBatch, SslLoader, epoch_permutation,
 };
 use mclr_trainer::data::{DatasetName, ImageSet, Normalization};
-use support::random_bytes;
 
 fn class_names() -> Vec<String> {
     (0..10).map(|i| format!("c{i}")).collect()

@@ -3,11 +3,9 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::{px, random_bytes, write_stl_images};
 use mclr_trainer::Error;
 use mclr_trainer::data::{self, DatasetName, Split, stl10};
-use support::{px, random_bytes, write_stl_images};
 
 const IMG: usize = 96 * 96 * 3;
 

@@ -74,9 +74,9 @@ fn assert_no_large_allocation() {
 // Helpers
 
 /// The golden fixture of the current format version (v2).
-const GOLDEN: &[u8] = include_bytes!("golden/bundle_v2.mclr");
+const GOLDEN: &[u8] = include_bytes!("../golden/bundle_v2.mclr");
 /// The frozen fixture of format v1 (f32-only MLP weights), which must keep opening.
-const GOLDEN_V1: &[u8] = include_bytes!("golden/bundle_v1.mclr");
+const GOLDEN_V1: &[u8] = include_bytes!("../golden/bundle_v1.mclr");
 
 /// A header written from the documented layout: magic, u32 version, u64 length, u32 CRC, all LE.
 fn header(version: u32, payload_len: u64, crc: u32) -> Vec<u8> {

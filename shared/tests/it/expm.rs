@@ -3,10 +3,8 @@
 // Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::{Fixture, TestRng, assert_close, assert_close_f32};
 use mclr_shared::expm::{ExpmPlan, Real, expm, expm_batch, expm_pade13, norm1, plan, squarings};
-use support::{Fixture, TestRng, assert_close, assert_close_f32};
 
 fn eye(n: usize) -> Vec<f64> {
     (0..n * n)

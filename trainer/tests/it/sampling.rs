@@ -10,8 +10,7 @@
     clippy::print_stdout
 )]
 
-mod reference;
-
+use crate::reference::{Fixture, Lcg, assert_close, assert_exact, flat_f64, rel_err};
 use candle_core::{DType, Device, Tensor, Var};
 use mclr_shared::operators::{
     LOC_CLAMP, LaplaceSampler, Operators, PRIOR_LOGSCALE_MAX, SCALE_PRIOR_LN,
@@ -20,7 +19,6 @@ use mclr_shared::operators::{
 use mclr_trainer::sampling::{
     NoiseSource, best_of_j, laplace_deviation, prior_warmup, reparameterize,
 };
-use reference::{Fixture, Lcg, assert_close, assert_exact, flat_f64, rel_err};
 
 fn var(t: &Tensor) -> Var {
     Var::from_tensor(t).unwrap()

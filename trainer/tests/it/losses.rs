@@ -9,8 +9,7 @@
     clippy::print_stdout
 )]
 
-mod reference;
-
+use crate::reference::{Fixture, Lcg, assert_close, flat_f64, rel_err};
 use candle_core::{Device, Tensor, Var};
 use mclr_trainer::losses::{
     KL_EXPONENTIAL_ITERS, KlWarmup, KlWeightSchedule, encoder_location_l2, kl_weight_exponential,
@@ -19,7 +18,6 @@ use mclr_trainer::losses::{
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use reference::{Fixture, Lcg, assert_close, flat_f64, rel_err};
 
 fn var(t: &Tensor) -> Var {
     Var::from_tensor(t).unwrap()

@@ -3,14 +3,12 @@
 // Helpers outside #[test] fns may unwrap: a panic in a test is a failure with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::{Fixture, TestRng, assert_close, assert_close_f32};
 use mclr_shared::expm::expm_pade13;
 use mclr_shared::operators::{
     CoefficientEncoder, LaplaceSampler, Linear, Mlp, Operators, PathStepper, PriorNetwork,
     laplace_deviation, path, prior_warmup_weight, reparameterize, warm_up_prior,
 };
-use support::{Fixture, TestRng, assert_close, assert_close_f32};
 
 fn widen(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| f64::from(v)).collect()

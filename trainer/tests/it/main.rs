@@ -1,0 +1,26 @@
+//! The trainer's integration tests, gathered into one test binary: each module is one area of the
+//! library (data, augmentation, models, losses, training, evaluation, export) and its CLI. One
+//! binary links candle once, where one per file linked it twenty times.
+
+mod augment_color;
+mod augment_crop;
+mod config;
+mod data_cifar10;
+mod data_fetch;
+mod data_stl10;
+mod data_tiny_imagenet;
+mod eval;
+mod eval_cli;
+mod expm;
+mod export;
+mod loader;
+mod losses;
+mod models;
+mod optim;
+mod real_cifar10;
+mod reference;
+mod sampling;
+mod schedule;
+mod support;
+mod train;
+mod transport;
