@@ -45,7 +45,7 @@ pub fn extract(
         let rows = batch.len();
         let shape = (rows, 3, batch.height, batch.width);
         let x = Tensor::from_vec(batch.images, shape, device)?;
-        let z = model.features(&x, false)?.to_dtype(DType::F32)?;
+        let z = model.infer_features(&x)?.to_dtype(DType::F32)?;
         out.extend(z.flatten_all()?.to_vec1::<f32>()?);
         if let Some(bar) = progress {
             bar.inc(rows as u64);

@@ -3,8 +3,21 @@
 
 pub mod batch_norm;
 pub mod coefficients;
+pub mod conv;
 pub mod init;
+pub mod matmul;
 pub mod operators;
 pub mod projection;
 pub mod resnet;
 pub mod ssl;
+
+/// Which implementation the backbone's layers run on the CPU. Results agree to rounding; the
+/// reference exists so that tests can compare the two on the same weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Kernels {
+    /// The crate's GEMM convolution and fused batch norm (the default).
+    #[default]
+    Fast,
+    /// candle's own convolution and composite batch norm.
+    Reference,
+}

@@ -83,6 +83,11 @@ impl ProjectionHead {
     pub fn config(&self) -> ProjectionConfig {
         self.config
     }
+
+    /// Chooses the batch norm's CPU implementation (see [`super::Kernels`]).
+    pub fn set_kernels(&mut self, kernels: super::Kernels) {
+        self.bn1.set_kernels(kernels);
+    }
 }
 
 impl ModuleT for ProjectionHead {
@@ -97,7 +102,7 @@ impl ModuleT for ProjectionHead {
                 x.dims()
             );
         }
-        let h = self.bn1.forward_t(&self.fc1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_act(&self.fc1.forward(x)?, train, true)?;
         self.fc2.forward(&h)
     }
 }

@@ -16,9 +16,11 @@
 
 use candle_core::{Result, Tensor, bail};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Module, ModuleT, VarBuilder};
+use candle_nn::{Init, ModuleT, VarBuilder};
 
+use super::Kernels;
 use super::batch_norm::BatchNorm;
+use super::conv::conv2d;
 
 /// Prefix of every backbone variable in the [`candle_nn::VarMap`] (the optimiser's parameter group
 /// "backbone").
@@ -115,6 +117,33 @@ impl Default for ResNetConfig {
     }
 }
 
+/// A bias-free square convolution (see [`conv2d`]).
+#[derive(Debug, Clone)]
+struct Conv {
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
+    kernels: Kernels,
+}
+
+impl Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, &self.weight)
+    }
+
+    /// The convolution with a detached weight: nothing is recorded for backpropagation.
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(&x.detach(), &self.weight.detach())
+    }
+
+    fn apply(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        match self.kernels {
+            Kernels::Fast => conv2d(x, weight, self.stride, self.padding),
+            Kernels::Reference => x.conv2d(weight, self.padding, self.stride, 1, 1),
+        }
+    }
+}
+
 /// A bias-free convolution with torchvision's init, its weight named `weight` under `vb`.
 fn conv(
     in_channels: usize,
@@ -123,20 +152,18 @@ fn conv(
     stride: usize,
     padding: usize,
     vb: &VarBuilder<'_>,
-) -> Result<Conv2d> {
+) -> Result<Conv> {
     let weight = vb.get_with_hints(
         (out_channels, in_channels, kernel, kernel),
         "weight",
         CONV_INIT,
     )?;
-    let config = Conv2dConfig {
-        padding,
+    Ok(Conv {
+        weight,
         stride,
-        dilation: 1,
-        groups: 1,
-        cudnn_fwd_algo: None,
-    };
-    Ok(Conv2d::new(weight, None, config))
+        padding,
+        kernels: Kernels::default(),
+    })
 }
 
 /// ResNet's residual block of two 3×3 convolutions (torchvision's `BasicBlock`):
@@ -144,11 +171,11 @@ fn conv(
 /// 1×1 conv + BatchNorm when the block changes the stride or the width.
 #[derive(Debug, Clone)]
 pub struct BasicBlock {
-    conv1: Conv2d,
+    conv1: Conv,
     bn1: BatchNorm,
-    conv2: Conv2d,
+    conv2: Conv,
     bn2: BatchNorm,
-    downsample: Option<(Conv2d, BatchNorm)>,
+    downsample: Option<(Conv, BatchNorm)>,
 }
 
 impl BasicBlock {
@@ -182,11 +209,37 @@ impl BasicBlock {
             downsample,
         })
     }
+
+    /// Chooses the layers' CPU implementation (see [`Kernels`]).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        for conv in [&mut self.conv1, &mut self.conv2] {
+            conv.kernels = kernels;
+        }
+        self.bn1.set_kernels(kernels);
+        self.bn2.set_kernels(kernels);
+        if let Some((conv, bn)) = &mut self.downsample {
+            conv.kernels = kernels;
+            bn.set_kernels(kernels);
+        }
+    }
+}
+
+impl BasicBlock {
+    /// [`ModuleT::forward_t`] in evaluation mode, for inference (see [`ResNet::infer`]).
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.bn1.infer(&self.conv1.infer(x)?, true)?;
+        let h = self.bn2.infer(&self.conv2.infer(&h)?, false)?;
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => bn.infer(&conv.infer(x)?, false)?,
+            None => x.detach(),
+        };
+        (h + shortcut)?.relu()
+    }
 }
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_act(&self.conv1.forward(x)?, train, true)?;
         let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
@@ -200,7 +253,7 @@ impl ModuleT for BasicBlock {
 #[derive(Debug, Clone)]
 pub struct ResNet {
     config: ResNetConfig,
-    conv1: Conv2d,
+    conv1: Conv,
     bn1: BatchNorm,
     stages: Vec<Vec<BasicBlock>>,
 }
@@ -264,6 +317,31 @@ impl ResNet {
     pub fn feature_dim(&self) -> usize {
         self.config.feature_dim()
     }
+
+    /// Features (B, 8w) of images (B, 3, H, W) in evaluation mode, for inference: the same values
+    /// as `forward_t(x, false)`, computed without recording anything for backpropagation, so each
+    /// layer's activations are freed as soon as the next one is computed (the evaluation
+    /// protocols and export extract features of whole datasets this way).
+    pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        check_images(x)?;
+        let mut h = self.bn1.infer(&self.conv1.infer(x)?, true)?;
+        if self.config.stem.has_max_pool() {
+            h = max_pool_3x3_stride2_pad1(&h)?;
+        }
+        for block in self.stages.iter().flatten() {
+            h = block.infer(&h)?;
+        }
+        h.mean((2, 3))
+    }
+
+    /// Chooses the layers' CPU implementation (see [`Kernels`]).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.conv1.kernels = kernels;
+        self.bn1.set_kernels(kernels);
+        for block in self.stages.iter_mut().flatten() {
+            block.set_kernels(kernels);
+        }
+    }
 }
 
 impl ModuleT for ResNet {
@@ -272,14 +350,8 @@ impl ModuleT for ResNet {
     /// Each call normalises its own batch, so two views passed separately get their own statistics
     /// (SPEC §4).
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (_, channels, height, width) = x.dims4()?;
-        if channels != INPUT_CHANNELS || height == 0 || width == 0 {
-            bail!(
-                "ResNet expects images (B, {INPUT_CHANNELS}, H, W), got {:?}",
-                x.dims()
-            );
-        }
-        let mut h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        check_images(x)?;
+        let mut h = self.bn1.forward_act(&self.conv1.forward(x)?, train, true)?;
         if self.config.stem.has_max_pool() {
             h = max_pool_3x3_stride2_pad1(&h)?;
         }
@@ -288,6 +360,18 @@ impl ModuleT for ResNet {
         }
         h.mean((2, 3))
     }
+}
+
+/// Fails unless `x` is a batch of RGB images (B, 3, H, W) with H, W ≥ 1.
+fn check_images(x: &Tensor) -> Result<()> {
+    let (_, channels, height, width) = x.dims4()?;
+    if channels != INPUT_CHANNELS || height == 0 || width == 0 {
+        bail!(
+            "ResNet expects images (B, {INPUT_CHANNELS}, H, W), got {:?}",
+            x.dims()
+        );
+    }
+    Ok(())
 }
 
 /// `torch.nn.MaxPool2d(kernel_size=3, stride=2, padding=1)` on (B, C, H, W): out = ⌊(L − 1)/2⌋ + 1

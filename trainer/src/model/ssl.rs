@@ -125,6 +125,21 @@ impl SslModel {
         })
     }
 
+    /// Chooses the CPU implementation of the backbone's and the head's layers (see
+    /// [`super::Kernels`]); the default is the fast one.
+    pub fn set_kernels(&mut self, kernels: super::Kernels) {
+        self.backbone.set_kernels(kernels);
+        if let Some(head) = &mut self.projection {
+            head.set_kernels(kernels);
+        }
+    }
+
+    /// Backbone features (B, d) of images (B, 3, H, W) in evaluation mode, for inference:
+    /// nothing is recorded for backpropagation (see [`ResNet::infer`]).
+    pub fn infer_features(&self, images: &Tensor) -> Result<Tensor> {
+        self.backbone.infer(images)
+    }
+
     /// Backbone features (B, d) of images (B, 3, H, W).
     pub fn features(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         self.backbone.forward_t(images, train)

@@ -13,6 +13,8 @@ mod eval;
 mod eval_cli;
 mod expm;
 mod export;
+mod interop;
+mod kernels;
 mod loader;
 mod losses;
 mod models;
