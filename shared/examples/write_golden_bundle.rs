@@ -5,7 +5,7 @@
 //! cargo run -p mclr-shared --example write_golden_bundle
 //! ```
 //!
-//! The fixture is a small synthetic bundle (a few KB). `shared/tests/bundle.rs` decodes it and
+//! The fixture is a small synthetic bundle (a few KB). `shared/tests/it/bundle.rs` decodes it and
 //! re-encodes it byte for byte, which is what proves that files written by a released version
 //! still open. So a fixture, once committed, is frozen: this program refuses to overwrite one.
 //! Run it once when a new format version is introduced (the old version's fixture stays), or pass
@@ -18,7 +18,7 @@ use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{self, FORMAT_VERSION, WeightPrecision};
 
 /// The spec of the golden bundle: every section present, everything small. The test in
-/// `shared/tests/bundle.rs` asserts these sizes.
+/// `shared/tests/it/bundle.rs` asserts these sizes.
 fn golden_spec() -> SyntheticSpec {
     SyntheticSpec {
         operators: 2,

@@ -6,6 +6,7 @@
 // A chore runner talks to the person running it: printing is its job, not a leftover.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_torch;
 mod ci;
 mod cmd;
 mod demo;
@@ -27,6 +28,8 @@ verbs:
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
+  bench-torch  mclr and PyTorch side by side on the same workloads (installs torch into a venv
+          under target/; --rounds N, --iters N, --threads N, --only a,b)
   demo    the whole product: fetch CIFAR-10, build mclr, train the `demo` config, evaluate,
           export, build the viewer and serve both bundles on 127.0.0.1:8080
           (--smoke: a few steps with tiny evaluation, as CI runs it; --no-serve; --port N;
@@ -51,6 +54,7 @@ fn dispatch() -> Result<()> {
     match verb {
         "ci" => ci::run(rest),
         "bench" => ci::bench(rest),
+        "bench-torch" => bench_torch::run(rest),
         "web" => web::run(rest),
         "serve" => serve::run(rest),
         "gpu-browser" => ci::gpu_browser(rest),

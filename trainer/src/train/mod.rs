@@ -119,36 +119,7 @@ pub fn train_on(
     let total_steps = per_epoch * config.optim.epochs;
 
     let model = SslModel::new(config, image_px, &options.device)?;
-    let warmup_iters = config.optim.warmup_epochs * per_epoch as f64;
-    let mut groups = Vec::new();
-    for (group, settings) in [
-        (Group::Backbone, &config.optim.backbone),
-        (Group::Operators, &config.optim.operators),
-        (Group::Coefficients, &config.optim.coefficients),
-    ] {
-        let vars: Vec<_> = model
-            .group_vars(group)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        if vars.is_empty() {
-            continue;
-        }
-        let settings = GroupSettings {
-            lr: settings.lr,
-            weight_decay: settings.weight_decay,
-            floor: settings.floor,
-            max_grad_norm: (settings.clip > 0.0).then_some(settings.clip),
-        };
-        groups.push(ParamGroup::new(
-            group.name(),
-            vars,
-            &settings,
-            warmup_iters,
-            total_steps,
-        )?);
-    }
-    let mut optimizer = AdamW::new(groups)?;
+    let mut optimizer = optimizer_for(config, &model, per_epoch)?;
 
     let mut state = if options.resume {
         let (weights, opt_tensors, state) = checkpoint::read(run_dir, &options.device)?;
@@ -424,4 +395,40 @@ fn save_checkpoint(
         checkpoint::promote_best(run_dir, &dir)?;
     }
     checkpoint::prune(run_dir, keep_last.max(1))
+}
+
+/// AdamW over `model`'s parameter groups with `config`'s settings and schedule, for a run of
+/// `per_epoch` steps per epoch (the schedule's warm-up and length are counted in steps).
+pub fn optimizer_for(config: &Config, model: &SslModel, per_epoch: u64) -> Result<AdamW> {
+    let total_steps = per_epoch * config.optim.epochs;
+    let warmup_iters = config.optim.warmup_epochs * per_epoch as f64;
+    let mut groups = Vec::new();
+    for (group, settings) in [
+        (Group::Backbone, &config.optim.backbone),
+        (Group::Operators, &config.optim.operators),
+        (Group::Coefficients, &config.optim.coefficients),
+    ] {
+        let vars: Vec<_> = model
+            .group_vars(group)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        if vars.is_empty() {
+            continue;
+        }
+        let settings = GroupSettings {
+            lr: settings.lr,
+            weight_decay: settings.weight_decay,
+            floor: settings.floor,
+            max_grad_norm: (settings.clip > 0.0).then_some(settings.clip),
+        };
+        groups.push(ParamGroup::new(
+            group.name(),
+            vars,
+            &settings,
+            warmup_iters,
+            total_steps,
+        )?);
+    }
+    Ok(AdamW::new(groups)?)
 }

@@ -161,6 +161,19 @@ impl Objective {
         // Each view passes through the backbone separately: BatchNorm statistics per view.
         let z0 = model.features(x0, true)?;
         let z1 = model.features(x1, true)?;
+        self.head_step(model, &z0, &z1, iter)
+    }
+
+    /// Everything of [`Self::step`] after the backbone: the objective of backbone features `z0`,
+    /// `z1` (B, d) at iteration `iter`. Gradients reach `z0` and `z1` as they would the backbone.
+    pub fn head_step(
+        &mut self,
+        model: &SslModel,
+        z0: &Tensor,
+        z1: &Tensor,
+        iter: u64,
+    ) -> Result<StepOutput> {
+        let (z0, z1) = (z0.clone(), z1.clone());
         match (&self.method, &model.manifold) {
             (Method::Simclr, _) => {
                 let h0 = model.project(&z0, true)?;

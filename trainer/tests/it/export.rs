@@ -25,7 +25,7 @@ const TEST_IMAGES: usize = 20;
 /// The gallery exported by the shared fixture (a prefix of the test split).
 const GALLERY: usize = 14;
 
-/// The CPU-tiny ManifoldCLR of `tests/train.rs`: 32-d features in 4 blocks of 8, 4 operators,
+/// The CPU-tiny ManifoldCLR of the `train` tests: 32-d features in 4 blocks of 8, 4 operators,
 /// reading its data from `data_dir`, with threshold ζ = 0.05.
 fn tiny(data_dir: &Path, extra: &[&str]) -> Config {
     let mut sets: Vec<String> = [

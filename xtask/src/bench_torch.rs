@@ -1,0 +1,294 @@
+//! `cargo xtask bench-torch`: mclr and PyTorch side by side on the same workloads, in one run.
+//!
+//! PyTorch (CPU) is installed from the Python package registry into a virtual environment under
+//! `target/bench-torch/venv` (no root). Each workload then runs in torch
+//! (`bench/torch/workloads.py`) and in mclr (`trainer/benches/workloads.rs`) alternately, each run
+//! a fresh process, for a number of rounds; the table reports medians over every timed
+//! iteration, the ratio mclr / torch of their throughputs, and each side's peak RSS. The expm
+//! workloads also run torch with `THP_MEM_ALLOC_ENABLE=1` (transparent huge pages for its
+//! allocator), which speeds its `matrix_exp` up considerably on these machines.
+//!
+//! The same environment serves the interop check ([`interop`]): a trained checkpoint loaded
+//! into torchvision's ResNet-18 must give mclr's features.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{self, command};
+use crate::web;
+
+/// What one workload measures, in the order of the issue's table.
+const WORKLOADS: [(&str, &str); 9] = [
+    ("train_step", "img/s"),
+    ("eval_forward", "img/s"),
+    ("head_step", "pairs/s"),
+    ("manifoldclr_step", "pairs/s"),
+    ("simclr_step", "pairs/s"),
+    ("expm_forward", "mat/s"),
+    ("expm_backward", "mat/s"),
+    ("expm_shared", "mat/s"),
+    ("augment", "pairs/s"),
+];
+
+/// Python packages the comparison needs.
+const PACKAGES: [&str; 5] = ["torch", "torchvision", "numpy", "pillow", "safetensors"];
+
+struct Options {
+    rounds: usize,
+    iters: usize,
+    threads: usize,
+    only: Option<Vec<String>>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        rounds: 2,
+        iters: 3,
+        threads: std::thread::available_parallelism().map_or(2, usize::from),
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("`{flag}` needs a value"))
+                .cloned()
+        };
+        match flag.as_str() {
+            "--rounds" => options.rounds = value()?.parse().context("--rounds takes a count")?,
+            "--iters" => options.iters = value()?.parse().context("--iters takes a count")?,
+            "--threads" => options.threads = value()?.parse().context("--threads takes a count")?,
+            "--only" => options.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            other => bail!(
+                "unknown option `{other}` (bench-torch takes --rounds N, --iters N, --threads N, \
+                 --only a,b,...)"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+/// The venv's python, creating the venv and installing [`PACKAGES`] when missing.
+pub fn venv_python(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/bench-torch/venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if ready.exists() {
+        return Ok(python);
+    }
+    let manual = format!(
+        "python3 -m venv {v} && {v}/bin/pip install {p}",
+        v = venv.display(),
+        p = PACKAGES.join(" ")
+    );
+    cmd::run(&mut command(
+        "python3",
+        &["-m", "venv", &venv.to_string_lossy()],
+    ))
+    .with_context(|| format!("could not create the venv; create it by hand: {manual}"))?;
+    let mut pip = command(
+        &python.to_string_lossy(),
+        &["-m", "pip", "install", "--quiet"],
+    );
+    pip.args(PACKAGES);
+    cmd::run(&mut pip)
+        .with_context(|| format!("could not install PyTorch; install it by hand: {manual}"))?;
+    std::fs::write(&ready, PACKAGES.join("\n"))
+        .with_context(|| format!("writing {}", ready.display()))?;
+    Ok(python)
+}
+
+/// One run's numbers.
+#[derive(Debug, Default, Clone)]
+struct Samples {
+    items: f64,
+    seconds: Vec<f64>,
+    peak_rss_mib: f64,
+    torch_version: Option<String>,
+}
+
+impl Samples {
+    fn add(&mut self, line: &serde_json::Value) -> Result<()> {
+        self.items = line["items"].as_f64().context("no `items` in the result")?;
+        let seconds = line["seconds"]
+            .as_array()
+            .context("no `seconds` in the result")?;
+        self.seconds
+            .extend(seconds.iter().filter_map(serde_json::Value::as_f64));
+        self.peak_rss_mib = self
+            .peak_rss_mib
+            .max(line["peak_rss_mib"].as_f64().unwrap_or(0.0));
+        if let Some(v) = line["torch"].as_str() {
+            self.torch_version = Some(v.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Items per second at the median iteration.
+    fn rate(&self) -> f64 {
+        let mut s = self.seconds.clone();
+        s.sort_by(f64::total_cmp);
+        match s.get(s.len() / 2) {
+            Some(&median) if median > 0.0 => self.items / median,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Runs `c` and parses the last line of its stdout as JSON.
+fn json_of(c: &mut Command) -> Result<serde_json::Value> {
+    let shown = format!("{c:?}");
+    eprintln!("\x1b[2m$ {shown}\x1b[0m");
+    let out = c
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed ({})", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .last()
+        .context("the workload printed nothing")?;
+    serde_json::from_str(line).with_context(|| format!("not a result line: {line}"))
+}
+
+/// `cargo xtask bench-torch [--rounds N] [--iters N] [--threads N] [--only a,b]`.
+pub fn run(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let root = web::workspace_root()?;
+    let python = venv_python(&root)?;
+    let script = root.join("bench/torch/workloads.py");
+    let threads = options.threads.to_string();
+    let iters = options.iters.to_string();
+    // Built once up front, so that compilation never overlaps a measurement.
+    cmd::run(&mut command(
+        "cargo",
+        &[
+            "bench",
+            "--locked",
+            "-p",
+            "mclr-trainer",
+            "--bench",
+            "workloads",
+            "--no-run",
+        ],
+    ))?;
+    let mut rows = Vec::new();
+    let mut torch_version = None;
+    for (name, unit) in WORKLOADS {
+        if options
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|w| w == name))
+        {
+            continue;
+        }
+        let thp = name.starts_with("expm_") && name != "expm_shared";
+        let (mut ours, mut theirs, mut theirs_thp) =
+            (Samples::default(), Samples::default(), Samples::default());
+        for _ in 0..options.rounds {
+            let torch = |thp: bool| -> Result<serde_json::Value> {
+                let mut c = command(&python.to_string_lossy(), &[]);
+                c.arg(&script)
+                    .args([name, "--iters", &iters, "--threads", &threads]);
+                if thp {
+                    c.env("THP_MEM_ALLOC_ENABLE", "1");
+                }
+                json_of(&mut c)
+            };
+            theirs.add(&torch(false)?)?;
+            let mut c = command(
+                "cargo",
+                &[
+                    "bench",
+                    "--locked",
+                    "--quiet",
+                    "-p",
+                    "mclr-trainer",
+                    "--bench",
+                    "workloads",
+                    "--",
+                    name,
+                    "--iters",
+                    &iters,
+                ],
+            );
+            c.env("RAYON_NUM_THREADS", &threads);
+            ours.add(&json_of(&mut c)?)?;
+            if thp {
+                theirs_thp.add(&torch(true)?)?;
+            }
+        }
+        if name == "expm_shared" {
+            // mclr-shared's CPU expm against the same torch.matrix_exp forward.
+            theirs = rows
+                .iter()
+                .find(|r: &&Row| r.name == "expm_forward")
+                .map(|r| r.torch.clone())
+                .unwrap_or_default();
+            theirs_thp = rows
+                .iter()
+                .find(|r: &&Row| r.name == "expm_forward")
+                .map(|r| r.torch_thp.clone())
+                .unwrap_or_default();
+        }
+        torch_version = torch_version.or_else(|| theirs.torch_version.clone());
+        rows.push(Row {
+            name,
+            unit,
+            mclr: ours,
+            torch: theirs,
+            torch_thp: theirs_thp,
+        });
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    println!(
+        "\nmachine: {cpu}, {} threads; torch {}; {} rounds × {} iterations, medians\n",
+        options.threads,
+        torch_version.as_deref().unwrap_or("?"),
+        options.rounds,
+        options.iters
+    );
+    println!(
+        "| workload | unit | mclr | torch | mclr / torch | torch (THP) | mclr / torch (THP) | peak RSS mclr / torch (MiB) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let (ours, theirs) = (r.mclr.rate(), r.torch.rate());
+        let thp = r.torch_thp.rate();
+        let (thp_rate, thp_ratio) = if thp.is_finite() {
+            (format!("{thp:.1}"), format!("{:.2}×", ours / thp))
+        } else {
+            ("–".to_owned(), "–".to_owned())
+        };
+        println!(
+            "| {} | {} | {ours:.1} | {theirs:.1} | **{:.2}×** | {thp_rate} | {thp_ratio} | {:.0} / {:.0} |",
+            r.name,
+            r.unit,
+            ours / theirs,
+            r.mclr.peak_rss_mib,
+            r.torch.peak_rss_mib
+        );
+    }
+    Ok(())
+}
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    mclr: Samples,
+    torch: Samples,
+    torch_thp: Samples,
+}
