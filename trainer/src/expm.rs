@@ -2,48 +2,77 @@
 //!
 //! The transport operator `T(c) = blockdiag_k expm(Σ_m c_m Ψ[m,k])` (SPEC §2) needs thousands of
 //! n×n exponentials per step, and their gradients with respect to both Ψ and c. candle has no
-//! `matrix_exp`, so this module builds one from candle ops (batched matmul, elementwise ops) and
-//! lets candle's autograd differentiate it.
-//!
-//! It runs the same algorithm as the CPU reference [`mclr_shared::expm`] and the viewer's shader, so
-//! the three agree to rounding:
+//! `matrix_exp`, so this module provides one, in two implementations of the same algorithm as the
+//! CPU reference [`mclr_shared::expm`] and the viewer's shader (so the three agree to rounding):
 //! 1. trace shift `expm(A) = e^μ · expm(A − μI)` with μ = tr(A)/n per matrix;
 //! 2. a plan (Taylor degree, squaring count s) from [`mclr_shared::expm::plan`] on the 1-norm of
-//!    each shifted matrix, read back from the device detached;
+//!    each shifted matrix;
 //! 3. the Taylor polynomial of `(A − μI)/2ˢ`, evaluated by Paterson–Stockmeyer in powers of A⁴;
 //! 4. s squarings, then the scalar factor e^μ.
 //!
-//! To keep the whole batch in lock step (a handful of large batched matmuls instead of one small
-//! program per matrix, which is what makes this fast on a GPU), one Taylor degree serves the batch:
-//! the largest any of its matrices' plans asks for. A higher degree than a matrix's own plan only
-//! shrinks its truncation error further, so this costs nothing in accuracy. The squaring count, on
-//! the other hand, stays **per matrix**: each matrix is scaled by its own 2^-s and joins the
-//! batch's squarings only for its last s steps (a selection, not arithmetic, for the others).
-//! Squaring amplifies the polynomial's rounding error about twofold per step, so giving every
-//! matrix the batch's largest count (what a single plan per batch would do) measurably loses
-//! accuracy: at n = 64 a matrix of 1-norm 0.5 squared five times instead of zero is about 1e-5 off
-//! in f32 instead of 1e-6. The matmul count is the same either way: that of the largest plan.
+//! **On the CPU** ([`expm`]) it is a custom op. The forward pass is [`mclr_shared::expm`] itself,
+//! one matrix per task on rayon's pool, each with its own plan. The backward pass is the adjoint
+//! of exactly those steps, written out: for every matrix it replays the forward recurrences
+//! (powers X, X², X³, X⁴, the Paterson–Stockmeyer partial sums and the squaring chain, all in a
+//! per-thread workspace that stays in cache) and runs them backwards, `d(PQ) = dP·Q + P·dQ`
+//! transposed. Replaying instead of saving keeps memory at one workspace per thread, where saving
+//! the ~10 intermediates of 2·B·K = 8192 matrices of 64×64 would hold about 1.3 GB per step; the
+//! replay costs a third of the backward's products. Nothing is read back from the device.
 //!
-//! Gradients: the plan depends on A only through a detached, piecewise-constant choice, so autograd
-//! differentiates the approximant `e^μ · P(A/2ˢ)^(2ˢ)` exactly. Because the polynomial's truncation
-//! error is below the unit roundoff, that derivative agrees with the true Fréchet derivative of expm
-//! (the block identity `d expm(A)ᵀ[G] = [expm([[Aᵀ, G], [0, Aᵀ]])]₁₂` of SPEC §3) to rounding error;
-//! the tests check both that and central finite differences in f64.
+//! **Elsewhere** (CUDA; and [`expm_composite`] everywhere, kept as the test oracle) it is built
+//! from candle ops and differentiated by candle's autograd. To keep the whole batch in lock step
+//! (a handful of large batched matmuls, which is what a GPU wants), one Taylor degree serves the
+//! batch: the largest any of its matrices' plans asks for. A higher degree than a matrix's own
+//! plan only shrinks its truncation error further. The squaring count stays **per matrix**: each
+//! matrix is scaled by its own 2^-s and joins the batch's squarings only for its last s steps (a
+//! selection, not arithmetic, for the others). Squaring amplifies the polynomial's rounding error
+//! about twofold per step, so giving every matrix the batch's largest count measurably loses
+//! accuracy: at n = 64 a matrix of 1-norm 0.5 squared five times instead of zero is about 1e-5
+//! off in f32 instead of 1e-6. The plan's norms are read back once per call.
+//!
+//! Gradients: the plan depends on A only through a piecewise-constant choice, so both versions
+//! differentiate the approximant `e^μ · P(A/2ˢ)^(2ˢ)` exactly. Because the polynomial's
+//! truncation error is below the unit roundoff, that derivative agrees with the true Fréchet
+//! derivative of expm (the block identity `d expm(A)ᵀ[G] = [expm([[Aᵀ, G], [0, Aᵀ]])]₁₂` of
+//! SPEC §3) to rounding error; the tests check both that and central finite differences in f64.
 
-use candle_core::{DType, Device, Result, Tensor, bail};
-use mclr_shared::expm::plan;
+use std::any::TypeId;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, bail,
+};
+use mclr_shared::expm::{ExpmPlan, norm1, plan};
+use rayon::prelude::*;
+
+use crate::model::matmul::{Element, MatRef, Threads, matmul};
 
 /// Matrix exponential of every n×n matrix in `a`, differentiable with respect to `a`.
 ///
 /// `a` has shape (..., n, n) with any number of leading batch axes (for the transport operator
 /// (B, K, n, n) or (S, B, K, n, n)) and dtype f32 or f64; the result has the same shape and dtype.
-/// Degree and squaring counts come from the trace-shifted 1-norms (see the module documentation),
-/// so this call synchronises with the device once to read those norms back.
+/// On the CPU this is the custom op of the module documentation; elsewhere [`expm_composite`].
 ///
 /// # Errors
 /// If `a` is not a batch of square matrices, is not f32/f64, or holds NaN or infinite values
 /// (the squaring count would be undefined); the message names the argument `a`.
 pub fn expm(a: &Tensor) -> Result<Tensor> {
+    let (rows, n) = check_square_batch(a)?;
+    if !a.device().is_cpu() {
+        return expm_composite(a);
+    }
+    if rows == 0 {
+        return a.zeros_like();
+    }
+    a.contiguous()?.apply_op1(ExpmOp { n })
+}
+
+/// The matrix exponential of [`expm`] built from candle ops and differentiated by candle's
+/// autograd: what runs on devices other than the CPU, and the tests' oracle for the CPU op.
+/// Degree and squaring counts come from the trace-shifted 1-norms, read back from the device once.
+///
+/// # Errors
+/// As [`expm`].
+pub fn expm_composite(a: &Tensor) -> Result<Tensor> {
     let (rows, n) = check_square_batch(a)?;
     if rows == 0 {
         return a.zeros_like();
@@ -186,4 +215,304 @@ impl BatchPlan {
 /// Taylor coefficient 1/j!.
 fn coefficient(j: usize) -> f64 {
     1.0 / (1..=j).map(|k| k as f64).product::<f64>()
+}
+
+/// The CPU forward pass: [`mclr_shared::expm::expm_batch_into`] on n×n matrices.
+struct ExpmOp {
+    n: usize,
+}
+
+/// The CPU backward pass: (A, E = expm(A), G) → Ā, the adjoint of [`ExpmOp`] at A applied to G.
+struct ExpmBackward {
+    n: usize,
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("expm: argument `a` must be contiguous"),
+    }
+}
+
+fn shared_expm<T: mclr_shared::expm::Real>(a: &[T], n: usize) -> Result<Vec<T>> {
+    let mut out = vec![T::ZERO; a.len()];
+    match mclr_shared::expm::expm_batch_into(a, n, &mut out) {
+        Ok(()) => Ok(out),
+        Err(mclr_shared::Error::NonFinite { .. }) => {
+            bail!("expm: argument `a` holds NaN or infinite values")
+        }
+        Err(e) => Err(candle_core::Error::wrap(e)),
+    }
+}
+
+impl CustomOp1 for ExpmOp {
+    fn name(&self) -> &'static str {
+        "mclr-expm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match storage {
+            CpuStorage::F32(a) => CpuStorage::F32(shared_expm(contiguous(a, layout)?, self.n)?),
+            CpuStorage::F64(a) => CpuStorage::F64(shared_expm(contiguous(a, layout)?, self.n)?),
+            _ => bail!("expm: argument `a` must be f32 or f64"),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, a: &Tensor, e: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let grad = a.apply_op3_no_bwd(e, &g.contiguous()?, &ExpmBackward { n: self.n })?;
+        Ok(Some(grad))
+    }
+}
+
+impl CustomOp3 for ExpmBackward {
+    fn name(&self) -> &'static str {
+        "mclr-expm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = self.n;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(e), CpuStorage::F32(g)) => {
+                CpuStorage::F32(adjoint_batch(
+                    contiguous(a, l1)?,
+                    contiguous(e, l2)?,
+                    contiguous(g, l3)?,
+                    n,
+                )?)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(e), CpuStorage::F64(g)) => {
+                CpuStorage::F64(adjoint_batch(
+                    contiguous(a, l1)?,
+                    contiguous(e, l2)?,
+                    contiguous(g, l3)?,
+                    n,
+                )?)
+            }
+            _ => bail!("expm backward: A, E and G must all be f32 or all f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// The plan [`mclr_shared::expm`] uses for a matrix of 1-norm `norm` in precision `T`.
+fn plan_for<T: Element>(norm: f64) -> ExpmPlan {
+    if TypeId::of::<T>() == TypeId::of::<f64>() {
+        plan::<f64>(norm)
+    } else {
+        plan::<f32>(norm)
+    }
+}
+
+/// Per-thread scratch of the backward pass: the replayed forward and the adjoints.
+struct Workspace<T> {
+    /// X, X², X³, X⁴.
+    powers: [Vec<T>; 4],
+    /// Paterson–Stockmeyer partial sums p_0 … p_{q−1}.
+    partial: Vec<Vec<T>>,
+    /// Squaring chain P_0 … P_{s−1}.
+    chain: Vec<Vec<T>>,
+    /// Adjoints of X, X², X³, X⁴.
+    adjoints: [Vec<T>; 4],
+    /// The running adjoint and a product buffer.
+    g: Vec<T>,
+    tmp: Vec<T>,
+}
+
+impl<T: Element> Workspace<T> {
+    fn new(n: usize) -> Self {
+        let z = || vec![T::ZERO; n * n];
+        Self {
+            powers: [z(), z(), z(), z()],
+            partial: Vec::new(),
+            chain: Vec::new(),
+            adjoints: [z(), z(), z(), z()],
+            g: z(),
+            tmp: z(),
+        }
+    }
+}
+
+fn adjoint_batch<T: Element>(a: &[T], e: &[T], g: &[T], n: usize) -> Result<Vec<T>> {
+    let nn = n * n;
+    if nn == 0 || !a.len().is_multiple_of(nn) || e.len() != a.len() || g.len() != a.len() {
+        bail!("expm backward: A, E and G must hold the same whole number of {n}×{n} matrices");
+    }
+    let mut out = vec![T::ZERO; a.len()];
+    out.par_chunks_exact_mut(nn)
+        .zip(a.par_chunks_exact(nn))
+        .zip(e.par_chunks_exact(nn).zip(g.par_chunks_exact(nn)))
+        .try_for_each_init(
+            || Workspace::new(n),
+            |ws, ((out, a), (e, g))| adjoint_one(a, e, g, n, out, ws),
+        )?;
+    Ok(out)
+}
+
+/// Taylor coefficient 1/j! in `T`.
+fn coef<T: Element>(j: usize) -> T {
+    T::from_f64(coefficient(j))
+}
+
+/// `dst (+)= op(a) · op(b)` for n×n row-major matrices, `op` transposing where asked.
+fn mm<T: Element>(
+    dst: &mut [T],
+    a: &[T],
+    a_t: bool,
+    b: &[T],
+    b_t: bool,
+    accumulate: bool,
+    n: usize,
+) -> Result<()> {
+    fn view<T>(m: &[T], n: usize, transpose: bool) -> MatRef<'_, T> {
+        let v = MatRef::row_major(m, n, n);
+        if transpose { v.t() } else { v }
+    }
+    matmul(
+        dst,
+        view(a, n, a_t),
+        view(b, n, b_t),
+        accumulate,
+        Threads::One,
+    )
+}
+
+/// Ā for one matrix: replays the forward pass of [`mclr_shared::expm`] at `a`, then runs it
+/// backwards from G (see the module documentation for the recurrences).
+fn adjoint_one<T: Element>(
+    a: &[T],
+    e: &[T],
+    g: &[T],
+    n: usize,
+    out: &mut [T],
+    ws: &mut Workspace<T>,
+) -> Result<()> {
+    let nn = n * n;
+    // Forward replay: S = A − μI, plan, X = S/2ˢ and its powers.
+    let mu = a.iter().step_by(n + 1).map(|x| x.to_f64()).sum::<f64>() / n as f64;
+    let [x, x2, x3, x4] = &mut ws.powers;
+    for (i, (xi, &ai)) in x.iter_mut().zip(a).enumerate() {
+        *xi = if i % (n + 1) == 0 {
+            T::from_f64(ai.to_f64() - mu)
+        } else {
+            ai
+        };
+    }
+    let as_f64: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+    let ExpmPlan { degree, squarings } = plan_for::<T>(norm1(&as_f64, n));
+    let s = squarings as usize;
+    let scale = T::from_f64(f64::powi(0.5, squarings as i32));
+    for v in x.iter_mut() {
+        *v = *v * scale;
+    }
+    mm(x2, x, false, x, false, false, n)?;
+    mm(x3, x2, false, x, false, false, n)?;
+    mm(x4, x2, false, x2, false, false, n)?;
+    let q = (degree / 4).max(1);
+    ws.partial.resize_with(q, || vec![T::ZERO; nn]);
+    ws.chain
+        .resize_with(s.max(ws.chain.len()), || vec![T::ZERO; nn]);
+    // p_{q−1} = c_{4q} X⁴ + B_{q−1}; p_i = X⁴ p_{i+1} + B_i, B_i = Σ_{r<4} c_{4i+r} Xʳ.
+    let add_chunk = |dst: &mut [T], i: usize, x: &[T], x2: &[T], x3: &[T]| {
+        let (c0, c1, c2, c3) = (
+            coef::<T>(4 * i),
+            coef::<T>(4 * i + 1),
+            coef::<T>(4 * i + 2),
+            coef::<T>(4 * i + 3),
+        );
+        for (idx, d) in dst.iter_mut().enumerate() {
+            let diag = if idx % (n + 1) == 0 { c0 } else { T::ZERO };
+            *d += diag + c1 * x[idx] + c2 * x2[idx] + c3 * x3[idx];
+        }
+    };
+    {
+        let top = coef::<T>(4 * q);
+        let last = &mut ws.partial[q - 1];
+        for (d, &v) in last.iter_mut().zip(x4.iter()) {
+            *d = top * v;
+        }
+        add_chunk(last, q - 1, x, x2, x3);
+    }
+    for i in (0..q - 1).rev() {
+        let (lo, hi) = ws.partial.split_at_mut(i + 1);
+        mm(&mut lo[i], x4, false, &hi[0], false, false, n)?;
+        add_chunk(&mut lo[i], i, x, x2, x3);
+    }
+    for j in 0..s {
+        if j == 0 {
+            ws.chain[0].copy_from_slice(&ws.partial[0]);
+        } else {
+            let (lo, hi) = ws.chain.split_at_mut(j);
+            mm(&mut hi[0], &lo[j - 1], false, &lo[j - 1], false, false, n)?;
+        }
+    }
+
+    // Backward. E = e^μ P_s: dL/dμ (direct) = Σ G ⊙ E, and Ḡ = e^μ G.
+    let dmu_direct: f64 = g.iter().zip(e).map(|(g, e)| g.to_f64() * e.to_f64()).sum();
+    let factor = mu.exp();
+    for (d, &v) in ws.g.iter_mut().zip(g) {
+        *d = T::from_f64(v.to_f64() * factor);
+    }
+    // Squarings P_{j+1} = P_j²: Ḡ ← Ḡ P_jᵀ + P_jᵀ Ḡ.
+    for j in (0..s).rev() {
+        let p = &ws.chain[j];
+        mm(&mut ws.tmp, &ws.g, false, p, true, false, n)?;
+        mm(&mut ws.tmp, p, true, &ws.g, false, true, n)?;
+        std::mem::swap(&mut ws.g, &mut ws.tmp);
+    }
+    // Paterson–Stockmeyer backwards from p_0.
+    let [xb, x2b, x3b, x4b] = &mut ws.adjoints;
+    for v in [&mut *xb, &mut *x2b, &mut *x3b, &mut *x4b] {
+        v.fill(T::ZERO);
+    }
+    let add_chunk_adjoint = |i: usize, gbar: &[T], xb: &mut [T], x2b: &mut [T], x3b: &mut [T]| {
+        let (c1, c2, c3) = (
+            coef::<T>(4 * i + 1),
+            coef::<T>(4 * i + 2),
+            coef::<T>(4 * i + 3),
+        );
+        for (((&gv, a1), a2), a3) in gbar
+            .iter()
+            .zip(xb.iter_mut())
+            .zip(x2b.iter_mut())
+            .zip(x3b.iter_mut())
+        {
+            *a1 += c1 * gv;
+            *a2 += c2 * gv;
+            *a3 += c3 * gv;
+        }
+    };
+    for i in 0..q - 1 {
+        add_chunk_adjoint(i, &ws.g, xb, x2b, x3b);
+        mm(x4b, &ws.g, false, &ws.partial[i + 1], true, true, n)?;
+        mm(&mut ws.tmp, x4, true, &ws.g, false, false, n)?;
+        std::mem::swap(&mut ws.g, &mut ws.tmp);
+    }
+    add_chunk_adjoint(q - 1, &ws.g, xb, x2b, x3b);
+    let top = coef::<T>(4 * q);
+    for (d, &v) in x4b.iter_mut().zip(&ws.g) {
+        *d += top * v;
+    }
+    // X⁴ = X²X², X³ = X²X, X² = XX.
+    mm(x2b, x4b, false, x2, true, true, n)?;
+    mm(x2b, x2, true, x4b, false, true, n)?;
+    mm(x2b, x3b, false, x, true, true, n)?;
+    mm(xb, x2, true, x3b, false, true, n)?;
+    mm(xb, x2b, false, x, true, true, n)?;
+    mm(xb, x, true, x2b, false, true, n)?;
+    // S̄ = X̄/2ˢ; Ā = S̄ + (dL/dμ − tr S̄)/n · I.
+    let trace: f64 = xb.iter().step_by(n + 1).map(|v| v.to_f64()).sum::<f64>() * scale.to_f64();
+    let diag = T::from_f64((dmu_direct - trace) / n as f64);
+    for (i, (o, &v)) in out.iter_mut().zip(xb.iter()).enumerate() {
+        *o = v * scale + if i % (n + 1) == 0 { diag } else { T::ZERO };
+    }
+    Ok(())
 }
