@@ -211,6 +211,18 @@ def workload(name):
                 pass
 
         return n, run
+    if name.startswith("conv"):
+        width = int(name[4:])
+        px = 32 * 64 // width
+        x = torch.randn(BATCH, width, px, px, generator=g, requires_grad=True)
+        conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+
+        def run():
+            x.grad = None
+            conv.weight.grad = None
+            conv(x).sum().backward()
+
+        return BATCH, run
     raise SystemExit(f"unknown workload {name}")
 
 

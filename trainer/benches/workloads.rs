@@ -12,6 +12,7 @@
 //! | `expm_backward` | the same, forward + backward |
 //! | `expm_shared` | `mclr-shared`'s CPU expm of the same batch |
 //! | `augment` | two-view CIFAR-10 augmentation of 512 images |
+//! | `conv{64,128,256,512}` | one 3×3 convolution of ResNet-18's stage with that width (32, 16, 8, 4 px), forward + both gradients, batch 64 |
 //!
 //! `cargo bench -p mclr-trainer --bench workloads -- NAME [--iters N] [--warmup N]` prints one JSON
 //! line: the workload, the items (images, pairs or matrices) per iteration, and each timed
@@ -262,6 +263,20 @@ fn workload(name: &str) -> Result<Workload> {
                 run: Box::new(move || {
                     epoch += 1;
                     black_box(loader.batch(epoch, &order));
+                    Ok(())
+                }),
+            }
+        }
+        "conv64" | "conv128" | "conv256" | "conv512" => {
+            let width: usize = name.trim_start_matches("conv").parse()?;
+            let px = 32 * 64 / width;
+            let x = Var::from_tensor(&normal(&[BATCH, width, px, px], 1.0, 8)?)?;
+            let w = Var::from_tensor(&normal(&[width, width, 3, 3], 0.05, 9)?)?;
+            Workload {
+                items: BATCH,
+                run: Box::new(move || {
+                    let y = mclr_trainer::model::conv::conv2d(x.as_tensor(), w.as_tensor(), 1, 1)?;
+                    black_box(y.sum_all()?.backward()?);
                     Ok(())
                 }),
             }

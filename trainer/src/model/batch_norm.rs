@@ -191,6 +191,65 @@ impl ModuleT for BatchNorm {
     }
 }
 
+/// The gradient reaching the normalisation: `dy`, or 0 where the ReLU after it was closed.
+fn masked<T: Element>(dy: T, y: T, relu: bool) -> T {
+    if relu && y.to_f64() <= 0.0 {
+        T::ZERO
+    } else {
+        dy
+    }
+}
+
+/// Σ f(v) over a slice with eight partial sums in T, so the loop vectorises; the total in f64.
+fn lane_sum<T: Element>(v: &[T], f: impl Fn(T) -> T) -> f64 {
+    let mut lanes = [T::ZERO; 8];
+    let mut chunks = v.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l += f(x);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f(x).to_f64()).sum();
+    lanes.iter().map(|l| l.to_f64()).sum::<f64>() + tail
+}
+
+/// [`lane_sum`] of f(a_i, b_i) over two slices of equal length.
+fn lane_sum_zip<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
+    let mut lanes = [T::ZERO; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += f(x, y);
+        }
+    }
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y).to_f64())
+        .sum();
+    lanes.iter().map(|l| l.to_f64()).sum::<f64>() + tail
+}
+
+/// [`lane_sum`] of f(a_i, b_i, c_i) over three slices of equal length.
+fn lane_sum_zip3<T: Element>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> f64 {
+    let mut lanes = [T::ZERO; 8];
+    let (mut ca, mut cb, mut cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    for ((x, y), z) in (&mut ca).zip(&mut cb).zip(&mut cc) {
+        for (((l, &x), &y), &z) in lanes.iter_mut().zip(x).zip(y).zip(z) {
+            *l += f(x, y, z);
+        }
+    }
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .zip(cc.remainder())
+        .map(|((&x, &y), &z)| f(x, y, z).to_f64())
+        .sum();
+    lanes.iter().map(|l| l.to_f64()).sum::<f64>() + tail
+}
+
 /// x → x·scale + shift per channel (dimension 1), then ReLU if `relu`: batch norm in evaluation
 /// mode with its statistics folded in. Inference only (no backward).
 struct ChannelAffine {
@@ -301,21 +360,21 @@ impl BatchNormTrain {
             bail!("batch norm: γ and β must have {c} values");
         }
         let n = (b * s) as f64;
-        // Two passes per channel in f64: the mean, then the centred sum of squares.
+        // Two passes per channel: the mean, then the centred sum of squares; partial sums per
+        // plane in T (vectorised), accumulated across planes in f64.
         let stats: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let plane = |i: usize| &x[(i * c + ch) * s..][..s];
-                let sum: f64 = (0..b)
-                    .map(|i| plane(i).iter().map(|v| v.to_f64()).sum::<f64>())
-                    .sum();
+                let sum: f64 = (0..b).map(|i| lane_sum(plane(i), |v| v)).sum();
                 let mean = sum / n;
+                let m = T::from_f64(mean);
                 let ss: f64 = (0..b)
                     .map(|i| {
-                        plane(i)
-                            .iter()
-                            .map(|v| (v.to_f64() - mean).powi(2))
-                            .sum::<f64>()
+                        lane_sum(plane(i), |v| {
+                            let d = v - m;
+                            d * d
+                        })
                     })
                     .sum();
                 (mean, ss / n)
@@ -443,52 +502,52 @@ impl BatchNormGrad {
             bail!("batch norm backward: shapes differ from the forward pass");
         }
         let relu = self.relu;
-        // The gradient reaching the normalisation: dy where the ReLU passed it.
-        let upstream = |dy: T, y: T| -> f64 {
-            if relu && y.to_f64() <= 0.0 {
-                0.0
-            } else {
-                dy.to_f64()
-            }
-        };
         let plane = |v: &'_ [T], i: usize, ch: usize| -> std::ops::Range<usize> {
             let start = (i * c + ch) * s;
             debug_assert!(start + s <= v.len());
             start..start + s
         };
-        // dβ = Σ g and dγ = Σ g·x̂ per channel, in f64.
+        // dβ = Σ g and dγ = Σ g·x̂ = σ⁻¹(Σ g·x − mean·Σ g) per channel: partial sums per plane
+        // in T (vectorised), accumulated across planes in f64.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mean, inv_std) = (saved.mean[ch], saved.inv_std[ch]);
-                let (mut db, mut dg) = (0.0, 0.0);
+                let (mut sum_g, mut sum_gx) = (0.0, 0.0);
                 for i in 0..b {
                     let r = plane(x, i, ch);
-                    for ((&x, &dy), &y) in x[r.clone()].iter().zip(&dy[r.clone()]).zip(&y[r]) {
-                        let g = upstream(dy, y);
-                        db += g;
-                        dg += g * (x.to_f64() - mean) * inv_std;
-                    }
+                    let (x, dy, y) = (&x[r.clone()], &dy[r.clone()], &y[r]);
+                    sum_g += lane_sum_zip(dy, y, |dy, y| masked(dy, y, relu));
+                    sum_gx += lane_sum_zip3(x, dy, y, |x, dy, y| masked(dy, y, relu) * x);
                 }
-                (dg, db)
+                let dg = saved.inv_std[ch] * (sum_gx - saved.mean[ch] * sum_g);
+                (dg, sum_g)
             })
             .collect();
-        // dx = γ·σ⁻¹/N · (N·g − dβ − x̂·dγ).
+        // dx = γσ⁻¹/N · (N·g − dβ − x̂·dγ) = a·g + b + c·x per channel.
         let n = (b * s) as f64;
+        let coefficients: Vec<(T, T, T)> = (0..c)
+            .map(|ch| {
+                let (mean, inv_std) = (saved.mean[ch], saved.inv_std[ch]);
+                let (dg, db) = sums[ch];
+                let k = saved.gamma[ch] * inv_std / n;
+                (
+                    T::from_f64(k * n),
+                    T::from_f64(-k * db + k * dg * mean * inv_std),
+                    T::from_f64(-k * dg * inv_std),
+                )
+            })
+            .collect();
         let mut out = vec![T::ZERO; x.len() + 2 * c];
         let (dx, rest) = out.split_at_mut(x.len());
         dx.par_chunks_mut(c * s).enumerate().for_each(|(i, dx)| {
             for (ch, dx) in dx.chunks_exact_mut(s).enumerate() {
-                let (mean, inv_std) = (saved.mean[ch], saved.inv_std[ch]);
-                let (dg, db) = sums[ch];
-                let k = saved.gamma[ch] * inv_std / n;
+                let (a, b, cx) = coefficients[ch];
                 let r = plane(x, i, ch);
                 for (d, ((&x, &dy), &y)) in dx
                     .iter_mut()
                     .zip(x[r.clone()].iter().zip(&dy[r.clone()]).zip(&y[r]))
                 {
-                    let xhat = (x.to_f64() - mean) * inv_std;
-                    *d = T::from_f64(k * (n * upstream(dy, y) - db - xhat * dg));
+                    *d = a * masked(dy, y, relu) + b + cx * x;
                 }
             }
         });

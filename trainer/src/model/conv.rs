@@ -191,6 +191,56 @@ impl Geometry {
         }
     }
 
+    /// im2row: the transpose of [`Self::im2col`], written directly: `rows` is a row-major
+    /// (images·Ho·Wo, C·kh·kw) matrix with one row per output pixel. The weight gradient reads it
+    /// this way because its product then packs both operands from contiguous memory.
+    fn im2row<T: Element>(&self, x: &[T], images: usize, rows: &mut [T]) {
+        let (patch, pixels) = (self.patch(), self.pixels());
+        let plane = self.height * self.width;
+        let (kh, kw) = (self.kernel_h, self.kernel_w);
+        let row_len = self.out_w * patch;
+        // One image row of output pixels at a time: for each (c, ky) the kernel row reads one
+        // input line, kx over a contiguous run of it.
+        for (r, out_line) in rows
+            .chunks_exact_mut(row_len)
+            .take(images * self.out_h)
+            .enumerate()
+        {
+            let (i, oy) = (r / self.out_h, r % self.out_h);
+            let image = &x[i * self.image()..][..self.image()];
+            for c in 0..self.channels {
+                let src = &image[c * plane..][..plane];
+                for ky in 0..kh {
+                    let offset = (c * kh + ky) * kw;
+                    let line = (oy * self.stride + ky)
+                        .checked_sub(self.padding)
+                        .filter(|&iy| iy < self.height)
+                        .map(|iy| &src[iy * self.width..][..self.width]);
+                    for (ox, pixel) in out_line.chunks_exact_mut(patch).enumerate() {
+                        let dst = &mut pixel[offset..offset + kw];
+                        let Some(line) = line else {
+                            dst.fill(T::ZERO);
+                            continue;
+                        };
+                        // Input columns ox·s − p + kx for kx < kw, clipped to the line.
+                        let start = ox * self.stride;
+                        let lo = self.padding.saturating_sub(start).min(kw);
+                        let hi = (self.width + self.padding)
+                            .saturating_sub(start)
+                            .clamp(lo, kw);
+                        dst[..lo].fill(T::ZERO);
+                        dst[hi..].fill(T::ZERO);
+                        if hi > lo {
+                            let first = start + lo - self.padding;
+                            dst[lo..hi].copy_from_slice(&line[first..first + hi - lo]);
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(rows.len(), images * pixels * patch);
+    }
+
     /// col2im: adds every column of `col` (as laid out by [`Self::im2col`]) back onto the input
     /// pixels it was read from, in `dx` (`images` images, zeroed by the caller).
     fn col2im<T: Element>(&self, col: &[T], images: usize, dx: &mut [T]) {
@@ -248,6 +298,25 @@ fn gather<T: Element>(dy: &[T], images: usize, channels: usize, pixels: usize, g
     for (i, img) in dy.chunks_exact(channels * pixels).take(images).enumerate() {
         for (o, src) in img.chunks_exact(pixels).enumerate() {
             g[o * row_len + i * pixels..][..pixels].copy_from_slice(src);
+        }
+    }
+}
+
+/// Copies `images` images of `dy` (images, O, P) into `g`, a row-major (images·P, O) matrix: one
+/// row per output pixel, as the weight gradient's product wants it.
+fn gather_transposed<T: Element>(
+    dy: &[T],
+    images: usize,
+    channels: usize,
+    pixels: usize,
+    g: &mut [T],
+) {
+    for (i, img) in dy.chunks_exact(channels * pixels).take(images).enumerate() {
+        let rows = &mut g[i * pixels * channels..][..pixels * channels];
+        for (o, src) in img.chunks_exact(pixels).enumerate() {
+            for (p, &v) in src.iter().enumerate() {
+                rows[p * channels + o] = v;
+            }
         }
     }
 }
@@ -390,20 +459,17 @@ impl Geometry {
             let x = &x[first * self.image()..][..images * self.image()];
             let dy = &dy[first * o * p..][..images * o * p];
             let mut dw = vec![T::ZERO; o * patch];
-            T::with_scratch(|col_buf, g_buf| {
-                let col = sized(col_buf, patch * images * p);
-                self.im2col(x, images, col);
-                let g = if images == 1 {
-                    dy
-                } else {
-                    let g = sized(g_buf, o * images * p);
-                    gather(dy, images, o, p, g);
-                    &*g
-                };
+            // dW = gᵀ·rows with g (images·P, O) and rows (images·P, C·kh·kw): both operands have
+            // the summed-over pixels as their slow axis, which is how the product packs fastest.
+            T::with_scratch(|rows_buf, g_buf| {
+                let rows = sized(rows_buf, images * p * patch);
+                self.im2row(x, images, rows);
+                let g = sized(g_buf, images * p * o);
+                gather_transposed(dy, images, o, p, g);
                 matmul(
                     &mut dw,
-                    MatRef::row_major(g, o, images * p),
-                    MatRef::row_major(&*col, patch, images * p).t(),
+                    MatRef::row_major(&*g, images * p, o).t(),
+                    MatRef::row_major(&*rows, images * p, patch),
                     false,
                     threads,
                 )

@@ -8,6 +8,7 @@ pub mod init;
 pub mod matmul;
 pub mod operators;
 pub mod projection;
+pub mod residual;
 pub mod resnet;
 pub mod ssl;
 

@@ -21,6 +21,7 @@ use candle_nn::{Init, ModuleT, VarBuilder};
 use super::Kernels;
 use super::batch_norm::BatchNorm;
 use super::conv::conv2d;
+use super::residual::add_relu;
 
 /// Prefix of every backbone variable in the [`candle_nn::VarMap`] (the optimiser's parameter group
 /// "backbone").
@@ -171,6 +172,7 @@ fn conv(
 /// 1×1 conv + BatchNorm when the block changes the stride or the width.
 #[derive(Debug, Clone)]
 pub struct BasicBlock {
+    kernels: Kernels,
     conv1: Conv,
     bn1: BatchNorm,
     conv2: Conv,
@@ -202,6 +204,7 @@ impl BasicBlock {
             None
         };
         Ok(Self {
+            kernels: Kernels::default(),
             conv1: conv(in_channels, out_channels, 3, stride, 1, &vb.pp("conv1"))?,
             bn1: BatchNorm::new(out_channels, vb.pp("bn1"))?,
             conv2: conv(out_channels, out_channels, 3, 1, 1, &vb.pp("conv2"))?,
@@ -212,6 +215,7 @@ impl BasicBlock {
 
     /// Chooses the layers' CPU implementation (see [`Kernels`]).
     pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
         for conv in [&mut self.conv1, &mut self.conv2] {
             conv.kernels = kernels;
         }
@@ -245,7 +249,10 @@ impl ModuleT for BasicBlock {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (h + shortcut)?.relu()
+        match self.kernels {
+            Kernels::Fast => add_relu(&h, &shortcut),
+            Kernels::Reference => (h + shortcut)?.relu(),
+        }
     }
 }
 

@@ -354,3 +354,28 @@ fn inference_features_equal_evaluation_mode_features_and_record_no_graph() {
         );
     }
 }
+
+#[test]
+fn fused_residual_add_relu_matches_candle_in_values_and_gradients() {
+    use mclr_trainer::model::residual::add_relu;
+    let a = Var::from_tensor(&tensor(&[3, 4, 5, 7], 41, DType::F32)).unwrap();
+    let b = Var::from_tensor(&tensor(&[3, 4, 5, 7], 42, DType::F32)).unwrap();
+    let r = tensor(&[3, 4, 5, 7], 43, DType::F32);
+    let run = |f: &dyn Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>| {
+        let y = f(a.as_tensor(), b.as_tensor()).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            y,
+            grads.get(&a).unwrap().clone(),
+            grads.get(&b).unwrap().clone(),
+        )
+    };
+    let fused = run(&|a, b| add_relu(a, b));
+    let reference = run(&|a, b| (a + b)?.relu());
+    assert_eq!(flat(&fused.0), flat(&reference.0));
+    assert_eq!(flat(&fused.1), flat(&reference.1));
+    assert_eq!(flat(&fused.2), flat(&reference.2));
+    assert!(flat(&fused.0).iter().any(|v| *v == 0.0) && flat(&fused.0).iter().any(|v| *v > 0.0));
+    let err = add_relu(a.as_tensor(), &tensor(&[3, 4, 5, 6], 1, DType::F32)).unwrap_err();
+    assert!(err.to_string().contains("shapes differ"), "{err}");
+}
