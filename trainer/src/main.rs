@@ -69,8 +69,9 @@ struct EvalArgs {
     /// Also show these earlier results (results.json files) as columns of results.md.
     #[arg(long, value_name = "RESULTS.json")]
     compare: Vec<PathBuf>,
+    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Read the dataset from here instead of the run config's `data.dir`.
     #[arg(long)]
@@ -90,8 +91,9 @@ struct ExportArgs {
     /// Export only the first N images of the split (at least 2).
     #[arg(long, value_name = "N")]
     max: Option<usize>,
+    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Thumbnail side in pixels.
     #[arg(long, default_value_t = 32)]
@@ -129,8 +131,9 @@ struct TrainArgs {
     /// Continue the run in --run-dir from its latest checkpoint.
     #[arg(long, requires = "run_dir")]
     resume: bool,
+    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Stop after this many epochs in total (checkpointed; resume later with --resume).
     #[arg(long)]

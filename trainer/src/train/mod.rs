@@ -55,21 +55,45 @@ pub struct TrainSummary {
     pub run_dir: PathBuf,
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N`. CUDA needs a build with the `cuda` feature; without it the
-/// error says so.
+/// Parses `auto` ([`auto_device`]), `cpu`, `cuda` or `cuda:N`, and logs the device chosen. CUDA
+/// needs a build with the `cuda` feature; without it the error says so.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let invalid = || Error::InvalidSetting {
         setting: "--device",
-        expected: "cpu, cuda or cuda:N".into(),
+        expected: "auto, cpu, cuda or cuda:N".into(),
         found: spec.to_owned(),
     };
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::new_cuda(0)?),
+    let device = match spec {
+        "auto" => auto_device(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)?,
         other => {
             let ordinal = other.strip_prefix("cuda:").ok_or_else(invalid)?;
-            Ok(Device::new_cuda(ordinal.parse().map_err(|_| invalid())?)?)
+            Device::new_cuda(ordinal.parse().map_err(|_| invalid())?)?
         }
+    };
+    tracing::info!(device = describe_device(&device), "--device {spec}");
+    Ok(device)
+}
+
+/// The first CUDA device when this build has CUDA and one is present, else the CPU: what
+/// `--device auto` (the default) picks.
+pub fn auto_device() -> Device {
+    if candle_core::utils::cuda_is_available() {
+        match Device::new_cuda(0) {
+            Ok(device) => return device,
+            Err(e) => tracing::warn!("CUDA is compiled in but device 0 is unusable ({e}); using the CPU"),
+        }
+    }
+    Device::Cpu
+}
+
+/// "cpu" or "cuda:N", for logs.
+pub fn describe_device(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 
