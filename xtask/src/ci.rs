@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest, ending with the test
-//! runs and one closing count over all of them. `.ci/run` calls exactly this.
+//! runs and one closing count over all of them. `.ci/run` calls exactly this. Besides the tests it
+//! compiles the CUDA build (`cargo xtask cuda-check`).
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use mclr_tests::chromium;
 
 use crate::cmd::{self, TestTally, command};
+use crate::cuda;
 use crate::demo;
 use crate::setup::{self, WASM_TARGET};
 use crate::web;
@@ -78,6 +80,8 @@ pub fn run(args: &[String]) -> Result<()> {
     ])?;
     // The browser end-to-end test loads this build.
     web::build(false)?;
+    // The GPU build, compiled without a GPU; cached outside the checkout (see `cuda`).
+    cuda::check(&[])?;
 
     // The one-command demo, smoke-sized, end to end; the browser test then opens its bundle. Its
     // `mclr` is the binary the test build makes anyway (the trainer's CLI tests run it), so the

@@ -9,6 +9,7 @@
 mod bench_torch;
 mod ci;
 mod cmd;
+mod cuda;
 mod demo;
 mod serve;
 mod setup;
@@ -23,9 +24,12 @@ usage: cargo xtask <verb>
 
 verbs:
   ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, the site,
+          the CUDA build (cuda-check),
           `demo --smoke`, tests (native, browser end-to-end, GPU shaders in the browser)
   web     build the site into www/dist (--dev: debug build, no wasm-opt)
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
+  cuda-check  compile the trainer with `cuda` and `cudnn` without a GPU (NVIDIA's compiler
+          wheels and the build cached in ~/.cache/mclr/cuda)
   gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
   bench-torch  mclr and PyTorch side by side on the same workloads (installs torch into a venv
@@ -58,6 +62,7 @@ fn dispatch() -> Result<()> {
         "web" => web::run(rest),
         "serve" => serve::run(rest),
         "gpu-browser" => ci::gpu_browser(rest),
+        "cuda-check" => cuda::check(rest),
         "demo" => demo::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
