@@ -8,6 +8,7 @@
 //! | `head_step` | the ManifoldCLR head of `cifar10-manifoldclr` (d 512, M 16, 8 blocks of 64) on features of 64 pairs: encoder, prior, sampling, transport, losses, backward, AdamW |
 //! | `manifoldclr_step` | a full `cifar10-manifoldclr` step on 64 pairs |
 //! | `simclr_step` | a full `cifar10-simclr` step on 64 pairs |
+//! | `demo_step` | a full step of the CPU-sized `demo` config (width 8) on 64 pairs |
 //! | `expm_forward` | the trainer's expm of 8192 64×64 f32 matrices |
 //! | `expm_backward` | the same, forward + backward |
 //! | `expm_shared` | `mclr-shared`'s CPU expm of the same batch |
@@ -206,6 +207,7 @@ fn workload(name: &str) -> Result<Workload> {
         }
         "manifoldclr_step" => full_step("cifar10-manifoldclr")?,
         "simclr_step" => full_step("cifar10-simclr")?,
+        "demo_step" => full_step("demo")?,
         "expm_forward" | "expm_backward" => {
             let backward = name == "expm_backward";
             let a = Var::from_tensor(&normal(&[EXPM_MATRICES, EXPM_N, EXPM_N], 0.05, 5)?)?;

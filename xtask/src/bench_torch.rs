@@ -20,7 +20,7 @@ use crate::cmd::{self, command};
 use crate::web;
 
 /// What one workload measures, in the order of the table.
-const WORKLOADS: [(&str, &str); 9] = [
+const WORKLOADS: [(&str, &str); 13] = [
     ("train_step", "img/s"),
     ("eval_forward", "img/s"),
     ("head_step", "pairs/s"),
@@ -30,6 +30,10 @@ const WORKLOADS: [(&str, &str); 9] = [
     ("expm_backward", "mat/s"),
     ("expm_shared", "mat/s"),
     ("augment", "pairs/s"),
+    ("conv64", "img/s"),
+    ("conv128", "img/s"),
+    ("conv256", "img/s"),
+    ("conv512", "img/s"),
 ];
 
 /// Python packages the comparison needs.
@@ -139,7 +143,11 @@ impl Samples {
 
 /// Runs `c` and parses the last line of its stdout as JSON.
 fn json_of(c: &mut Command) -> Result<serde_json::Value> {
-    let shown = format!("{c:?}");
+    let shown = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     eprintln!("\x1b[2m$ {shown}\x1b[0m");
     let out = c
         .stderr(std::process::Stdio::inherit())
@@ -187,7 +195,10 @@ pub fn run(args: &[String]) -> Result<()> {
         {
             continue;
         }
-        let thp = name.starts_with("expm_") && name != "expm_shared";
+        // mclr-shared's CPU expm is compared with the same torch.matrix_exp forward as the
+        // trainer's (`expm_forward`), so torch does not run again for it.
+        let shared = name == "expm_shared";
+        let thp = name.starts_with("expm_") && !shared;
         let (mut ours, mut theirs, mut theirs_thp) =
             (Samples::default(), Samples::default(), Samples::default());
         for _ in 0..options.rounds {
@@ -200,7 +211,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 }
                 json_of(&mut c)
             };
-            theirs.add(&torch(false)?)?;
+            if !shared {
+                theirs.add(&torch(false)?)?;
+            }
             let mut c = command(
                 "cargo",
                 &[
@@ -223,8 +236,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 theirs_thp.add(&torch(true)?)?;
             }
         }
-        if name == "expm_shared" {
-            // mclr-shared's CPU expm against the same torch.matrix_exp forward.
+        if shared {
             theirs = rows
                 .iter()
                 .find(|r: &&Row| r.name == "expm_forward")
@@ -237,13 +249,16 @@ pub fn run(args: &[String]) -> Result<()> {
                 .unwrap_or_default();
         }
         torch_version = torch_version.or_else(|| theirs.torch_version.clone());
-        rows.push(Row {
+        let row = Row {
             name,
             unit,
             mclr: ours,
             torch: theirs,
             torch_thp: theirs_thp,
-        });
+        };
+        // Each row as soon as it is measured, so a failure later keeps what was done.
+        eprintln!("{}", row.markdown());
+        rows.push(row);
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -266,21 +281,7 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
-        let (ours, theirs) = (r.mclr.rate(), r.torch.rate());
-        let thp = r.torch_thp.rate();
-        let (thp_rate, thp_ratio) = if thp.is_finite() {
-            (format!("{thp:.1}"), format!("{:.2}×", ours / thp))
-        } else {
-            ("–".to_owned(), "–".to_owned())
-        };
-        println!(
-            "| {} | {} | {ours:.1} | {theirs:.1} | **{:.2}×** | {thp_rate} | {thp_ratio} | {:.0} / {:.0} |",
-            r.name,
-            r.unit,
-            ours / theirs,
-            r.mclr.peak_rss_mib,
-            r.torch.peak_rss_mib
-        );
+        println!("{}", r.markdown());
     }
     Ok(())
 }
@@ -291,4 +292,25 @@ struct Row {
     mclr: Samples,
     torch: Samples,
     torch_thp: Samples,
+}
+
+impl Row {
+    /// The row of the results table.
+    fn markdown(&self) -> String {
+        let (ours, theirs) = (self.mclr.rate(), self.torch.rate());
+        let thp = self.torch_thp.rate();
+        let (thp_rate, thp_ratio) = if thp.is_finite() {
+            (format!("{thp:.1}"), format!("{:.2}×", ours / thp))
+        } else {
+            ("–".to_owned(), "–".to_owned())
+        };
+        format!(
+            "| {} | {} | {ours:.1} | {theirs:.1} | **{:.2}×** | {thp_rate} | {thp_ratio} | {:.0} / {:.0} |",
+            self.name,
+            self.unit,
+            ours / theirs,
+            self.mclr.peak_rss_mib,
+            self.torch.peak_rss_mib
+        )
+    }
 }
