@@ -10,9 +10,11 @@
 //! 3. the Taylor polynomial of `(A − μI)/2ˢ`, evaluated by Paterson–Stockmeyer in powers of A⁴;
 //! 4. s squarings, then the scalar factor e^μ.
 //!
-//! **On the CPU** ([`expm`]) it is a custom op. The forward pass is [`mclr_shared::expm`] itself,
-//! one matrix per task on rayon's pool, each with its own plan. The backward pass is the adjoint
-//! of exactly those steps, written out: for every matrix it replays the forward recurrences
+//! **On the CPU** ([`expm`]) it is a custom op. The forward pass is [`mclr_shared::expm`]'s
+//! algorithm step for step, one matrix per task on rayon's pool, each with its own plan, with the
+//! matrix products on the `gemm` crate (SIMD-dispatched at run time; the shared crate's portable
+//! loops are for the browser). The backward pass is the adjoint of exactly those steps, written
+//! out: for every matrix it replays the forward recurrences
 //! (powers X, X², X³, X⁴, the Paterson–Stockmeyer partial sums and the squaring chain, all in a
 //! per-thread workspace that stays in cache) and runs them backwards, `d(PQ) = dP·Q + P·dQ`
 //! transposed. Replaying instead of saving keeps memory at one workspace per thread, where saving
@@ -217,7 +219,8 @@ fn coefficient(j: usize) -> f64 {
     1.0 / (1..=j).map(|k| k as f64).product::<f64>()
 }
 
-/// The CPU forward pass: [`mclr_shared::expm::expm_batch_into`] on n×n matrices.
+/// The CPU forward pass: [`mclr_shared::expm`]'s algorithm on n×n matrices, with the products on
+/// the `gemm` crate (the backward pass replays exactly these steps).
 struct ExpmOp {
     n: usize,
 }
@@ -234,15 +237,20 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     }
 }
 
-fn shared_expm<T: mclr_shared::expm::Real>(a: &[T], n: usize) -> Result<Vec<T>> {
-    let mut out = vec![T::ZERO; a.len()];
-    match mclr_shared::expm::expm_batch_into(a, n, &mut out) {
-        Ok(()) => Ok(out),
-        Err(mclr_shared::Error::NonFinite { .. }) => {
-            bail!("expm: argument `a` holds NaN or infinite values")
-        }
-        Err(e) => Err(candle_core::Error::wrap(e)),
+/// expm of every n×n matrix of `a`, one matrix per task on rayon's pool.
+fn forward_batch<T: Element>(a: &[T], n: usize) -> Result<Vec<T>> {
+    let nn = n * n;
+    if nn == 0 || !a.len().is_multiple_of(nn) {
+        bail!("expm: argument `a` must hold whole {n}×{n} matrices");
     }
+    let mut out = vec![T::ZERO; a.len()];
+    out.par_chunks_exact_mut(nn)
+        .zip(a.par_chunks_exact(nn))
+        .try_for_each_init(
+            || Workspace::new(n),
+            |ws, (out, a)| forward_one(a, n, out, ws),
+        )?;
+    Ok(out)
 }
 
 impl CustomOp1 for ExpmOp {
@@ -252,8 +260,8 @@ impl CustomOp1 for ExpmOp {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match storage {
-            CpuStorage::F32(a) => CpuStorage::F32(shared_expm(contiguous(a, layout)?, self.n)?),
-            CpuStorage::F64(a) => CpuStorage::F64(shared_expm(contiguous(a, layout)?, self.n)?),
+            CpuStorage::F32(a) => CpuStorage::F32(forward_batch(contiguous(a, layout)?, self.n)?),
+            CpuStorage::F64(a) => CpuStorage::F64(forward_batch(contiguous(a, layout)?, self.n)?),
             _ => bail!("expm: argument `a` must be f32 or f64"),
         };
         Ok((out, layout.shape().clone()))
@@ -385,18 +393,20 @@ fn mm<T: Element>(
     )
 }
 
-/// Ā for one matrix: replays the forward pass of [`mclr_shared::expm`] at `a`, then runs it
-/// backwards from G (see the module documentation for the recurrences).
-fn adjoint_one<T: Element>(
-    a: &[T],
-    e: &[T],
-    g: &[T],
-    n: usize,
-    out: &mut [T],
-    ws: &mut Workspace<T>,
-) -> Result<()> {
+/// What [`replay`] leaves besides the workspace: the trace shift, the plan's scale 2^-s, the
+/// squaring count and the number of Paterson–Stockmeyer steps.
+struct Replay {
+    mu: f64,
+    scale: f64,
+    squarings: usize,
+    steps: usize,
+}
+
+/// The forward pass of [`mclr_shared::expm`] at `a`, keeping every intermediate in `ws`: the
+/// powers of X = (A − μI)/2ˢ, the Paterson–Stockmeyer partial sums p_i and the squaring chain,
+/// whose last square is P_s (`ws.g` on return) with expm(A) = e^μ · P_s.
+fn replay<T: Element>(a: &[T], n: usize, ws: &mut Workspace<T>) -> Result<Replay> {
     let nn = n * n;
-    // Forward replay: S = A − μI, plan, X = S/2ˢ and its powers.
     let mu = a.iter().step_by(n + 1).map(|x| x.to_f64()).sum::<f64>() / n as f64;
     let [x, x2, x3, x4] = &mut ws.powers;
     for (i, (xi, &ai)) in x.iter_mut().zip(a).enumerate() {
@@ -407,7 +417,11 @@ fn adjoint_one<T: Element>(
         };
     }
     let as_f64: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
-    let ExpmPlan { degree, squarings } = plan_for::<T>(norm1(&as_f64, n));
+    let norm = norm1(&as_f64, n);
+    if !norm.is_finite() || !mu.is_finite() {
+        bail!("expm: argument `a` holds NaN or infinite values");
+    }
+    let ExpmPlan { degree, squarings } = plan_for::<T>(norm);
     let s = squarings as usize;
     let scale = T::from_f64(f64::powi(0.5, squarings as i32));
     for v in x.iter_mut() {
@@ -454,6 +468,47 @@ fn adjoint_one<T: Element>(
             mm(&mut hi[0], &lo[j - 1], false, &lo[j - 1], false, false, n)?;
         }
     }
+    // P_s, the last square (or p_0 itself without squarings).
+    match ws.chain[..s].last() {
+        Some(p) => mm(&mut ws.g, p, false, p, false, false, n)?,
+        None => ws.g.copy_from_slice(&ws.partial[0]),
+    }
+    Ok(Replay {
+        mu,
+        scale: scale.to_f64(),
+        squarings: s,
+        steps: q,
+    })
+}
+
+/// expm of one matrix into `out` (see [`replay`]).
+fn forward_one<T: Element>(a: &[T], n: usize, out: &mut [T], ws: &mut Workspace<T>) -> Result<()> {
+    let Replay { mu, .. } = replay(a, n, ws)?;
+    let factor = mu.exp();
+    for (o, &p) in out.iter_mut().zip(&ws.g) {
+        *o = T::from_f64(p.to_f64() * factor);
+    }
+    Ok(())
+}
+
+/// Ā for one matrix: [`replay`]s the forward pass at `a`, then runs it backwards from G (see the
+/// module documentation for the recurrences).
+fn adjoint_one<T: Element>(
+    a: &[T],
+    e: &[T],
+    g: &[T],
+    n: usize,
+    out: &mut [T],
+    ws: &mut Workspace<T>,
+) -> Result<()> {
+    let Replay {
+        mu,
+        scale,
+        squarings: s,
+        steps: q,
+    } = replay(a, n, ws)?;
+    let scale = T::from_f64(scale);
+    let [x, x2, _, x4] = &mut ws.powers;
 
     // Backward. E = e^μ P_s: dL/dμ (direct) = Σ G ⊙ E, and Ḡ = e^μ G.
     let dmu_direct: f64 = g.iter().zip(e).map(|(g, e)| g.to_f64() * e.to_f64()).sum();

@@ -70,7 +70,9 @@ fn toolkit(cache: &Path) -> Result<PathBuf> {
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
     }
-    for entry in std::fs::read_dir(&wheels).with_context(|| format!("listing {}", wheels.display()))? {
+    for entry in
+        std::fs::read_dir(&wheels).with_context(|| format!("listing {}", wheels.display()))?
+    {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "whl") {
             let mut unzip = command("python3", &["-m", "zipfile", "-e"]);
@@ -80,7 +82,9 @@ fn toolkit(cache: &Path) -> Result<PathBuf> {
     }
     // Zip archives do not keep the executable bit.
     for dir in [cuda_root.join("bin"), cuda_root.join("nvvm/bin")] {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
             let path = entry?.path();
             if path.is_file() {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
@@ -129,7 +133,15 @@ pub fn check(args: &[String]) -> Result<()> {
         let mut c = cuda_cargo(
             &cuda_root,
             &target,
-            &["check", "--locked", "-p", "mclr-trainer", "--all-targets", "--features", feature],
+            &[
+                "check",
+                "--locked",
+                "-p",
+                "mclr-trainer",
+                "--all-targets",
+                "--features",
+                feature,
+            ],
         );
         c.current_dir(&root);
         cmd::run(&mut c).with_context(|| {

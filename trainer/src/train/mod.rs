@@ -82,7 +82,9 @@ pub fn auto_device() -> Device {
     if candle_core::utils::cuda_is_available() {
         match Device::new_cuda(0) {
             Ok(device) => return device,
-            Err(e) => tracing::warn!("CUDA is compiled in but device 0 is unusable ({e}); using the CPU"),
+            Err(e) => {
+                tracing::warn!("CUDA is compiled in but device 0 is unusable ({e}); using the CPU");
+            }
         }
     }
     Device::Cpu
