@@ -44,6 +44,11 @@ const EXPM_MATRICES: usize = 8192;
 const EXPM_N: usize = 64;
 
 fn main() -> Result<()> {
+    // SAFETY: the first statement of main; no other thread exists yet. As `mclr` does.
+    #[allow(unsafe_code)]
+    unsafe {
+        mclr_trainer::prefer_rayon_threads();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` appends `--bench`; it carries no meaning here.
     let args: Vec<&str> = args

@@ -31,3 +31,25 @@ pub mod schedule;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The environment variable that sizes candle's own CPU thread pool (its elementwise ops).
+pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+/// Gives candle's own CPU thread pool a single thread, unless the user set [`CANDLE_THREADS_VAR`].
+///
+/// candle 0.11 runs its elementwise ops on a pool of spinning threads, separate from rayon's pool
+/// where this crate's kernels (convolutions, batch norm, expm) and the GEMMs run. With both pools
+/// sized to every core, their threads spin against each other: on 2 cores the `demo` step took
+/// 2.5× longer. With one candle thread, the small elementwise ops run inline and the cores belong
+/// to rayon.
+///
+/// # Safety
+/// Sets an environment variable, so it must run before any other thread exists: first thing in
+/// `main`.
+#[allow(unsafe_code)]
+pub unsafe fn prefer_rayon_threads() {
+    if std::env::var_os(CANDLE_THREADS_VAR).is_none() {
+        // SAFETY: the caller guarantees that no other thread exists yet (see above).
+        unsafe { std::env::set_var(CANDLE_THREADS_VAR, "1") };
+    }
+}

@@ -182,6 +182,11 @@ fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DatasetName>
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        mclr_trainer::prefer_rayon_threads();
+    }
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => tracing::Level::WARN,
