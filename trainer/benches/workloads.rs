@@ -16,7 +16,7 @@
 //! | `conv{64,128,256,512}` | one 3×3 convolution of ResNet-18's stage with that width (32, 16, 8, 4 px), forward + both gradients, batch 64 |
 //!
 //! `cargo bench -p mclr-trainer --bench workloads -- NAME [--iters N] [--warmup N]` prints one JSON
-//! line: the workload, the items (images, pairs or matrices) per iteration, and each timed
+//! line (without a name it runs `demo_step` once, as a smoke test): the workload, the items (images, pairs or matrices) per iteration, and each timed
 //! iteration's seconds. The torch versions are in `bench/torch/workloads.py`; the inputs follow the
 //! same recipes (random normal images and features, expm inputs of std 0.05).
 
@@ -56,10 +56,12 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .filter(|a| *a != "--bench")
         .collect();
-    let Some((&name, rest)) = args.split_first() else {
-        bail!("usage: workloads NAME [--iters N] [--warmup N] (see the file's documentation)");
+    // Without a name (as `cargo test --all-targets` runs every bench target), one iteration of the
+    // small `demo_step`: a smoke test of the harness, not a measurement.
+    let (name, rest, mut iters, mut warmup) = match args.split_first() {
+        Some((&name, rest)) => (name, rest, 5usize, 1usize),
+        None => ("demo_step", &[][..], 1, 0),
     };
-    let (mut iters, mut warmup) = (5usize, 1usize);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
