@@ -164,7 +164,30 @@ fn json_of(c: &mut Command) -> Result<serde_json::Value> {
     serde_json::from_str(line).with_context(|| format!("not a result line: {line}"))
 }
 
-/// `cargo xtask bench-torch [--rounds N] [--iters N] [--threads N] [--only a,b]`.
+/// The interop check: the trainer's test that trains a full-width ResNet-18 for two steps, loads
+/// its `model.safetensors` into torchvision's `resnet18` and compares features, run with this
+/// venv's python.
+pub fn interop(root: &Path, python: &Path) -> Result<()> {
+    let mut c = command(
+        "cargo",
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "mclr-trainer",
+            "--test",
+            "it",
+            "interop",
+            "--",
+            "--nocapture",
+        ],
+    );
+    c.env("MCLR_TORCH_PYTHON", python).current_dir(root);
+    cmd::run(&mut c).context("the interop check with PyTorch failed")
+}
+
+/// `cargo xtask bench-torch [--rounds N] [--iters N] [--threads N] [--only a,b]` (`interop` is one
+/// of the names `--only` takes).
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     let root = web::workspace_root()?;
@@ -172,6 +195,15 @@ pub fn run(args: &[String]) -> Result<()> {
     let script = root.join("bench/torch/workloads.py");
     let threads = options.threads.to_string();
     let iters = options.iters.to_string();
+    let wanted = |name: &str| {
+        options
+            .only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|w| w == name))
+    };
+    if wanted("interop") {
+        interop(&root, &python)?;
+    }
     // Built once up front, so that compilation never overlaps a measurement.
     cmd::run(&mut command(
         "cargo",
