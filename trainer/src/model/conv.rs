@@ -5,7 +5,8 @@
 //! * forward: `Y = W · col(X)`, with W viewed as (O, C·kh·kw);
 //! * input gradient: `dX = col⁻¹(Wᵀ · dY)`, col⁻¹ (col2im) summing each column back onto the
 //!   pixels it was read from;
-//! * weight gradient: `dW = Σ_images dY · col(X)ᵀ`.
+//! * weight gradient: `dW = Σ_images dY · col(X)ᵀ`, computed as `gᵀ · rows(X)` from pixel-major
+//!   copies of both (im2row), so that the product packs both operands from contiguous memory.
 //!
 //! candle 0.11's own CPU convolution computes the input gradient with a direct transposed
 //! convolution and the weight gradient as a convolution with an image-sized kernel, which makes
