@@ -46,7 +46,7 @@ use candle_core::{
 use mclr_shared::expm::{ExpmPlan, norm1, plan};
 use rayon::prelude::*;
 
-use crate::model::matmul::{Element, MatRef, Threads, matmul};
+use crate::model::matmul::{Element, MatRef, Threads, contiguous_values, matmul};
 
 /// Matrix exponential of every n×n matrix in `a`, differentiable with respect to `a`.
 ///
@@ -230,13 +230,6 @@ struct ExpmBackward {
     n: usize,
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("expm: argument `a` must be contiguous"),
-    }
-}
-
 /// expm of every n×n matrix of `a`, one matrix per task on rayon's pool.
 fn forward_batch<T: Element>(a: &[T], n: usize) -> Result<Vec<T>> {
     let nn = n * n;
@@ -260,8 +253,14 @@ impl CustomOp1 for ExpmOp {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match storage {
-            CpuStorage::F32(a) => CpuStorage::F32(forward_batch(contiguous(a, layout)?, self.n)?),
-            CpuStorage::F64(a) => CpuStorage::F64(forward_batch(contiguous(a, layout)?, self.n)?),
+            CpuStorage::F32(a) => CpuStorage::F32(forward_batch(
+                contiguous_values(a, layout, "expm")?,
+                self.n,
+            )?),
+            CpuStorage::F64(a) => CpuStorage::F64(forward_batch(
+                contiguous_values(a, layout, "expm")?,
+                self.n,
+            )?),
             _ => bail!("expm: argument `a` must be f32 or f64"),
         };
         Ok((out, layout.shape().clone()))
@@ -291,17 +290,17 @@ impl CustomOp3 for ExpmBackward {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(a), CpuStorage::F32(e), CpuStorage::F32(g)) => {
                 CpuStorage::F32(adjoint_batch(
-                    contiguous(a, l1)?,
-                    contiguous(e, l2)?,
-                    contiguous(g, l3)?,
+                    contiguous_values(a, l1, "expm")?,
+                    contiguous_values(e, l2, "expm")?,
+                    contiguous_values(g, l3, "expm")?,
                     n,
                 )?)
             }
             (CpuStorage::F64(a), CpuStorage::F64(e), CpuStorage::F64(g)) => {
                 CpuStorage::F64(adjoint_batch(
-                    contiguous(a, l1)?,
-                    contiguous(e, l2)?,
-                    contiguous(g, l3)?,
+                    contiguous_values(a, l1, "expm")?,
+                    contiguous_values(e, l2, "expm")?,
+                    contiguous_values(g, l3, "expm")?,
                     n,
                 )?)
             }

@@ -28,7 +28,7 @@ use candle_nn::{BatchNormConfig, ModuleT, VarBuilder};
 use rayon::prelude::*;
 
 use super::Kernels;
-use super::matmul::Element;
+use super::matmul::{Element, contiguous_values};
 
 /// Weight of the current batch in the running statistics (PyTorch's default).
 pub const MOMENTUM: f64 = 0.1;
@@ -303,8 +303,12 @@ impl candle_core::CustomOp1 for ChannelAffine {
             );
         }
         let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(self.apply(contiguous(x, layout)?, dims)),
-            CpuStorage::F64(x) => CpuStorage::F64(self.apply(contiguous(x, layout)?, dims)),
+            CpuStorage::F32(x) => {
+                CpuStorage::F32(self.apply(contiguous_values(x, layout, "batch norm")?, dims))
+            }
+            CpuStorage::F64(x) => {
+                CpuStorage::F64(self.apply(contiguous_values(x, layout, "batch norm")?, dims))
+            }
             _ => bail!("batch norm: input must be f32 or f64"),
         };
         Ok((out, layout.shape().clone()))
@@ -338,13 +342,6 @@ fn bcs(shape: &Shape) -> Result<(usize, usize, usize)> {
     match dims {
         [b, c, rest @ ..] => Ok((*b, *c, rest.iter().product())),
         _ => bail!("batch norm: expected (B, C, ...), got {dims:?}"),
-    }
-}
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("batch norm: arguments must be contiguous"),
     }
 }
 
@@ -437,18 +434,18 @@ impl CustomOp3 for BatchNormTrain {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
                 CpuStorage::F32(self.forward(
-                    contiguous(x, l1)?,
+                    contiguous_values(x, l1, "batch norm")?,
                     dims,
-                    contiguous(g, l2)?,
-                    contiguous(b, l3)?,
+                    contiguous_values(g, l2, "batch norm")?,
+                    contiguous_values(b, l3, "batch norm")?,
                 )?)
             }
             (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
                 CpuStorage::F64(self.forward(
-                    contiguous(x, l1)?,
+                    contiguous_values(x, l1, "batch norm")?,
                     dims,
-                    contiguous(g, l2)?,
-                    contiguous(b, l3)?,
+                    contiguous_values(g, l2, "batch norm")?,
+                    contiguous_values(b, l3, "batch norm")?,
                 )?)
             }
             _ => bail!("batch norm: x, γ and β must all be f32 or all f64"),
@@ -577,18 +574,18 @@ impl CustomOp3 for BatchNormGrad {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(dy), CpuStorage::F32(y)) => {
                 CpuStorage::F32(self.backward(
-                    contiguous(x, l1)?,
+                    contiguous_values(x, l1, "batch norm")?,
                     dims,
-                    contiguous(dy, l2)?,
-                    contiguous(y, l3)?,
+                    contiguous_values(dy, l2, "batch norm")?,
+                    contiguous_values(y, l3, "batch norm")?,
                 )?)
             }
             (CpuStorage::F64(x), CpuStorage::F64(dy), CpuStorage::F64(y)) => {
                 CpuStorage::F64(self.backward(
-                    contiguous(x, l1)?,
+                    contiguous_values(x, l1, "batch norm")?,
                     dims,
-                    contiguous(dy, l2)?,
-                    contiguous(y, l3)?,
+                    contiguous_values(dy, l2, "batch norm")?,
+                    contiguous_values(y, l3, "batch norm")?,
                 )?)
             }
             _ => bail!("batch norm backward: x, dy and y must all be f32 or all f64"),

@@ -25,7 +25,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::matmul::{Element, MatRef, Threads, matmul};
+use super::matmul::{Element, MatRef, Threads, contiguous_values, matmul};
 
 /// Largest im2col matrix of one chunk, in values (4 MiB in f32): large enough for products that
 /// run near peak, small enough that a chunk's working set stays in cache. Measured on the 2-core
@@ -497,14 +497,6 @@ impl Geometry {
     }
 }
 
-/// The contiguous values of a CPU tensor argument.
-fn values<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("conv2d: {what} must be contiguous"),
-    }
-}
-
 /// Runs `f` on two CPU arguments of the same float dtype, wrapping the result as storage.
 fn dispatch2(
     (s1, l1): (&CpuStorage, &Layout),
@@ -514,12 +506,12 @@ fn dispatch2(
 ) -> Result<CpuStorage> {
     match (s1, s2) {
         (CpuStorage::F32(a), CpuStorage::F32(b)) => Ok(CpuStorage::F32(f32_fn(
-            values(a, l1, "first argument")?,
-            values(b, l2, "second argument")?,
+            contiguous_values(a, l1, "conv2d")?,
+            contiguous_values(b, l2, "conv2d")?,
         )?)),
         (CpuStorage::F64(a), CpuStorage::F64(b)) => Ok(CpuStorage::F64(f64_fn(
-            values(a, l1, "first argument")?,
-            values(b, l2, "second argument")?,
+            contiguous_values(a, l1, "conv2d")?,
+            contiguous_values(b, l2, "conv2d")?,
         )?)),
         _ => bail!(
             "conv2d: both arguments must be f32 or both f64, got {:?} and {:?}",

@@ -7,7 +7,7 @@
 //! is the one place in the crate that calls `unsafe` code: it checks every index the product can
 //! touch against the slices before handing raw pointers over.
 
-use candle_core::{Result, bail};
+use candle_core::{Layout, Result, bail};
 
 /// Element types the kernels run in: f32 for training, f64 for finite-difference tests.
 pub trait Element:
@@ -53,6 +53,16 @@ impl Element for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+}
+
+/// The values a contiguous `layout` addresses in `data`: how the custom ops of this crate read
+/// their CPU arguments (their wrappers make every argument contiguous first). `op` names the
+/// operation in the error.
+pub fn contiguous_values<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) if end <= data.len() => Ok(&data[start..end]),
+        _ => bail!("{op}: arguments must be contiguous"),
     }
 }
 

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::matmul::Element;
+use super::matmul::{Element, contiguous_values};
 
 /// `relu(a + b)` for tensors of one shape, differentiable with respect to both.
 ///
@@ -25,13 +25,6 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// Values above which parallel loops split the work.
 const CHUNK: usize = 1 << 14;
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("add_relu: arguments must be contiguous"),
-    }
-}
 
 /// Runs `f(out, a, b)` chunk by chunk in parallel over three equal-length slices.
 fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Result<Vec<T>> {
@@ -78,12 +71,16 @@ macro_rules! float_op2 {
                 l2: &Layout,
             ) -> Result<CpuStorage> {
                 Ok(match (s1, s2) {
-                    (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                        CpuStorage::F32(zip_map(contiguous(a, l1)?, contiguous(b, l2)?, $f)?)
-                    }
-                    (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                        CpuStorage::F64(zip_map(contiguous(a, l1)?, contiguous(b, l2)?, $f)?)
-                    }
+                    (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(zip_map(
+                        contiguous_values(a, l1, "add_relu")?,
+                        contiguous_values(b, l2, "add_relu")?,
+                        $f,
+                    )?),
+                    (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(zip_map(
+                        contiguous_values(a, l1, "add_relu")?,
+                        contiguous_values(b, l2, "add_relu")?,
+                        $f,
+                    )?),
                     _ => bail!(concat!($name, ": arguments must both be f32 or both f64")),
                 })
             }
