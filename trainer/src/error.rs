@@ -64,7 +64,8 @@ pub enum Error {
     /// A tensor operation failed (shape, dtype, device or backend error).
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
-    /// A loss term became NaN or infinite; training stopped before the optimiser step.
+    /// A loss term became NaN or infinite; training stopped at the next logging step or epoch
+    /// end (where the loop reads its losses back), before any checkpoint was written.
     #[error(
         "step {step}: loss term `{term}` is {value}; training stopped and the last checkpoint in {} is intact",
         run_dir.display()
@@ -79,7 +80,8 @@ pub enum Error {
         /// The run directory holding the last good checkpoint.
         run_dir: PathBuf,
     },
-    /// A training step failed (e.g. a non-finite gradient, which the optimiser refuses to apply).
+    /// A training step failed (a backend error, or a non-finite gradient norm found when the loop
+    /// read its steps back).
     #[error(
         "step {step}: {reason}; training stopped and the last checkpoint in {} is intact",
         run_dir.display()

@@ -30,7 +30,10 @@
 //! selection, not arithmetic, for the others). Squaring amplifies the polynomial's rounding error
 //! about twofold per step, so giving every matrix the batch's largest count measurably loses
 //! accuracy: at n = 64 a matrix of 1-norm 0.5 squared five times instead of zero is about 1e-5
-//! off in f32 instead of 1e-6. The plan's norms are read back once per call.
+//! off in f32 instead of 1e-6. The plan's norms are read back once per call (through
+//! [`crate::readback`], which counts it): the only device-to-host read of a training step off
+//! the CPU, where a plan computed on the device would have to fix the number of squarings in
+//! advance for every matrix.
 //!
 //! Gradients: the plan depends on A only through a piecewise-constant choice, so both versions
 //! differentiate the approximant `e^μ · P(A/2ˢ)^(2ˢ)` exactly. Because the polynomial's
@@ -159,9 +162,7 @@ impl BatchPlan {
         // 0·x is 0 for finite x and NaN for ±∞ or NaN, so this sum is 0 exactly when every column
         // sum is finite (a max reduction alone may skip NaN on some backends).
         let finite = columns.affine(0.0, 0.0)?.sum_all()?.reshape(1)?;
-        let mut stats = Tensor::cat(&[columns.max(1)?, finite], 0)?
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
+        let mut stats = crate::readback::to_f64s(&Tensor::cat(&[columns.max(1)?, finite], 0)?)?;
         let finite = stats.pop().unwrap_or(f64::NAN);
         if finite != 0.0 || stats.iter().any(|x| !x.is_finite()) {
             bail!("expm: argument `a` holds NaN or infinite values");

@@ -21,6 +21,8 @@
 //!
 //! The bundle is [`validate`](mclr_shared::bundle::validate)d before it is returned, and
 //! [`write_bundle`] writes it atomically (temporary file, then rename).
+// Export reads the trained weights back by design: it is not part of a training step.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -9,6 +9,7 @@
 //! * [`losses`], [`sampling`]: the objective of SPEC §5–6;
 //! * [`optim`], [`schedule`], [`config`], [`train`]: AdamW with parameter groups, the learning-rate
 //!   schedule, the paper's configs and the training loop with checkpoints (SPEC §7, §9);
+//! * [`readback`]: the training loop's counted device-to-host reads;
 //! * [`eval`]: the protocols of SPEC §10 on frozen features;
 //! * [`run`]: a run directory opened for evaluation or export;
 //! * [`export`]: a run as a `.mclr` bundle for the viewer.
@@ -25,6 +26,7 @@ pub mod export;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod readback;
 pub mod run;
 pub mod sampling;
 pub mod schedule;

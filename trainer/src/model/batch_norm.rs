@@ -136,6 +136,7 @@ impl BatchNorm {
     /// Evaluation mode for inference: the running statistics folded into one scale and shift per
     /// channel, applied in one pass (with the ReLU when `relu`), with nothing recorded for
     /// backpropagation. Same values as `forward_act(x, false, relu)` to rounding.
+    #[allow(clippy::disallowed_methods)] // inference (the folded scale, CPU only), no training step
     pub fn infer(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         self.check_input(x, false)?;
         let Some((weight, bias)) = self.inner.weight_and_bias() else {

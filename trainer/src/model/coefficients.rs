@@ -163,6 +163,7 @@ impl CoefficientMlp {
 }
 
 /// One layer as [`LinearWeights`]: weight (out, in) and bias (out), f32.
+#[allow(clippy::disallowed_methods)] // export, not a training step
 fn export_linear(layer: &Linear) -> Result<LinearWeights> {
     let blob = |t: &Tensor| -> Result<ArrayBlob> {
         let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;

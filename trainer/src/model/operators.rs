@@ -104,6 +104,7 @@ impl TransportOperator {
     ///
     /// # Errors
     /// If reading the tensor back fails or Ψ holds non-finite values.
+    #[allow(clippy::disallowed_methods)] // export, not a training step
     pub fn to_operators(&self) -> Result<Operators> {
         let values = self
             .psi

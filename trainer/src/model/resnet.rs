@@ -430,6 +430,7 @@ fn max_pool_1d_3_2_1(x: &Tensor, dim: usize) -> Result<Tensor> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use candle_core::{DType, Device, Var};
 

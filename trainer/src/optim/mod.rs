@@ -155,6 +155,18 @@ pub struct GroupStepReport {
     pub updated: usize,
 }
 
+/// What [`AdamW::step_deferred`] did, with the gradient norms still on the device.
+#[derive(Debug, Clone)]
+pub struct DeferredStepReport {
+    /// The groups' names, in the optimiser's group order.
+    pub names: Vec<String>,
+    /// The learning rate each group used for this step.
+    pub lrs: Vec<f64>,
+    /// The total L2 norm of each group's gradients before clipping, (groups,) f64 on the
+    /// parameters' device.
+    pub grad_norms: Tensor,
+}
+
 /// The non-tensor part of the optimiser's state, small and serialisable (for a checkpoint's JSON).
 ///
 /// Together with [`AdamW::state_tensors`] it is everything [`AdamW::load_state`] needs for a
@@ -290,36 +302,149 @@ impl AdamW {
     /// Everything is checked before anything changes: a gradient whose shape, dtype or device does
     /// not match its parameter, or a group whose gradient norm is not finite, is an error (naming the
     /// group and parameter) and leaves parameters and state untouched, so the caller can decide what
-    /// to do with a diverged batch (torch would silently write NaN into the weights).
+    /// to do with a diverged batch (torch would silently write NaN into the weights). The check
+    /// reads the groups' norms back to the host, once per call; a training loop on a GPU uses
+    /// [`step_deferred`](Self::step_deferred) instead.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepReport> {
-        let mut plans = Vec::with_capacity(self.groups.len());
-        for group in &self.groups {
-            plans.push(plan_group(group, grads)?);
+        let plans = self.plan(grads)?;
+        let norms = match plans.iter().map(|p| p.norm_sq.clone()).collect::<Vec<_>>() {
+            squares if squares.is_empty() => Vec::new(),
+            squares => crate::readback::to_f64s(&Tensor::stack(&squares, 0)?)?
+                .into_iter()
+                .map(f64::sqrt)
+                .collect(),
+        };
+        for (group, norm) in self.groups.iter().zip(&norms) {
+            if !norm.is_finite() {
+                bail!(
+                    "parameter group `{}`: gradient norm is {norm}; no parameter was updated at this step",
+                    group.name
+                );
+            }
         }
+        let coefs: Vec<f64> = self
+            .groups
+            .iter()
+            .zip(&norms)
+            .map(|(group, &norm)| match group.max_grad_norm {
+                Some(max_norm) => (max_norm / (norm + Self::CLIP_EPS)).min(1.0),
+                None => 1.0,
+            })
+            .collect();
+        let updated = self.apply(plans, |index, grad| {
+            let coef = coefs[index];
+            if coef < 1.0 {
+                grad.affine(coef, 0.0)
+            } else {
+                Ok(grad)
+            }
+        })?;
+        Ok(StepReport {
+            groups: self
+                .groups
+                .iter()
+                .zip(norms.into_iter().zip(coefs))
+                .zip(updated)
+                .map(
+                    |((group, (grad_norm, clip_coef)), updated)| GroupStepReport {
+                        name: group.name.clone(),
+                        lr: group.lr,
+                        grad_norm,
+                        clip_coef,
+                        updated,
+                    },
+                )
+                .collect(),
+        })
+    }
 
+    /// [`step`](Self::step) without reading anything back from the device: the clip factors are
+    /// computed on the device, and the gradient norms come back as a tensor, for the caller to
+    /// read when it logs (a GPU then never waits for the host between steps).
+    ///
+    /// Shapes, dtypes and devices are still checked first, but finiteness cannot be: a group with
+    /// a NaN or infinite gradient norm is updated with non-finite values. The caller must read
+    /// [`DeferredStepReport::grad_norms`] before it keeps (e.g. checkpoints) the parameters, as the
+    /// training loop does.
+    pub fn step_deferred(&mut self, grads: &GradStore) -> Result<DeferredStepReport> {
+        let plans = self.plan(grads)?;
+        let device = self
+            .groups
+            .first()
+            .and_then(|g| g.params.first())
+            .map(|var| var.device().clone());
+        let norms: Vec<Tensor> = plans
+            .iter()
+            .map(|p| p.norm_sq.sqrt())
+            .collect::<Result<_>>()?;
+        let coefs: Vec<Option<Tensor>> = self
+            .groups
+            .iter()
+            .zip(&norms)
+            .map(|(group, norm)| {
+                group
+                    .max_grad_norm
+                    .map(|max_norm| {
+                        let one = Tensor::ones((), DType::F64, norm.device())?;
+                        (norm + Self::CLIP_EPS)?
+                            .recip()?
+                            .affine(max_norm, 0.0)?
+                            .minimum(&one)
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        self.apply(plans, |index, grad| match &coefs[index] {
+            Some(coef) => grad.broadcast_mul(&coef.to_dtype(grad.dtype())?),
+            None => Ok(grad),
+        })?;
+        let grad_norms = match (norms.is_empty(), device) {
+            (false, _) => Tensor::stack(&norms, 0)?,
+            (true, Some(device)) => Tensor::zeros(0, DType::F64, &device)?,
+            (true, None) => Tensor::zeros(0, DType::F64, &candle_core::Device::Cpu)?,
+        };
+        Ok(DeferredStepReport {
+            names: self.groups.iter().map(|g| g.name.clone()).collect(),
+            lrs: self.lrs(),
+            grad_norms,
+        })
+    }
+
+    /// Checks every group's gradients against its parameters and sums their squares on the
+    /// device; changes nothing.
+    fn plan(&self, grads: &GradStore) -> Result<Vec<GroupPlan>> {
+        self.groups
+            .iter()
+            .map(|group| plan_group(group, grads))
+            .collect()
+    }
+
+    /// Applies one update to every parameter that has a gradient, each gradient first passed
+    /// through `clip(group index, gradient)`; returns how many parameters of each group moved.
+    fn apply(
+        &mut self,
+        plans: Vec<GroupPlan>,
+        clip: impl Fn(usize, Tensor) -> Result<Tensor>,
+    ) -> Result<Vec<usize>> {
         self.step += 1;
-        let mut report = Vec::with_capacity(self.groups.len());
-        for ((group, state), plan) in self.groups.iter().zip(&mut self.state).zip(plans) {
+        let mut counts = Vec::with_capacity(self.groups.len());
+        for (index, ((group, state), plan)) in self
+            .groups
+            .iter()
+            .zip(&mut self.state)
+            .zip(plans)
+            .enumerate()
+        {
             let mut updated = 0;
             for ((var, param_state), grad) in group.params.iter().zip(state).zip(plan.grads) {
                 let Some(grad) = grad else { continue };
-                let grad = if plan.clip_coef < 1.0 {
-                    (grad * plan.clip_coef)?
-                } else {
-                    grad
-                };
+                let grad = clip(index, grad)?;
                 update_param(var, param_state, &grad, group.lr, group.weight_decay)?;
                 updated += 1;
             }
-            report.push(GroupStepReport {
-                name: group.name.clone(),
-                lr: group.lr,
-                grad_norm: plan.grad_norm,
-                clip_coef: plan.clip_coef,
-                updated,
-            });
+            counts.push(updated);
         }
-        Ok(StepReport { groups: report })
+        Ok(counts)
     }
 
     /// The optimiser's tensors for a checkpoint: for group `g` and parameter index `i`, the first
@@ -432,18 +557,16 @@ impl AdamW {
     }
 }
 
-/// A group's gradients for one step, checked, with their norm and clip factor.
+/// A group's gradients for one step, checked, with the sum of their squares.
 struct GroupPlan {
     /// The gradient of each parameter (detached), `None` where the store has none.
     grads: Vec<Option<Tensor>>,
-    /// Total L2 norm of the gradients before clipping.
-    grad_norm: f64,
-    /// Factor to multiply the gradients by (1 when not clipped).
-    clip_coef: f64,
+    /// Σ g² over the group's gradients, an f64 scalar on the device (0 if none had one).
+    norm_sq: Tensor,
 }
 
-/// Looks up and checks a group's gradients and computes their total norm and clip factor, without
-/// changing anything.
+/// Looks up and checks a group's gradients and sums their squares, without changing anything
+/// or reading anything back.
 fn plan_group(group: &ParamGroup, grads: &GradStore) -> Result<GroupPlan> {
     let name = &group.name;
     let mut group_grads = Vec::with_capacity(group.params.len());
@@ -483,28 +606,14 @@ fn plan_group(group: &ParamGroup, grads: &GradStore) -> Result<GroupPlan> {
         squares.push(wide.sqr()?.sum_all()?.to_dtype(DType::F64)?);
         group_grads.push(Some(grad));
     }
-    // One device round trip per group.
-    let grad_norm = if squares.is_empty() {
-        0.0
-    } else {
-        Tensor::stack(&squares, 0)?
-            .sum_all()?
-            .to_scalar::<f64>()?
-            .sqrt()
-    };
-    if !grad_norm.is_finite() {
-        bail!(
-            "parameter group `{name}`: gradient norm is {grad_norm}; no parameter was updated at this step"
-        );
-    }
-    let clip_coef = match group.max_grad_norm {
-        Some(max_norm) => (max_norm / (grad_norm + AdamW::CLIP_EPS)).min(1.0),
-        None => 1.0,
+    let norm_sq = match group.params.first() {
+        _ if !squares.is_empty() => Tensor::stack(&squares, 0)?.sum_all()?,
+        Some(var) => Tensor::zeros((), DType::F64, var.device())?,
+        None => Tensor::zeros((), DType::F64, &candle_core::Device::Cpu)?,
     };
     Ok(GroupPlan {
         grads: group_grads,
-        grad_norm,
-        clip_coef,
+        norm_sq,
     })
 }
 

@@ -139,6 +139,7 @@ fn fused_update(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use candle_core::{DType, Device};
 

@@ -5,9 +5,9 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod monitor;
 pub mod step;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +24,7 @@ use crate::model::ssl::{Group, SslModel};
 use crate::optim::{AdamW, GroupSettings, ParamGroup};
 use checkpoint::{Checkpoint, TrainState};
 use metrics::{MetricsRecord, MetricsWriter};
+use monitor::{Divergence, StepMonitor};
 use step::Objective;
 
 /// How to run training (as opposed to what to train, which is the [`Config`]).
@@ -202,6 +203,9 @@ pub fn train_on(
 
     for epoch in state.epochs_done..last_epoch {
         bar.set_prefix(format!("{}/{}", epoch + 1, config.optim.epochs));
+        // Loss terms and gradient norms stay on the device until a logging step or the epoch's
+        // end reads them all at once (see `monitor`); a NaN is caught there, before any save.
+        let mut monitor = StepMonitor::new();
         let mut loss_sum = 0.0;
         let mut batches = 0u64;
         for batch in loader.epoch(epoch)? {
@@ -210,32 +214,42 @@ pub fn train_on(
             let shape = (batch.len(), 3, batch.size, batch.size);
             let x0 = Tensor::from_vec(batch.view0, shape, &options.device)?;
             let x1 = Tensor::from_vec(batch.view1, shape, &options.device)?;
-            let failed = |e: candle_core::Error| {
-                bar.abandon();
-                Error::Step {
-                    step,
-                    reason: describe(&e),
-                    run_dir: run_dir.clone(),
+            let stepped = objective.step(&model, &x0, &x1, step).and_then(|out| {
+                let report = optimizer.step_deferred(&out.loss.backward()?)?;
+                monitor.record(step, &out, report)?;
+                Ok(out)
+            });
+            let out = match stepped {
+                Ok(out) => out,
+                Err(e) => {
+                    bar.abandon();
+                    // A NaN from an earlier step is the likelier cause; report it if there is one.
+                    if let Ok(steps) = monitor.read()
+                        && let Some(divergence) = monitor::first_divergence(&steps)
+                    {
+                        return Err(diverged(divergence, run_dir));
+                    }
+                    return Err(Error::Step {
+                        step,
+                        reason: describe(&e),
+                        run_dir: run_dir.clone(),
+                    });
                 }
             };
-            let out = objective.step(&model, &x0, &x1, step).map_err(failed)?;
-            if let Some((term, value)) = out.terms.first_non_finite() {
-                bar.abandon();
-                return Err(Error::NonFiniteLoss {
-                    step,
-                    term,
-                    value,
-                    run_dir: run_dir.clone(),
-                });
-            }
-            let grads = out.loss.backward().map_err(failed)?;
-            let report = optimizer.step(&grads).map_err(failed)?;
             state.step += 1;
-            loss_sum += out.terms.total;
             batches += 1;
             bar.inc(1);
 
             if step % config.run.log_every.max(1) == 0 {
+                let steps = monitor.read()?;
+                if let Some(divergence) = monitor::first_divergence(&steps) {
+                    bar.abandon();
+                    return Err(diverged(divergence, run_dir));
+                }
+                loss_sum += steps.iter().map(|s| s.terms.total).sum::<f64>();
+                let Some(current) = steps.into_iter().next_back() else {
+                    continue;
+                };
                 let (since, since_step) = last_log;
                 let pairs = (state.step - since_step) as f64 * config.optim.batch_size as f64;
                 let pairs_per_sec = pairs / since.elapsed().as_secs_f64().max(1e-9);
@@ -243,28 +257,27 @@ pub fn train_on(
                 let record = MetricsRecord {
                     step,
                     epoch,
-                    loss: out.terms.clone(),
-                    lr: report
-                        .groups
-                        .iter()
-                        .map(|g| (g.name.clone(), g.lr))
-                        .collect::<BTreeMap<_, _>>(),
-                    grad_norm: report
-                        .groups
-                        .iter()
-                        .map(|g| (g.name.clone(), g.grad_norm))
-                        .collect(),
+                    loss: current.terms,
+                    lr: current.lr,
+                    grad_norm: current.grad_norm,
                     pairs_per_sec,
                     diagnostics: metrics::diagnostics(&model, &out.tensors)?,
                 };
                 metrics.write(&record)?;
                 let backbone_lr = record.lr.get("backbone").copied().unwrap_or(f64::NAN);
+                let t = &record.loss;
                 bar.set_message(format!(
                     "loss {:.4} (con {:.4} man {:.4} kl {:.2}) lr {backbone_lr:.2e} {pairs_per_sec:.0} pairs/s",
-                    out.terms.total, out.terms.contrastive, out.terms.manifold, out.terms.kl
+                    t.total, t.contrastive, t.manifold, t.kl
                 ));
             }
         }
+        let steps = monitor.read()?;
+        if let Some(divergence) = monitor::first_divergence(&steps) {
+            bar.abandon();
+            return Err(diverged(divergence, run_dir));
+        }
+        loss_sum += steps.iter().map(|s| s.terms.total).sum::<f64>();
         last_epoch_loss = loss_sum / batches.max(1) as f64;
         state.epochs_done = epoch + 1;
         state.epoch_losses.push(last_epoch_loss);
@@ -295,6 +308,23 @@ pub fn train_on(
         last_epoch_loss,
         run_dir: run_dir.clone(),
     })
+}
+
+/// The error for a run that produced a NaN or infinity at some step.
+fn diverged(divergence: Divergence, run_dir: &std::path::Path) -> Error {
+    match divergence {
+        Divergence::Loss { step, term, value } => Error::NonFiniteLoss {
+            step,
+            term,
+            value,
+            run_dir: run_dir.to_owned(),
+        },
+        Divergence::Gradient { step, group, value } => Error::Step {
+            step,
+            reason: format!("parameter group `{group}`: gradient norm is {value}"),
+            run_dir: run_dir.to_owned(),
+        },
+    }
 }
 
 /// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set.

@@ -30,17 +30,37 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
+    /// The names of the terms in [`StepOutput::terms`], in order.
+    pub const NAMES: [&'static str; 5] = ["contrastive", "manifold", "kl", "shift", "total"];
+
+    /// The terms from their values in [`Self::NAMES`] order and the step's KL weight; `None`
+    /// if `values` does not hold exactly five.
+    pub fn from_values(values: &[f64], kl_weight: f64) -> Option<Self> {
+        let &[contrastive, manifold, kl, shift, total] = values else {
+            return None;
+        };
+        Some(Self {
+            contrastive,
+            manifold,
+            kl,
+            kl_weight,
+            shift,
+            total,
+        })
+    }
+
     /// The first term that is NaN or infinite, by name.
     pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
-        [
-            ("contrastive", self.contrastive),
-            ("manifold", self.manifold),
-            ("kl", self.kl),
-            ("shift", self.shift),
-            ("total", self.total),
-        ]
-        .into_iter()
-        .find(|(_, v)| !v.is_finite())
+        Self::NAMES
+            .into_iter()
+            .zip([
+                self.contrastive,
+                self.manifold,
+                self.kl,
+                self.shift,
+                self.total,
+            ])
+            .find(|(_, v)| !v.is_finite())
     }
 }
 
@@ -71,12 +91,15 @@ pub struct ManifoldTensors {
     pub c_aug: Tensor,
 }
 
-/// The loss of one step with its graph, its terms and its tensors.
+/// The loss of one step with its graph, its terms and its tensors. Nothing in it has been read
+/// back from the device: the training loop reads the terms only when it logs.
 pub struct StepOutput {
     /// Scalar to differentiate.
     pub loss: Tensor,
-    /// The terms as numbers.
-    pub terms: LossTerms,
+    /// The terms in [`LossTerms::NAMES`] order, a detached (5,) f64 tensor on the device.
+    pub terms: Tensor,
+    /// The KL weight used this step (after warm-up; 0 for SimCLR).
+    pub kl_weight: f64,
     /// Detached tensors for diagnostics.
     pub tensors: StepTensors,
 }
@@ -179,12 +202,9 @@ impl Objective {
                 let h0 = model.project(&z0, true)?;
                 let h1 = model.project(&z1, true)?;
                 let loss = nt_xent_cosine(&h0, &h1, self.temperature)?;
-                let contrastive = scalar(&loss)?;
-                let terms = LossTerms {
-                    contrastive,
-                    total: contrastive,
-                    ..LossTerms::default()
-                };
+                let contrastive = term(&loss)?;
+                let zero = contrastive.zeros_like()?;
+                let terms = Tensor::stack(&[&contrastive, &zero, &zero, &zero, &contrastive], 0)?;
                 let tensors = StepTensors {
                     z0: z0.detach(),
                     z1: z1.detach(),
@@ -193,6 +213,7 @@ impl Objective {
                 Ok(StepOutput {
                     loss,
                     terms,
+                    kl_weight: 0.0,
                     tensors,
                 })
             }
@@ -263,14 +284,16 @@ impl Objective {
         if self.shift_weight != 0.0 {
             loss = (loss + shift.affine(self.shift_weight, 0.0)?)?;
         }
-        let terms = LossTerms {
-            contrastive: scalar(&contrastive)?,
-            manifold: scalar(&manifold)?,
-            kl: scalar(&kl)?,
-            kl_weight,
-            shift: scalar(&shift)?,
-            total: scalar(&loss)?,
-        };
+        let terms = Tensor::stack(
+            &[
+                term(&contrastive)?,
+                term(&manifold)?,
+                term(&kl)?,
+                term(&shift)?,
+                term(&loss)?,
+            ],
+            0,
+        )?;
         let tensors = StepTensors {
             z0: z0.detach(),
             z1: z1.detach(),
@@ -285,6 +308,7 @@ impl Objective {
         Ok(StepOutput {
             loss,
             terms,
+            kl_weight,
             tensors,
         })
     }
@@ -293,9 +317,25 @@ impl Objective {
 /// Offset of the coefficient-noise stream from the run seed (kept apart from Ψ's init stream).
 const NOISE_STREAM: u64 = 0x004e_4f49_5345;
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)?
+impl StepOutput {
+    /// Reads the terms back to the host (one transfer): for a test or a one-off step; the
+    /// training loop reads many steps' terms at once instead.
+    ///
+    /// # Errors
+    /// If the transfer fails.
+    pub fn read_terms(&self) -> Result<LossTerms> {
+        let values = crate::readback::to_f64s(&self.terms)?;
+        LossTerms::from_values(&values, self.kl_weight).ok_or_else(|| {
+            candle_core::Error::Msg(format!("expected 5 loss terms, found {}", values.len()))
+        })
+    }
+}
+
+/// A scalar loss as a detached f64 scalar tensor on its device (the mean, should it have more
+/// than one element).
+fn term(t: &Tensor) -> Result<Tensor> {
+    t.detach()
+        .to_dtype(DType::F64)?
         .flatten_all()?
-        .mean(D::Minus1)?
-        .to_scalar::<f64>()
+        .mean(D::Minus1)
 }

@@ -277,7 +277,7 @@ fn one_step(config: &Config, kernels: Kernels) -> (f64, Vec<(String, Vec<f64>)>)
         .filter_map(|(name, var)| grads.get(var.as_tensor()).map(|g| (name.clone(), flat(g))))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    (out.terms.total, named)
+    (out.read_terms().unwrap().total, named)
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The trainer's integration tests, gathered into one test binary: each module is one area of the
 //! library (data, augmentation, models, losses, training, evaluation, export) and its CLI. One
 //! binary links candle once, where one per file linked it twenty times.
+// Tests read results back to compare them.
+#![allow(clippy::disallowed_methods)]
 
 mod augment_color;
 mod augment_crop;
@@ -19,6 +21,7 @@ mod loader;
 mod losses;
 mod models;
 mod optim;
+mod readback;
 mod real_cifar10;
 mod reference;
 mod sampling;

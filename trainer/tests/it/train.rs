@@ -163,8 +163,39 @@ fn operators_learn_to_transport_z0_towards_z1() {
 }
 
 #[test]
+fn the_loop_reads_back_once_per_logging_step_and_epoch_end_only() {
+    // 32 images in batches of 8: 4 steps per epoch, steps 0..8 over two epochs.
+    for (log_every, expected) in [
+        // Logs at steps 0, 3 and 6; epoch 0's last step was read at step 3, epoch 1's (7) at
+        // its end.
+        (3, 4),
+        // Logs at step 0 only, then each epoch's end.
+        (1000, 3),
+    ] {
+        let config = tiny(&[&format!("run.log_every={log_every}")]);
+        let dir = tempfile::tempdir().unwrap();
+        let before = mclr_trainer::readback::count();
+        let summary = train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
+        assert_eq!(summary.steps, 8);
+        assert_eq!(
+            mclr_trainer::readback::count() - before,
+            expected,
+            "log_every = {log_every}"
+        );
+        assert!(summary.last_epoch_loss.is_finite());
+    }
+}
+
+#[test]
 fn non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint() {
-    let config = tiny(&["optim.epochs=3"]);
+    // Logging every step, and never (the NaN is then found when the epoch ends).
+    for log_every in [1, 1000] {
+        non_finite_loss_is_caught_before_the_checkpoint(log_every);
+    }
+}
+
+fn non_finite_loss_is_caught_before_the_checkpoint(log_every: u64) {
+    let config = tiny(&["optim.epochs=3", &format!("run.log_every={log_every}")]);
     let dir = tempfile::tempdir().unwrap();
     train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
     let before = std::fs::read(dir.path().join(checkpoint::MODEL_FILE)).unwrap();
