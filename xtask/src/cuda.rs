@@ -36,7 +36,7 @@ const CUDARC_CUDA_VERSION: &str = "13000";
 const COMPUTE_CAP: &str = "80";
 
 /// The cache directory of the CUDA check.
-fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
@@ -45,7 +45,7 @@ fn cache_dir() -> Result<PathBuf> {
 }
 
 /// The CUDA root made from [`WHEELS`] under `cache`, downloading and unpacking them if needed.
-fn toolkit(cache: &Path) -> Result<PathBuf> {
+pub fn toolkit(cache: &Path) -> Result<PathBuf> {
     let root = cache.join("toolkit");
     let cuda_root = root.join("nvidia/cu13");
     let marker = root.join(".complete");
@@ -100,8 +100,14 @@ fn toolkit(cache: &Path) -> Result<PathBuf> {
     Ok(cuda_root)
 }
 
-/// A cargo command with the toolkit on its path and the CUDA variables set.
-fn cuda_cargo(cuda_root: &Path, target_dir: &Path, args: &[&str]) -> std::process::Command {
+/// A cargo command with the toolkit on its path and the CUDA variables set, compiling the
+/// kernels for `compute_cap` (e.g. `80` for an A100).
+pub fn cuda_cargo(
+    cuda_root: &Path,
+    compute_cap: &str,
+    target_dir: &Path,
+    args: &[&str],
+) -> std::process::Command {
     let mut c = command("cargo", args);
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![cuda_root.join("bin")];
@@ -112,7 +118,7 @@ fn cuda_cargo(cuda_root: &Path, target_dir: &Path, args: &[&str]) -> std::proces
     c.env("CUDA_ROOT", cuda_root)
         .env("CUDA_PATH", cuda_root)
         .env("CUDA_TOOLKIT_ROOT_DIR", cuda_root)
-        .env("CUDA_COMPUTE_CAP", COMPUTE_CAP)
+        .env("CUDA_COMPUTE_CAP", compute_cap)
         .env("CUDARC_CUDA_VERSION", CUDARC_CUDA_VERSION)
         .env("CARGO_TARGET_DIR", target_dir);
     c
@@ -132,6 +138,7 @@ pub fn check(args: &[String]) -> Result<()> {
     for feature in ["cuda", "cudnn"] {
         let mut c = cuda_cargo(
             &cuda_root,
+            COMPUTE_CAP,
             &target,
             &[
                 "check",

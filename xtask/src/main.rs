@@ -11,6 +11,7 @@ mod ci;
 mod cmd;
 mod cuda;
 mod demo;
+mod gpu_check;
 mod serve;
 mod setup;
 mod web;
@@ -30,6 +31,9 @@ verbs:
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   cuda-check  compile the trainer with `cuda` and `cudnn` without a GPU (NVIDIA's compiler
           wheels and the build cached in ~/.cache/mclr/cuda)
+  gpu-check  on a machine with an NVIDIA GPU: build with `cudnn`, run the parity tests on the
+          GPU, compare a 100-step `demo` loss curve with the CPU's, and append training
+          throughput and peak memory to BENCHMARKS.md (--data DIR, --no-cudnn)
   gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
   bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
   bench-torch  mclr and PyTorch side by side on the same workloads (installs torch into a venv
@@ -63,6 +67,7 @@ fn dispatch() -> Result<()> {
         "serve" => serve::run(rest),
         "gpu-browser" => ci::gpu_browser(rest),
         "cuda-check" => cuda::check(rest),
+        "gpu-check" => gpu_check::run(rest),
         "demo" => demo::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -3,7 +3,8 @@
 // Tests may unwrap/panic: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use candle_core::{DType, Device, Tensor, Var};
+use crate::device::device;
+use candle_core::{DType, Tensor, Var};
 use mclr_shared::expm::{expm_batch, expm_pade13, norm1};
 use mclr_trainer::expm::{expm, expm_composite};
 use rand_chacha::ChaCha8Rng;
@@ -63,7 +64,7 @@ fn fixture(name: &str) -> std::collections::HashMap<String, Tensor> {
         "{}/../fixtures/reference/{name}.safetensors",
         env!("CARGO_MANIFEST_DIR")
     );
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
+    candle_core::safetensors::load(&path, &device()).unwrap()
 }
 
 #[test]
@@ -83,7 +84,7 @@ fn f32_forward_matches_cpu_reference_on_batches_mixing_norms_from_1e_6_to_30() {
             .map(|x| x as f32)
             .collect();
         let want = expm_batch(&a, n).unwrap();
-        let tensor = Tensor::from_slice(&a, (2, norms.len(), n, n), &Device::Cpu).unwrap();
+        let tensor = Tensor::from_slice(&a, (2, norms.len(), n, n), &device()).unwrap();
         let got = expm(&tensor).unwrap();
         assert_eq!(got.dims(), &[2, norms.len(), n, n]);
         assert_eq!(got.dtype(), DType::F32);
@@ -108,7 +109,7 @@ fn small_matrix_keeps_its_accuracy_in_a_batch_with_a_large_norm() {
         .map(|&x| x as f32)
         .collect();
     let exact = expm_pade13(&widen(&small), n).unwrap();
-    let batch = Tensor::from_slice(&[small, large].concat(), (2, n, n), &Device::Cpu).unwrap();
+    let batch = Tensor::from_slice(&[small, large].concat(), (2, n, n), &device()).unwrap();
     let got = values_f64(&expm(&batch).unwrap());
     let err = max_matrix_error(&got[..n * n], &exact, n * n);
     eprintln!("norm 0.5 next to norm 30: {err:.2e} vs exact");
@@ -177,7 +178,7 @@ fn scaled_rotation_generators_exponentiate_to_cos_sin() {
         a.extend(blk);
         want.extend(exact);
     }
-    let t = Tensor::from_slice(&a, (3, n, n), &Device::Cpu).unwrap();
+    let t = Tensor::from_slice(&a, (3, n, n), &device()).unwrap();
     let err64 = max_matrix_error(&values_f64(&expm(&t).unwrap()), &want, n * n);
     let err32 = max_matrix_error(
         &values_f64(&expm(&t.to_dtype(DType::F32).unwrap()).unwrap()),
@@ -191,7 +192,7 @@ fn scaled_rotation_generators_exponentiate_to_cos_sin() {
 
 #[test]
 fn single_matrix_and_empty_batch_keep_their_shape() {
-    let a = Tensor::from_slice(&[0.0f32, 1.0, -1.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+    let a = Tensor::from_slice(&[0.0f32, 1.0, -1.0, 0.0], (2, 2), &device()).unwrap();
     let e = expm(&a).unwrap();
     assert_eq!(e.dims(), &[2, 2]);
     let v = e.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -199,7 +200,7 @@ fn single_matrix_and_empty_batch_keep_their_shape() {
     for (x, w) in v.iter().zip([c, s, -s, c]) {
         assert!((x - w).abs() < 1e-6, "{v:?}");
     }
-    let empty = Tensor::zeros((0, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let empty = Tensor::zeros((0, 3, 4, 4), DType::F32, &device()).unwrap();
     assert_eq!(expm(&empty).unwrap().dims(), &[0, 3, 4, 4]);
 }
 
@@ -211,7 +212,7 @@ fn transposed_input_gives_transposed_exponential() {
     let a: Vec<f64> = (0..3)
         .flat_map(|_| random_with_norm(&mut rng, n, 4.0))
         .collect();
-    let a = Tensor::from_slice(&a, (3, n, n), &Device::Cpu).unwrap();
+    let a = Tensor::from_slice(&a, (3, n, n), &device()).unwrap();
     let of_transpose = expm(&a.t().unwrap()).unwrap();
     let transposed = expm(&a).unwrap().t().unwrap();
     let err = max_matrix_error(&values_f64(&of_transpose), &values_f64(&transposed), n * n);
@@ -220,7 +221,7 @@ fn transposed_input_gives_transposed_exponential() {
 
 /// Σ G ⊙ expm(A) for one f64 matrix, through the function under test.
 fn objective(a: &[f64], g: &[f64], n: usize) -> f64 {
-    let t = Tensor::from_slice(a, (n, n), &Device::Cpu).unwrap();
+    let t = Tensor::from_slice(a, (n, n), &device()).unwrap();
     let e = expm(&t)
         .unwrap()
         .flatten_all()
@@ -232,8 +233,8 @@ fn objective(a: &[f64], g: &[f64], n: usize) -> f64 {
 
 /// Gradient of Σ G ⊙ expm(A) with respect to each A in a (R, n, n) batch, by autograd.
 fn autograd(a: &[f64], g: &[f64], rows: usize, n: usize) -> Vec<f64> {
-    let var = Var::from_slice(a, (rows, n, n), &Device::Cpu).unwrap();
-    let upstream = Tensor::from_slice(g, (rows, n, n), &Device::Cpu).unwrap();
+    let var = Var::from_slice(a, (rows, n, n), &device()).unwrap();
+    let upstream = Tensor::from_slice(g, (rows, n, n), &device()).unwrap();
     let loss = (expm(var.as_tensor()).unwrap() * upstream)
         .unwrap()
         .sum_all()
@@ -318,12 +319,12 @@ fn value_and_grad(
     n: usize,
     dtype: DType,
 ) -> (Vec<f64>, Vec<f64>) {
-    let a = Tensor::from_slice(a, (rows, n, n), &Device::Cpu)
+    let a = Tensor::from_slice(a, (rows, n, n), &device())
         .unwrap()
         .to_dtype(dtype)
         .unwrap();
     let var = Var::from_tensor(&a).unwrap();
-    let upstream = Tensor::from_slice(g, (rows, n, n), &Device::Cpu)
+    let upstream = Tensor::from_slice(g, (rows, n, n), &device())
         .unwrap()
         .to_dtype(dtype)
         .unwrap();
@@ -373,7 +374,7 @@ fn cpu_op_matches_the_autograd_composite_in_value_and_gradient() {
 
 #[test]
 fn shape_and_dtype_errors_name_the_argument() {
-    let dev = Device::Cpu;
+    let dev = device();
     let cases = [
         Tensor::zeros(4, DType::F32, &dev).unwrap(),
         Tensor::zeros((3, 4, 5), DType::F32, &dev).unwrap(),
@@ -398,7 +399,7 @@ fn non_finite_input_is_rejected_naming_the_argument() {
     ] {
         let mut v = vec![0.5f32; 2 * 16];
         v[index] = bad;
-        let a = Tensor::from_slice(&v, (2, 4, 4), &Device::Cpu).unwrap();
+        let a = Tensor::from_slice(&v, (2, 4, 4), &device()).unwrap();
         let err = expm(&a).unwrap_err().to_string();
         assert!(
             err.contains("`a`") && err.contains("NaN or infinite"),

@@ -262,13 +262,17 @@ fn fused_batch_norm_gradient_matches_central_differences_in_f64() {
     }
 }
 
-/// Loss and every gradient of one training step of `config` with `kernels`.
-fn one_step(config: &Config, kernels: Kernels) -> (f64, Vec<(String, Vec<f64>)>) {
-    let mut model = SslModel::new(config, 32, &Device::Cpu).unwrap();
+/// Loss and every gradient of one training step of `config` with `kernels` on `device`.
+fn one_step(config: &Config, kernels: Kernels, device: &Device) -> (f64, Vec<(String, Vec<f64>)>) {
+    let mut model = SslModel::new(config, 32, device).unwrap();
     model.set_kernels(kernels);
     let mut objective = Objective::new(config);
-    let x0 = tensor(&[8, 3, 32, 32], 21, DType::F32);
-    let x1 = tensor(&[8, 3, 32, 32], 22, DType::F32);
+    let x0 = tensor(&[8, 3, 32, 32], 21, DType::F32)
+        .to_device(device)
+        .unwrap();
+    let x1 = tensor(&[8, 3, 32, 32], 22, DType::F32)
+        .to_device(device)
+        .unwrap();
     let out = objective.step(&model, &x0, &x1, 3).unwrap();
     let grads = out.loss.backward().unwrap();
     let data = model.varmap.data().lock().unwrap();
@@ -294,8 +298,10 @@ fn a_training_step_gives_the_same_loss_and_gradients_with_fast_and_reference_ker
             ],
         )
         .unwrap();
-        let (loss_fast, fast) = one_step(&config, Kernels::Fast);
-        let (loss_ref, reference) = one_step(&config, Kernels::Reference);
+        // The production path on the test device (a GPU under `cargo xtask gpu-check`) against
+        // the CPU's composite reference.
+        let (loss_fast, fast) = one_step(&config, Kernels::Fast, &crate::device::device());
+        let (loss_ref, reference) = one_step(&config, Kernels::Reference, &Device::Cpu);
         assert!(
             (loss_fast - loss_ref).abs() < 1e-5 * loss_ref.abs().max(1.0),
             "{method}: loss {loss_fast} vs {loss_ref}"

@@ -9,8 +9,9 @@
     clippy::print_stdout
 )]
 
+use crate::device::device;
 use crate::reference::{Fixture, Lcg, assert_close, flat_f64, rel_err};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use mclr_trainer::losses::{
     KL_EXPONENTIAL_ITERS, KlWarmup, KlWeightSchedule, encoder_location_l2, kl_weight_exponential,
     l2_normalize, laplace_kl, laplace_kl_per_sample, lie_infonce_mse, manifold_matching,
@@ -162,7 +163,7 @@ fn laplace_kl_element_agrees_with_a_monte_carlo_estimate() {
         })
         .unwrap();
     let (bq, bp) = (lq[i].exp(), lp[i].exp());
-    let one = |v: f64| Tensor::new(&[[v as f32]], &Device::Cpu).unwrap();
+    let one = |v: f64| Tensor::new(&[[v as f32]], &device()).unwrap();
     let closed =
         flat_f64(&laplace_kl(&one(mq[i]), &one(lq[i]), &one(mp[i]), &one(lp[i])).unwrap())[0];
 
@@ -192,7 +193,7 @@ fn laplace_kl_element_agrees_with_a_monte_carlo_estimate() {
 
 #[test]
 fn laplace_kl_gradient_is_zero_when_locations_coincide_and_finite_when_scale_underflows() {
-    let d = Device::Cpu;
+    let d = device();
     let mu_q = var(&Tensor::new(&[[0.3f32, 0.3]], &d).unwrap());
     let mu_p = var(&Tensor::new(&[[0.3f32, 0.2]], &d).unwrap());
     // Second entry: the encoder's lowest log-scale, −100 + ln 0.01, underflows exp in f32.
@@ -307,7 +308,7 @@ fn kl_weight_schedules_match_reference_multipliers() {
 /// `rows × cols` matrix of f32 values as a tensor, and the same values as f64 rows.
 fn random_matrix(rng: &mut Lcg, rows: usize, cols: usize, scale: f64) -> (Tensor, Vec<Vec<f64>>) {
     let v = rng.normals(rows * cols, scale);
-    let t = Tensor::from_vec(v.clone(), (rows, cols), &Device::Cpu).unwrap();
+    let t = Tensor::from_vec(v.clone(), (rows, cols), &device()).unwrap();
     let m = v
         .chunks(cols)
         .map(|r| r.iter().map(|&x| f64::from(x)).collect())
@@ -529,7 +530,7 @@ fn manifold_matching_and_location_l2_equal_naive_loops() {
 
 #[test]
 fn nt_xent_cosine_gives_finite_gradients_for_a_zero_row() {
-    let d = Device::Cpu;
+    let d = device();
     let a = var(&Tensor::new(&[[0.0f32, 0.0, 0.0], [1.0, 2.0, 3.0]], &d).unwrap());
     let b = var(&Tensor::new(&[[1.0f32, 0.0, 0.0], [0.0, 1.0, 1.0]], &d).unwrap());
     let loss = nt_xent_cosine(a.as_tensor(), b.as_tensor(), 0.5).unwrap();
@@ -540,7 +541,7 @@ fn nt_xent_cosine_gives_finite_gradients_for_a_zero_row() {
 
 #[test]
 fn shape_mistakes_are_errors_naming_the_argument() {
-    let d = Device::Cpu;
+    let d = device();
     let x = Tensor::zeros((4, 3), candle_core::DType::F32, &d).unwrap();
     let y = Tensor::zeros((4, 2), candle_core::DType::F32, &d).unwrap();
     let v = Tensor::zeros(4, candle_core::DType::F32, &d).unwrap();

@@ -11,6 +11,7 @@ mod data_cifar10;
 mod data_fetch;
 mod data_stl10;
 mod data_tiny_imagenet;
+mod device;
 mod eval;
 mod eval_cli;
 mod expm;

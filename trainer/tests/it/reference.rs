@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 /// One fixture file, loaded on the CPU.
 pub struct Fixture {
@@ -27,7 +27,7 @@ impl Fixture {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/reference")
             .join(file);
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        let tensors = candle_core::safetensors::load(&path, &crate::device::device())
             .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()));
         Self {
             name: file.to_owned(),

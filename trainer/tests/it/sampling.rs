@@ -10,8 +10,9 @@
     clippy::print_stdout
 )]
 
+use crate::device::device;
 use crate::reference::{Fixture, Lcg, assert_close, assert_exact, flat_f64, rel_err};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use mclr_shared::operators::{
     LOC_CLAMP, LaplaceSampler, Operators, PRIOR_LOGSCALE_MAX, SCALE_PRIOR_LN,
     reparameterize as scalar_reparameterize,
@@ -101,7 +102,7 @@ fn reparameterize_equals_the_scalar_cpu_reference() {
     let ls: Vec<f32> = (0..n).map(|_| (rng.uniform() * 4.0 - 6.0) as f32).collect();
     let mut sampler = LaplaceSampler::new(5);
     let u: Vec<f32> = (0..n).map(|_| sampler.noise()).collect();
-    let t = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (n / 16, 16), &Device::Cpu).unwrap();
+    let t = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (n / 16, 16), &device()).unwrap();
     for zeta in [0.0f32, 0.01, 0.05] {
         let c = flat_f64(&reparameterize(&t(&mu), &t(&ls), &t(&u), f64::from(zeta)).unwrap());
         let want: Vec<f64> = (0..n)
@@ -119,16 +120,14 @@ fn reparameterize_equals_the_scalar_cpu_reference() {
 fn reparameterize_broadcasts_over_draws_and_sums_their_straight_through_gradients() {
     let mut rng = Lcg::new(12);
     let (j, b, m) = (3, 2, 4);
-    let mu = var(&Tensor::from_vec(rng.normals(b * m, 0.2), (b, m), &Device::Cpu).unwrap());
+    let mu = var(&Tensor::from_vec(rng.normals(b * m, 0.2), (b, m), &device()).unwrap());
     let ls = var(
-        &Tensor::from_vec(rng.normals(b * m, 0.3), (b, m), &Device::Cpu)
+        &Tensor::from_vec(rng.normals(b * m, 0.3), (b, m), &device())
             .unwrap()
             .affine(1.0, -3.0)
             .unwrap(),
     );
-    let noise = NoiseSource::new(3)
-        .uniform((j, b, m), &Device::Cpu)
-        .unwrap();
+    let noise = NoiseSource::new(3).uniform((j, b, m), &device()).unwrap();
     let c = reparameterize(mu.as_tensor(), ls.as_tensor(), &noise, 0.02).unwrap();
     assert_eq!(c.dims(), &[j, b, m]);
     let g = c.sum_all().unwrap().backward().unwrap();
@@ -143,7 +142,7 @@ fn reparameterize_broadcasts_over_draws_and_sums_their_straight_through_gradient
 
 #[test]
 fn reparameterize_rejects_mismatched_shapes_and_bad_threshold() {
-    let d = Device::Cpu;
+    let d = device();
     let x = Tensor::zeros((2, 3), DType::F32, &d).unwrap();
     let y = Tensor::zeros((2, 4), DType::F32, &d).unwrap();
     let msg = |r: candle_core::Result<Tensor>| r.unwrap_err().to_string();
@@ -162,9 +161,9 @@ fn noise_source_matches_the_shared_sampler_and_resumes_from_its_state() {
         assert_eq!(ours.next_u(), shared.noise());
     }
     let state = ours.state();
-    let a = ours.uniform((5, 4, 16), &Device::Cpu).unwrap();
+    let a = ours.uniform((5, 4, 16), &device()).unwrap();
     let mut resumed = NoiseSource::from_state(state);
-    let b = resumed.uniform((5, 4, 16), &Device::Cpu).unwrap();
+    let b = resumed.uniform((5, 4, 16), &device()).unwrap();
     assert_exact("resumed noise", &b, &a);
     assert_eq!(resumed.state(), ours.state());
     let values = flat_f64(&a);
@@ -337,7 +336,7 @@ fn best_of_j_matches_reference_for_both_penalties() {
 
 #[test]
 fn best_of_j_rejects_a_transport_of_the_wrong_shape() {
-    let d = Device::Cpu;
+    let d = device();
     let mu = Tensor::zeros((2, 3), DType::F32, &d).unwrap();
     let noise = Tensor::zeros((4, 2, 3), DType::F32, &d).unwrap();
     let x1 = Tensor::zeros((2, 5), DType::F32, &d).unwrap();

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var};
+use crate::device::device;
+use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 use mclr_shared::operators::Operators;
 use mclr_trainer::model::operators::{PSI_VAR_NAME, TransportOperator};
@@ -17,7 +18,7 @@ fn fixture(name: &str) -> HashMap<String, Tensor> {
         "{}/../fixtures/reference/{name}.safetensors",
         env!("CARGO_MANIFEST_DIR")
     );
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
+    candle_core::safetensors::load(&path, &device()).unwrap()
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
@@ -98,11 +99,11 @@ fn dense_case(seed: u64) -> DenseCase {
         .map(|(p, noise)| p + noise)
         .collect();
     let cpu = Operators::new(m, k, n, psi).unwrap();
-    let op = TransportOperator::from_operators(&cpu, &Device::Cpu).unwrap();
+    let op = TransportOperator::from_operators(&cpu, &device()).unwrap();
     let c = symmetric(&mut rng, s * b * m, 0.8);
     let z = symmetric(&mut rng, b * k * n, 1.0);
-    let c_t = Tensor::from_slice(&c, (s, b, m), &Device::Cpu).unwrap();
-    let z_t = Tensor::from_slice(&z, (b, k * n), &Device::Cpu).unwrap();
+    let c_t = Tensor::from_slice(&c, (s, b, m), &device()).unwrap();
+    let z_t = Tensor::from_slice(&z, (b, k * n), &device()).unwrap();
     DenseCase {
         op,
         cpu,
@@ -201,7 +202,7 @@ fn stable_init_registers_psi_in_the_varmap_with_the_shared_init() {
         k,
         n,
         || uniform(&mut rng),
-        &Device::Cpu,
+        &device(),
     )
     .unwrap();
     assert_eq!(op.psi().dims(), &[m, k, n, n]);
@@ -231,11 +232,11 @@ fn stable_init_registers_psi_in_the_varmap_with_the_shared_init() {
         k,
         n,
         || uniform(&mut rng),
-        &Device::Cpu,
+        &device(),
     )
     .unwrap();
     assert_eq!(again.psi().id(), op.psi().id());
-    let err = TransportOperator::stable_init(&varmap, PSI_VAR_NAME, m, k, 4, || 0.5, &Device::Cpu)
+    let err = TransportOperator::stable_init(&varmap, PSI_VAR_NAME, m, k, 4, || 0.5, &device())
         .unwrap_err()
         .to_string();
     assert!(err.contains(PSI_VAR_NAME), "{err}");
@@ -244,7 +245,7 @@ fn stable_init_registers_psi_in_the_varmap_with_the_shared_init() {
 #[test]
 fn shape_errors_name_the_argument() {
     let DenseCase { op, c, z, .. } = dense_case(1);
-    let dev = Device::Cpu;
+    let dev = device();
     let err = |r: candle_core::Result<Tensor>| r.unwrap_err().to_string();
 
     let wrong_m = Tensor::zeros((4, 5), DType::F32, &dev).unwrap();
