@@ -153,6 +153,19 @@ impl SslModel {
         }
     }
 
+    /// The projections of both views' features `z0`, `z1` (B, d each): the head runs **once** on
+    /// cat[z0; z1], so its BatchNorm statistics cover 2B rows, as the reference's
+    /// `self.projector(torch.cat([z0, z1]))` (`src/model/contrastive/projection_header.py`).
+    /// Without a head, the features themselves.
+    pub fn project_pair(&self, z0: &Tensor, z1: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        if self.projection.is_none() {
+            return Ok((z0.clone(), z1.clone()));
+        }
+        let b = z0.dim(0)?;
+        let h = self.project(&Tensor::cat(&[z0, z1], 0)?, train)?;
+        Ok((h.narrow(0, 0, b)?, h.narrow(0, b, h.dim(0)? - b)?))
+    }
+
     /// The trainable variables of each group, sorted by name so the order is stable.
     pub fn group_vars(&self, group: Group) -> Vec<(String, Var)> {
         let Ok(vars) = self.varmap.data().lock() else {

@@ -199,8 +199,7 @@ impl Objective {
         let (z0, z1) = (z0.clone(), z1.clone());
         match (&self.method, &model.manifold) {
             (Method::Simclr, _) => {
-                let h0 = model.project(&z0, true)?;
-                let h1 = model.project(&z1, true)?;
+                let (h0, h1) = model.project_pair(&z0, &z1, true)?;
                 let loss = nt_xent_cosine(&h0, &h1, self.temperature)?;
                 let contrastive = term(&loss)?;
                 let zero = contrastive.zeros_like()?;
@@ -270,11 +269,10 @@ impl Objective {
         let c_aug = reparameterize(&p.loc, &p.logscale, &noise, self.threshold)?;
         let z_aug = parts.operators.transport(&c_aug, &z0)?;
         let contrastive = if model.projection.is_some() {
-            nt_xent_cosine(
-                &model.project(&z_aug, true)?,
-                &model.project(&z1, true)?,
-                self.temperature,
-            )?
+            // As the reference's head variant (`src/model/loss.py`): z1's projection comes from
+            // the head's pass over cat[z0; z1], z_aug's from a pass of its own.
+            let (_, h1) = model.project_pair(&z0, &z1, true)?;
+            nt_xent_cosine(&model.project(&z_aug, true)?, &h1, self.temperature)?
         } else {
             lie_infonce_mse(&z_aug, &z1, &z0, self.temperature)?
         };

@@ -606,6 +606,109 @@ fn projection_head_maps_backbone_features_to_128_with_its_own_prefix() {
     );
 }
 
+/// The reference's head on one batch, by hand in f64: Linear, BatchNorm1d with the batch's own
+/// (biased) statistics, ReLU, Linear, from the head's variables.
+fn head_by_hand(varmap: &VarMap, z: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let w1 = var(varmap, "projection.fc1.weight");
+    let (hidden, input) = w1.dims2().unwrap();
+    let (w1, b1) = (values(&w1), values(&var(varmap, "projection.fc1.bias")));
+    let (gamma, beta) = (
+        values(&var(varmap, "projection.bn1.weight")),
+        values(&var(varmap, "projection.bn1.bias")),
+    );
+    let w2 = var(varmap, "projection.fc2.weight");
+    let out = w2.dims2().unwrap().0;
+    let (w2, b2) = (values(&w2), values(&var(varmap, "projection.fc2.bias")));
+    let h: Vec<Vec<f64>> = z
+        .iter()
+        .map(|row| {
+            (0..hidden)
+                .map(|j| b1[j] + (0..input).map(|i| w1[j * input + i] * row[i]).sum::<f64>())
+                .collect()
+        })
+        .collect();
+    let n = h.len() as f64;
+    let normalised: Vec<Vec<f64>> = {
+        let mean: Vec<f64> = (0..hidden)
+            .map(|j| h.iter().map(|r| r[j]).sum::<f64>() / n)
+            .collect();
+        let var: Vec<f64> = (0..hidden)
+            .map(|j| h.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n)
+            .collect();
+        h.iter()
+            .map(|r| {
+                (0..hidden)
+                    .map(|j| {
+                        let x = (r[j] - mean[j]) / (var[j] + 1e-5).sqrt() * gamma[j] + beta[j];
+                        x.max(0.0)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    normalised
+        .iter()
+        .map(|r| {
+            (0..out)
+                .map(|o| b2[o] + (0..hidden).map(|j| w2[o * hidden + j] * r[j]).sum::<f64>())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_head_projects_both_views_in_one_batch_as_the_reference_does() {
+    // src/model/contrastive/projection_header.py: `self.projector(torch.cat([z0, z1]))`, so the
+    // head's BatchNorm normalises over 2B rows, not over each view's B.
+    let config = mclr_trainer::config::Config::resolve(
+        "cifar10-simclr",
+        &[
+            "model.base_width=4".to_owned(),
+            "model.projection_hidden=16".to_owned(),
+        ],
+    )
+    .unwrap();
+    let model = mclr_trainer::model::ssl::SslModel::new(&config, 32, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (b, d) = (6, model.backbone.feature_dim());
+    let z0 = tensor(&mut rng, &[b, d], -1.0, 1.0);
+    // A second view with other statistics, so per-view and joint normalisation differ.
+    let z1 = tensor(&mut rng, &[b, d], 0.0, 3.0);
+    let (h0, h1) = model.project_pair(&z0, &z1, true).unwrap();
+    let rows = |t: &Tensor| -> Vec<Vec<f64>> {
+        values(t)
+            .chunks(t.dim(1).unwrap())
+            .map(<[f64]>::to_vec)
+            .collect()
+    };
+    let joint = head_by_hand(&model.varmap, &[rows(&z0), rows(&z1)].concat());
+    let got = [rows(&h0), rows(&h1)].concat();
+    let err = got
+        .iter()
+        .flatten()
+        .zip(joint.iter().flatten())
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err < 1e-4,
+        "projection of cat[z0; z1] differs from the reference by {err}"
+    );
+    // The arrangement matters: each view normalised on its own gives other values.
+    let separate = [
+        head_by_hand(&model.varmap, &rows(&z0)),
+        head_by_hand(&model.varmap, &rows(&z1)),
+    ]
+    .concat();
+    let gap = separate
+        .iter()
+        .flatten()
+        .zip(joint.iter().flatten())
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        gap > 100.0 * err.max(1e-6),
+        "per-view and joint statistics agree ({gap})"
+    );
+}
+
 // ---------------------------------------------------------------- coefficient encoder and prior
 
 fn fixture_path(file: &str) -> PathBuf {
