@@ -12,7 +12,8 @@
 //! Parameters are registered under [`VAR_PREFIX`] with torchvision's names (`backbone.conv1.weight`,
 //! `backbone.layer2.0.downsample.1.running_var`, ...), so checkpoints read like a torch state dict
 //! and the optimiser can group them by prefix. Initialisation is torchvision's: Kaiming-normal with
-//! fan-out for convolutions, weight 1 and bias 0 for BatchNorm.
+//! fan-out for convolutions, weight 1 and bias 0 for BatchNorm; except the stem conv, which has
+//! PyTorch's default conv init as in the reference ([`Stem::conv_init`]).
 
 use candle_core::{Result, Tensor, bail};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
@@ -43,23 +44,25 @@ const CONV_INIT: Init = Init::Kaiming {
     non_linearity: NonLinearity::ReLU,
 };
 
-/// The first layers, which differ with the input resolution.
+/// The first layers, which differ with the input resolution. The convolution is the same in both:
+/// the reference replaces torchvision's 7×7 `conv1` with a 3×3 one for every dataset
+/// (`src/model/backbone.py`) and removes the max-pool only for CIFAR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stem {
     /// 3×3 conv, stride 1, pad 1, no max-pool: the CIFAR stem for 32-px inputs. The backbone's
     /// feature maps are 32, 16, 8 and 4 px in stages 1–4.
     Conv3x3,
-    /// 3×3 conv, stride 1, pad 1, then 3×3 max-pool with stride 2 and pad 1: the stem SPEC §4
-    /// prescribes for 64-px inputs (STL-10, Tiny ImageNet), which halves the resolution once.
+    /// The same conv, then 3×3 max-pool with stride 2 and pad 1: the stem for 64-px inputs
+    /// (STL-10, Tiny ImageNet), which halves the resolution once.
     Conv3x3MaxPool,
-    /// torchvision's ImageNet stem: 7×7 conv, stride 2, pad 3, then the same max-pool. The
-    /// authors' code keeps it for datasets other than CIFAR and STL-10; offered for comparison.
-    Conv7x7MaxPool,
 }
 
 impl Stem {
-    /// The SPEC §4 stem for square inputs of `image_px` pixels: no max-pool up to 32 px (CIFAR),
-    /// the max-pool above (64-px STL-10 and Tiny ImageNet crops).
+    /// Kernel size of the stem convolution (stride 1, padding 1).
+    pub const KERNEL: usize = 3;
+
+    /// The stem for square inputs of `image_px` pixels: no max-pool up to 32 px (CIFAR), the
+    /// max-pool above (64-px STL-10 and Tiny ImageNet crops).
     pub fn for_image_size(image_px: usize) -> Self {
         if image_px <= 32 {
             Self::Conv3x3
@@ -68,17 +71,20 @@ impl Stem {
         }
     }
 
-    /// Kernel size, stride and padding of the stem convolution.
-    pub fn conv_geometry(self) -> (usize, usize, usize) {
-        match self {
-            Self::Conv3x3 | Self::Conv3x3MaxPool => (3, 1, 1),
-            Self::Conv7x7MaxPool => (7, 2, 3),
-        }
-    }
-
     /// Whether the stem ends with the 3×3, stride-2 max-pool.
     pub fn has_max_pool(self) -> bool {
-        !matches!(self, Self::Conv3x3)
+        matches!(self, Self::Conv3x3MaxPool)
+    }
+
+    /// The stem convolution's initialisation: PyTorch's default for `nn.Conv2d`, uniform in
+    /// ±1/√fan_in with fan_in = 3·3·3 = 27. The reference creates this conv after torchvision's
+    /// init loop has run, so unlike every other conv it does not get the Kaiming-normal init.
+    pub fn conv_init() -> Init {
+        let bound = 1.0 / ((INPUT_CHANNELS * Self::KERNEL * Self::KERNEL) as f64).sqrt();
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        }
     }
 }
 
@@ -154,11 +160,28 @@ fn conv(
     padding: usize,
     vb: &VarBuilder<'_>,
 ) -> Result<Conv> {
-    let weight = vb.get_with_hints(
-        (out_channels, in_channels, kernel, kernel),
-        "weight",
+    conv_with_init(
+        in_channels,
+        out_channels,
+        kernel,
+        stride,
+        padding,
         CONV_INIT,
-    )?;
+        vb,
+    )
+}
+
+/// A bias-free convolution initialised with `init`, its weight named `weight` under `vb`.
+fn conv_with_init(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    init: Init,
+    vb: &VarBuilder<'_>,
+) -> Result<Conv> {
+    let weight = vb.get_with_hints((out_channels, in_channels, kernel, kernel), "weight", init)?;
     Ok(Conv {
         weight,
         stride,
@@ -279,13 +302,13 @@ impl ResNet {
         }
         let vb = vb.pp(VAR_PREFIX);
         let widths = config.stage_widths();
-        let (kernel, stride, padding) = config.stem.conv_geometry();
-        let conv1 = conv(
+        let conv1 = conv_with_init(
             INPUT_CHANNELS,
             widths[0],
-            kernel,
-            stride,
-            padding,
+            Stem::KERNEL,
+            1,
+            1,
+            Stem::conv_init(),
             &vb.pp("conv1"),
         )?;
         let bn1 = BatchNorm::new(widths[0], vb.pp("bn1"))?;

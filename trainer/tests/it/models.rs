@@ -117,11 +117,11 @@ fn backbone(config: ResNetConfig, dtype: DType) -> (VarMap, ResNet) {
 /// (in · out · k²) and BatchNorm weight + bias (2 per channel); stem conv + BN, then four stages of
 /// two BasicBlocks (two 3×3 convs + two BNs each), the first block of stages 2–4 with a 1×1 conv +
 /// BN shortcut.
-fn resnet18_parameter_count(w: usize, stem: Stem) -> usize {
+fn resnet18_parameter_count(w: usize) -> usize {
     let conv = |i: usize, o: usize, k: usize| i * o * k * k;
     let bn = |c: usize| 2 * c;
-    let (k, _, _) = stem.conv_geometry();
-    let mut total = conv(3, w, k) + bn(w);
+    // The stem conv is 3×3 with or without the max-pool, which has no parameters.
+    let mut total = conv(3, w, Stem::KERNEL) + bn(w);
     let mut c_in = w;
     for mult in [1, 2, 4, 8] {
         let c = w * mult;
@@ -139,18 +139,13 @@ fn resnet18_parameter_count(w: usize, stem: Stem) -> usize {
 #[test]
 fn resnet18_at_base_width_64_has_the_torchvision_parameter_count_without_fc() {
     // torchvision resnet18: 11,689,512 parameters. Minus fc (512·1000 + 1000 = 513,000) gives
-    // 11,176,512 with the 7×7 stem (3·64·49 = 9,408); the 3×3 CIFAR stem (3·64·9 = 1,728) is
-    // 7,680 fewer: 11,168,832.
+    // 11,176,512 with the 7×7 stem (3·64·49 = 9,408); the reference's 3×3 stem (3·64·9 = 1,728)
+    // is 7,680 fewer: 11,168,832, for every dataset (the max-pool has no parameters).
     const TORCHVISION_RESNET18: usize = 11_689_512;
     const FC: usize = 512 * 1000 + 1000;
     const STEM_7X7_MINUS_3X3: usize = 3 * 64 * 49 - 3 * 64 * 9;
-    assert_eq!(resnet18_parameter_count(64, Stem::Conv3x3), 11_168_832);
     assert_eq!(TORCHVISION_RESNET18 - FC - STEM_7X7_MINUS_3X3, 11_168_832);
-
-    for (stem, expected) in [
-        (Stem::Conv3x3, 11_168_832),
-        (Stem::Conv7x7MaxPool, TORCHVISION_RESNET18 - FC),
-    ] {
+    for stem in [Stem::Conv3x3, Stem::Conv3x3MaxPool] {
         let (varmap, net) = backbone(
             ResNetConfig {
                 base_width: 64,
@@ -159,15 +154,19 @@ fn resnet18_at_base_width_64_has_the_torchvision_parameter_count_without_fc() {
             DType::F32,
         );
         assert_eq!(net.feature_dim(), 512);
-        assert_eq!(parameter_count(&varmap, "backbone."), expected, "{stem:?}");
-        assert_eq!(resnet18_parameter_count(64, stem), expected, "{stem:?}");
+        assert_eq!(
+            parameter_count(&varmap, "backbone."),
+            11_168_832,
+            "{stem:?}"
+        );
+        assert_eq!(resnet18_parameter_count(64), 11_168_832, "{stem:?}");
     }
 }
 
 #[test]
 fn parameter_count_follows_the_architecture_at_small_widths() {
     for w in [1, 8, 16] {
-        for stem in [Stem::Conv3x3, Stem::Conv3x3MaxPool, Stem::Conv7x7MaxPool] {
+        for stem in [Stem::Conv3x3, Stem::Conv3x3MaxPool] {
             let (varmap, _) = backbone(
                 ResNetConfig {
                     base_width: w,
@@ -177,7 +176,7 @@ fn parameter_count_follows_the_architecture_at_small_widths() {
             );
             assert_eq!(
                 parameter_count(&varmap, "backbone."),
-                resnet18_parameter_count(w, stem),
+                resnet18_parameter_count(w),
                 "w = {w}, {stem:?}"
             );
         }
@@ -227,7 +226,7 @@ fn backbone_variables_use_torchvision_names_under_the_backbone_prefix() {
 }
 
 #[test]
-fn backbone_init_is_kaiming_normal_fan_out_and_identity_batch_norm() {
+fn backbone_init_is_kaiming_normal_fan_out_but_the_stem_is_torch_default_and_bn_identity() {
     let (varmap, _) = backbone(ResNetConfig::paper(32), DType::F32);
     // layer4.0.conv2: (512, 512, 3, 3), fan_out = 512·9, std = √(2 / 4608) ≈ 0.0208.
     let w = values(&var(&varmap, "backbone.layer4.0.conv2.weight"));
@@ -237,12 +236,19 @@ fn backbone_init_is_kaiming_normal_fan_out_and_identity_batch_norm() {
     let want = (2.0f64 / (512.0 * 9.0)).sqrt();
     assert!(mean.abs() < 0.01 * want, "mean {mean}");
     assert!((std / want - 1.0).abs() < 0.01, "std {std}, want {want}");
-    // The stem: fan_out = 64·9 whatever the input channels.
+    // The stem conv has PyTorch's default conv init instead, U(±1/√27) (fan_in = 3·3·3): the
+    // reference creates it after torchvision's init loop (src/model/backbone.py).
     let w = values(&var(&varmap, "backbone.conv1.weight"));
+    let bound = 1.0 / 27f64.sqrt();
+    assert!(
+        w.iter().all(|x| x.abs() <= bound),
+        "stem weight beyond ±1/√27"
+    );
     let std = (w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64).sqrt();
     assert!(
-        (std / (2.0f64 / 576.0).sqrt() - 1.0).abs() < 0.1,
-        "stem std {std}"
+        (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1,
+        "stem std {std}, want that of U(±1/√27), {}",
+        bound / 3f64.sqrt()
     );
     for (suffix, value) in [
         ("weight", 1.0),
@@ -277,7 +283,6 @@ fn small_backbones_give_8w_features_for_every_stem() {
     for (w, stem, px) in [
         (8, Stem::Conv3x3, 32),
         (8, Stem::Conv3x3MaxPool, 64),
-        (8, Stem::Conv7x7MaxPool, 64),
         (4, Stem::Conv3x3, 9),
         (16, Stem::Conv3x3MaxPool, 17),
     ] {
