@@ -1,6 +1,7 @@
 //! Frozen backbone features of a set of images: the input of every protocol in this module and of
 //! the bundle's gallery. Eval mode (batch-norm running statistics), the dataset's eval transform
-//! (normalisation only; a centre crop for STL-10 and Tiny ImageNet), images in dataset order.
+//! (normalisation only, except STL-10, which is resized to 70 px and centre-cropped to 64; Tiny
+//! ImageNet is used at its native 64 px with no crop), images in dataset order.
 
 use std::sync::Arc;
 
