@@ -109,7 +109,10 @@ pub struct EvalConfig {
     pub semisup_hidden: usize,
     /// Test rows k-means clusters (SPEC: 5000).
     pub kmeans_rows: usize,
-    /// Test images whose augmentation nearest neighbours are checked.
+    /// Which augmentation-nearest-neighbour setting runs: `reference` (the authors': 20 training
+    /// images from index 1337, Euclidean) or `cosine-sample` (sampled test images, cosine).
+    pub augment_nn: crate::eval::augment_nn::AugmentNnSetting,
+    /// Test images queried by the `cosine-sample` augmentation-nearest-neighbour setting.
     pub augment_nn_queries: usize,
     /// Use only the first this many training images for every protocol (0: all).
     pub max_train: usize,
@@ -125,6 +128,7 @@ impl Default for EvalConfig {
             semisup_iterations: 10_000,
             semisup_hidden: 2048,
             kmeans_rows: 5000,
+            augment_nn: crate::eval::augment_nn::AugmentNnSetting::Reference,
             augment_nn_queries: 1000,
             max_train: 0,
             max_test: 0,

@@ -1,18 +1,27 @@
 //! Augmentation nearest neighbours (SPEC §10): are the learned prior's moves still the same kind
 //! of image?
 //!
-//! The paper shows, for a test image, the nearest training image of each of 8 prior-moved copies of
-//! its feature. This protocol turns the figure into a number: for `queries` test rows (a seeded
-//! sample), draw `samples_per_query` coefficient samples from the fully warmed learned prior (soft
-//! threshold ζ), clamp each coefficient to `[−clamp, clamp]` (SPEC: 1, as the figure does), move
-//! the feature by `T(c)`, find its nearest training row by cosine similarity
-//! ([`mclr_shared::geometry::KnnIndex`]), and report the fraction of moved copies whose neighbour
-//! has the query's label. The same fraction for the unmoved queries (1-NN agreement) is the
-//! reference: moves that preserve identity keep the agreement near it.
+//! The paper shows, for an image, the nearest training image of each of 8 prior-moved copies of
+//! its feature. This protocol turns the figure into a number: for each query row, draw
+//! `samples_per_query` coefficient samples from the fully warmed learned prior (soft threshold ζ),
+//! clamp each coefficient to `[−clamp, clamp]` (1, as the figure does), move the feature by
+//! `T(c)`, find its nearest training row ([`mclr_shared::geometry::KnnIndex`]), and report the
+//! fraction of moved copies whose neighbour has the query's label. The same fraction for the
+//! unmoved queries (1-NN agreement) is the reference point: moves that preserve identity keep the
+//! agreement near it.
+//!
+//! Two settings ([`AugmentNnSetting`]):
+//! * [`AugmentNnSetting::Reference`], the default: the authors' `src/eval/nn_aug.py`. The queries
+//!   are the 20 training images from index 1337, the gallery is the whole training set (the
+//!   query's own unmoved feature included, so the unmoved agreement is 1), and distances are
+//!   Euclidean (`sklearn.metrics.pairwise_distances`).
+//! * [`AugmentNnSetting::CosineSample`]: a larger, held-out variant: a seeded sample of
+//!   `queries` test rows, cosine similarity, the training set as gallery.
 
 use mclr_shared::geometry::{KnnIndex, Metric};
 use mclr_shared::operators::{LaplaceSampler, Operators, PriorNetwork};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::identity::{CHUNK_ROWS, ensure_moves_fit, prior_params, sample_labels, stream_seed};
 use super::report::AugmentationNnResult;
@@ -22,24 +31,56 @@ use crate::Result;
 /// Domain tag of the protocol's random streams.
 const AUGMENT_NN_DOMAIN: u64 = 0x6175_676e; // "augn"
 
-/// The augmentation-nearest-neighbour settings; [`Default`] follows SPEC §10.
+/// Which rows are queried, and how neighbours are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentNnSetting {
+    /// The authors' setting: [`REFERENCE_QUERIES`] training rows from [`REFERENCE_START`] (or the
+    /// last ones, when the training set is smaller), Euclidean distance.
+    #[default]
+    Reference,
+    /// `queries` test rows drawn with the protocol's seed, cosine similarity.
+    CosineSample,
+}
+
+/// The first training row the reference queries (`start_idx` in `src/eval/nn_aug.py`).
+pub const REFERENCE_START: usize = 1337;
+/// How many training rows the reference queries (`num_images`, `src/eval/config.py`).
+pub const REFERENCE_QUERIES: usize = 20;
+
+/// The augmentation-nearest-neighbour settings; [`Default`] is the authors' protocol.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AugmentationNnConfig {
-    /// Test rows queried: a seeded sample of this many (all rows when there are fewer).
-    /// Default 1000.
+    /// Which rows are queried and with which metric.
+    pub setting: AugmentNnSetting,
+    /// [`AugmentNnSetting::CosineSample`] only: test rows queried, a seeded sample of this many
+    /// (all rows when there are fewer). Default 1000.
     pub queries: usize,
-    /// Prior samples per query (SPEC: 8).
+    /// Prior samples per query (the reference's `num_augs`: 8).
     pub samples_per_query: usize,
-    /// Each coefficient is clamped to `[−clamp, clamp]` before the move (SPEC: 1).
+    /// Each coefficient is clamped to `[−clamp, clamp]` before the move (the reference: 1).
     pub clamp: f32,
 }
 
 impl Default for AugmentationNnConfig {
     fn default() -> Self {
         Self {
+            setting: AugmentNnSetting::Reference,
             queries: 1000,
             samples_per_query: 8,
             clamp: 1.0,
+        }
+    }
+}
+
+impl AugmentNnSetting {
+    /// One line for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Reference => {
+                "the authors' setting: 20 training images from index 1337, Euclidean, training gallery"
+            }
+            Self::CosineSample => "a seeded sample of test images, cosine, training gallery",
         }
     }
 }
@@ -81,7 +122,15 @@ pub fn augmentation_nn(
     train.ensure_compatible(test)?;
     ensure_moves_fit(test, operators, prior)?;
 
-    let queries = test.sample(config.queries, seed);
+    let (queries, metric) = match config.setting {
+        AugmentNnSetting::Reference => {
+            let count = REFERENCE_QUERIES.min(train.len());
+            let start = REFERENCE_START.min(train.len() - count);
+            let rows: Vec<usize> = (start..start + count).collect();
+            (train.subset(&rows)?, Metric::Euclidean)
+        }
+        AugmentNnSetting::CosineSample => (test.sample(config.queries, seed), Metric::Cosine),
+    };
     let dim = queries.dim();
     let samples = config.samples_per_query;
     let params = prior_params(&queries, prior)?;
@@ -101,8 +150,7 @@ pub fn augmentation_nn(
         .collect::<Result<_>>()?;
     let moved: Vec<f32> = moved.concat();
 
-    let index =
-        KnnIndex::new(train.data().to_vec(), dim, Metric::Cosine).map_err(geometry_error)?;
+    let index = KnnIndex::new(train.data().to_vec(), dim, metric).map_err(geometry_error)?;
     let moved_labels = sample_labels(&queries, CHUNK_ROWS, samples);
     Ok(AugmentationNnResult {
         agreement: nearest_agreement(&index, train.labels(), &moved, &moved_labels)?,
@@ -114,6 +162,7 @@ pub fn augmentation_nn(
         )?,
         queries: queries.len(),
         samples_per_query: samples,
+        setting: config.setting.describe().to_owned(),
     })
 }
 

@@ -116,12 +116,15 @@ fn rows(first: &EvalResults) -> Vec<Row> {
                 .as_ref()
                 .map(|i| format!("{:.3}", i.mean_relative_shift))
         }),
-        Row::new("augmentation NN: label agreement (unmoved)", |r| {
-            r.report
-                .augmentation_nn
-                .as_ref()
-                .map(|a| format!("{} ({})", pct(a.agreement), pct(a.clean_agreement)))
-        }),
+        Row::new(
+            "augmentation NN: label agreement (unmoved), setting below",
+            |r| {
+                r.report
+                    .augmentation_nn
+                    .as_ref()
+                    .map(|a| format!("{} ({})", pct(a.agreement), pct(a.clean_agreement)))
+            },
+        ),
     ]);
     rows
 }

@@ -37,7 +37,7 @@ pub use linear::{LinearProbe, LinearProbeConfig, linear_probe};
 pub use report::{ClusteringResult, KnnResult, ProbeResult, Report, SemiSupervisedResult};
 pub use semisup::{Augmentation, Method, SemiSupervisedConfig, semi_supervised};
 
-pub use augment_nn::{AugmentationNnConfig, augmentation_nn};
+pub use augment_nn::{AugmentNnSetting, AugmentationNnConfig, augmentation_nn};
 pub use identity::{IdentityConfig, identity_preservation, mean_scales, score_identity};
 pub use report::{AugmentationNnResult, IdentityResult};
 

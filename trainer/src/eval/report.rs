@@ -89,10 +89,10 @@ pub struct IdentityResult {
 
 /// Augmentation nearest neighbours (SPEC §10): how often the nearest training row of a
 /// prior-moved test feature shares the test row's label.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AugmentationNnResult {
-    /// Fraction of moved queries (all samples of all queries) whose nearest training row (cosine)
-    /// has the query's label.
+    /// Fraction of moved queries (all samples of all queries) whose nearest training row has the
+    /// query's label.
     pub agreement: f64,
     /// The same fraction for the unmoved queries (the reference the moves are compared with).
     pub clean_agreement: f64,
@@ -100,6 +100,10 @@ pub struct AugmentationNnResult {
     pub queries: usize,
     /// Prior samples per query.
     pub samples_per_query: usize,
+    /// Which setting ran (queries, metric, gallery); empty in reports written before it was
+    /// recorded, which used cosine on sampled test rows.
+    #[serde(default)]
+    pub setting: String,
 }
 
 /// Everything `mclr eval` measured for a run; absent protocols were not run.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment_nn::AugmentationNnConfig;
 use super::identity::IdentityConfig;
+use super::kmeans::evenly_spaced;
 use super::linear::LinearProbe;
 use super::report::Report;
 use super::semisup::{self, Augmentation, Method as SemiMethod, SemiSupervisedConfig};
@@ -218,8 +219,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
                 report.weighted_knn = Some(knn_accuracy(&train, &test, KnnVote::LIGHTLY)?);
             }
             Protocol::Kmeans => {
-                let rows = test.len().min(eval.kmeans_rows.max(1));
-                let subset = test.subset(&(0..rows).collect::<Vec<_>>())?;
+                let subset = test.subset(&evenly_spaced(test.len(), eval.kmeans_rows.max(1)))?;
                 let config = KMeansConfig {
                     seed,
                     ..KMeansConfig::default()
@@ -255,6 +255,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
                         run.config.method.threshold,
                         seed,
                         &AugmentationNnConfig {
+                            setting: eval.augment_nn,
                             queries: eval.augment_nn_queries,
                             ..AugmentationNnConfig::default()
                         },

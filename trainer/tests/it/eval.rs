@@ -13,8 +13,8 @@ use mclr_trainer::augment::rng::StreamRng;
 use mclr_trainer::eval::knn::KnnClassifier;
 use mclr_trainer::eval::semisup::sample_beta;
 use mclr_trainer::eval::{
-    AugmentationNnConfig, Features, IdentityConfig, KMeansConfig, KnnVote, LinearProbe,
-    LinearProbeConfig, Method, Report, SemiSupervisedConfig, augmentation_nn,
+    AugmentNnSetting, AugmentationNnConfig, Features, IdentityConfig, KMeansConfig, KnnVote,
+    LinearProbe, LinearProbeConfig, Method, Report, SemiSupervisedConfig, augmentation_nn,
     identity_preservation, kmeans, kmeans_purity, knn_accuracy, knn_predict, linear_probe,
     mean_scales, purity, semi_supervised,
 };
@@ -323,6 +323,53 @@ fn kmeans_purity_on_uniform_noise_with_shuffled_labels_is_near_chance() {
         "purity {}",
         result.purity
     );
+}
+
+#[test]
+fn the_kmeans_subset_is_numpys_integer_linspace() {
+    use mclr_trainer::eval::kmeans::evenly_spaced;
+    // np.linspace(0, n - 1, k, dtype=int) for each (n, k), computed by hand.
+    assert_eq!(evenly_spaced(10, 4), [0, 3, 6, 9]);
+    assert_eq!(evenly_spaced(10, 3), [0, 4, 9]);
+    assert_eq!(evenly_spaced(100, 7), [0, 16, 33, 49, 66, 82, 99]);
+    assert_eq!(evenly_spaced(5, 1), [0]);
+    assert_eq!(evenly_spaced(3, 8), [0, 1, 2]);
+    // Tiny ImageNet's validation set is sorted by class (50 per class): the first 5,000 rows
+    // hold 100 of the 200 classes, the evenly spaced ones all 200.
+    let classes: std::collections::BTreeSet<usize> =
+        evenly_spaced(10_000, 5000).iter().map(|i| i / 50).collect();
+    assert_eq!(classes.len(), 200);
+}
+
+#[test]
+fn kmeans_keeps_the_lowest_inertia_of_its_restarts() {
+    let features = clusters(6, 30, 8, 1.5, 1.0, 9);
+    let single = |seed| {
+        let config = KMeansConfig {
+            seed,
+            restarts: 1,
+            ..KMeansConfig::default()
+        };
+        kmeans_purity(&features, &config).unwrap().inertia
+    };
+    let best = kmeans_purity(&features, &KMeansConfig::default()).unwrap();
+    assert!(
+        best.inertia <= single(0),
+        "{} > {}",
+        best.inertia,
+        single(0)
+    );
+    let config = KMeansConfig {
+        restarts: 0,
+        ..KMeansConfig::default()
+    };
+    assert!(matches!(
+        kmeans_purity(&features, &config),
+        Err(Error::InvalidSetting {
+            setting: "kmeans.restarts",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -760,6 +807,7 @@ fn augmentation_nn_with_zero_operators_equals_clean_one_nn_agreement() {
     let operators = Operators::new(4, 2, 4, vec![0.0; 4 * 2 * 16]).unwrap();
     let prior = prior_network(8, 4, 1.0, 0.5, 0.5, 3);
     let config = AugmentationNnConfig {
+        setting: AugmentNnSetting::CosineSample,
         queries: 1000,
         ..AugmentationNnConfig::default()
     };
@@ -775,6 +823,49 @@ fn augmentation_nn_with_zero_operators_equals_clean_one_nn_agreement() {
 }
 
 #[test]
+fn augmentation_nn_by_default_queries_20_training_rows_from_1337_with_euclidean_distance() {
+    // The authors' src/eval/nn_aug.py: z[start_idx + i] for i < 20, start_idx = 1337, nearest
+    // training feature by pairwise (Euclidean) distance.
+    let operators = Operators::new(4, 2, 4, vec![0.0; 4 * 2 * 16]).unwrap();
+    let prior = prior_network(8, 4, 1.0, 0.5, 0.5, 3);
+    let train = clusters(3, 460, 8, 1.5, 1.0, 1);
+    let test = clusters(3, 10, 8, 1.5, 1.0, 2);
+    let config = AugmentationNnConfig::default();
+    let resolved = mclr_trainer::config::Config::resolve("demo", &[]).unwrap();
+    assert_eq!(resolved.eval.augment_nn, AugmentNnSetting::Reference);
+    let cosine = ["eval.augment_nn=cosine-sample".to_owned()];
+    let resolved = mclr_trainer::config::Config::resolve("demo", &cosine).unwrap();
+    assert_eq!(resolved.eval.augment_nn, AugmentNnSetting::CosineSample);
+    let result = augmentation_nn(&train, &test, &operators, &prior, 0.0, 5, &config).unwrap();
+    assert_eq!((result.queries, result.samples_per_query), (20, 8));
+    // With Ψ = 0 every move is the identity and each query finds itself in the gallery.
+    assert_eq!((result.agreement, result.clean_agreement), (1.0, 1.0));
+    assert!(result.setting.contains("1337"), "{}", result.setting);
+
+    // Euclidean, not cosine: a row at twice a query's feature, earlier and of another label, is
+    // as near as the query itself by cosine (ties go to the lower index) but not by distance. A
+    // training set of 25 rows is queried at its last 20.
+    let small = clusters(5, 5, 8, 1.5, 1.0, 4);
+    let (mut data, mut labels) = (small.data().to_vec(), small.labels().to_vec());
+    for j in 0..8 {
+        data[j] = 2.0 * data[5 * 8 + j];
+    }
+    labels[0] = (labels[5] + 1) % 5;
+    let small = Features::new(data, 8, labels, 5).unwrap();
+    let small_test = clusters(5, 2, 8, 1.5, 1.0, 6);
+    let result = augmentation_nn(&small, &small_test, &operators, &prior, 0.0, 5, &config).unwrap();
+    assert_eq!(result.queries, 20);
+    assert_eq!((result.agreement, result.clean_agreement), (1.0, 1.0));
+    let cosine = knn_accuracy(
+        &small,
+        &small.subset(&[5]).unwrap(),
+        KnnVote::Majority { k: 1 },
+    )
+    .unwrap();
+    assert_eq!(cosine.top1, 0.0, "cosine picks the earlier, scaled row");
+}
+
+#[test]
 fn augmentation_nn_agreement_is_near_one_on_separated_clusters() {
     let (train, test) = (
         clusters(3, 40, 8, 5.0, 0.5, 1),
@@ -783,6 +874,7 @@ fn augmentation_nn_agreement_is_near_one_on_separated_clusters() {
     let operators = skew_operators(4, 2, 4, 0.05, 4);
     let prior = prior_network(8, 4, 2.0, 0.3, 0.2, 3);
     let config = AugmentationNnConfig {
+        setting: AugmentNnSetting::CosineSample,
         queries: 50,
         ..AugmentationNnConfig::default()
     };

@@ -156,7 +156,9 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
     assert_eq!(identity.clean, linear.top1);
     assert!(identity.mean_relative_shift >= 0.0);
     let nn = r.augmentation_nn.as_ref().unwrap();
-    assert_eq!((nn.queries, nn.samples_per_query), (10, 8));
+    // The authors' setting by default: 20 training rows (the last 20 of these 60).
+    assert_eq!((nn.queries, nn.samples_per_query), (20, 8));
+    assert!(nn.setting.contains("1337"), "{}", nn.setting);
     assert!(results.skipped.is_empty(), "{:?}", results.skipped);
     for step in [
         "features",
