@@ -162,6 +162,10 @@ pub struct ModelConfig {
     pub projection_hidden: usize,
     /// Projection head output width.
     pub projection_dim: usize,
+    /// "Ghost" batch norm: in training, every BatchNorm normalises groups of this many images
+    /// (0: the whole batch). The `-thresh` configs set 256: the reference trained them on two
+    /// GPUs with `torch.nn.DataParallel`, so each replica's BatchNorm saw 256 of the 512 images.
+    pub bn_group: usize,
 }
 
 /// Which self-supervised method trains the backbone.
@@ -299,6 +303,7 @@ impl Default for ModelConfig {
             projection_head: false,
             projection_hidden: projection::PAPER_HIDDEN_DIM,
             projection_dim: projection::PAPER_OUTPUT_DIM,
+            bn_group: 0,
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct BatchNorm {
     inner: candle_nn::BatchNorm,
     num_features: usize,
     kernels: Kernels,
+    group: Option<usize>,
 }
 
 impl BatchNorm {
@@ -70,6 +71,7 @@ impl BatchNorm {
             inner: candle_nn::batch_norm(num_features, config, vb)?,
             num_features,
             kernels: Kernels::default(),
+            group: None,
         })
     }
 
@@ -93,9 +95,54 @@ impl BatchNorm {
         self.kernels = kernels;
     }
 
+    /// "Ghost" batch norm: in training mode, normalise each group of `group` consecutive rows
+    /// with its own statistics (the last group may be smaller), and update the running statistics
+    /// from the first group only. This is what `torch.nn.DataParallel` does to a BatchNorm layer
+    /// on two GPUs: each replica normalises its half of the batch, and only the first replica
+    /// shares its buffers with the module. `None` (the default) normalises the whole batch.
+    /// Evaluation mode is unaffected.
+    pub fn set_group(&mut self, group: Option<usize>) {
+        self.group = group.filter(|&g| g > 0);
+    }
+
     /// [`ModuleT::forward_t`], followed by a ReLU when `relu`; fused into one kernel in training
-    /// mode on the CPU.
+    /// mode on the CPU. With a ghost group ([`Self::set_group`]) in training mode, one call per
+    /// group of rows.
     pub fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        match self.group {
+            Some(group) if train && rows > group => {
+                let chunks = (0..rows)
+                    .step_by(group)
+                    .map(|start| {
+                        let chunk = x.narrow(0, start, group.min(rows - start))?;
+                        self.forward_with(&chunk, train, relu, start == 0)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&chunks, 0)
+            }
+            _ => self.forward_with(x, train, relu, true),
+        }
+    }
+
+    /// [`Self::forward_act`] on the whole of `x`; in training mode the running statistics are
+    /// updated only when `update_running` (a DataParallel replica other than the first leaves
+    /// the module's untouched).
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        train: bool,
+        relu: bool,
+        update_running: bool,
+    ) -> Result<Tensor> {
+        if train && !update_running {
+            // candle-nn's layer always updates its statistics in training mode: put them back.
+            let kept = (self.running_mean().copy()?, self.running_var().copy()?);
+            let y = self.forward_with(x, train, relu, true)?;
+            Var::from_tensor(self.running_mean())?.set(&kept.0)?;
+            Var::from_tensor(self.running_var())?.set(&kept.1)?;
+            return Ok(y);
+        }
         self.check_input(x, train)?;
         let fused = train
             && self.kernels == Kernels::Fast

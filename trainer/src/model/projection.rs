@@ -90,10 +90,19 @@ impl ProjectionHead {
     }
 }
 
-impl ModuleT for ProjectionHead {
-    /// Projections (B, out) of features (B, in). `train` selects BatchNorm's mode; in training
-    /// the batch needs at least two rows.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl ProjectionHead {
+    /// [`ModuleT::forward_t`] in training mode, updating the BatchNorm's running statistics
+    /// only when `update_running`: one DataParallel replica's pass (only the first replica's
+    /// updates reach the module).
+    pub fn forward_replica(&self, x: &Tensor, update_running: bool) -> Result<Tensor> {
+        self.check_width(x)?;
+        let h = self
+            .bn1
+            .forward_with(&self.fc1.forward(x)?, true, true, update_running)?;
+        self.fc2.forward(&h)
+    }
+
+    fn check_width(&self, x: &Tensor) -> Result<()> {
         let (_, width) = x.dims2()?;
         if width != self.config.input_dim {
             bail!(
@@ -102,6 +111,15 @@ impl ModuleT for ProjectionHead {
                 x.dims()
             );
         }
+        Ok(())
+    }
+}
+
+impl ModuleT for ProjectionHead {
+    /// Projections (B, out) of features (B, in). `train` selects BatchNorm's mode; in training
+    /// the batch needs at least two rows.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_width(x)?;
         let h = self.bn1.forward_act(&self.fc1.forward(x)?, train, true)?;
         self.fc2.forward(&h)
     }

@@ -236,6 +236,15 @@ impl BasicBlock {
         })
     }
 
+    /// Ghost batch norm in the block's BatchNorm layers (see [`BatchNorm::set_group`]).
+    fn set_bn_group(&mut self, group: Option<usize>) {
+        self.bn1.set_group(group);
+        self.bn2.set_group(group);
+        if let Some((_, bn)) = &mut self.downsample {
+            bn.set_group(group);
+        }
+    }
+
     /// Chooses the layers' CPU implementation (see [`Kernels`]).
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
@@ -370,6 +379,15 @@ impl ResNet {
         self.bn1.set_kernels(kernels);
         for block in self.stages.iter_mut().flatten() {
             block.set_kernels(kernels);
+        }
+    }
+
+    /// Ghost batch norm in every BatchNorm layer: groups of `group` images in training (see
+    /// [`BatchNorm::set_group`]); `None` for whole-batch statistics.
+    pub fn set_bn_group(&mut self, group: Option<usize>) {
+        self.bn1.set_group(group);
+        for block in self.stages.iter_mut().flatten() {
+            block.set_bn_group(group);
         }
     }
 }

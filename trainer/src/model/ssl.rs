@@ -35,6 +35,8 @@ pub struct SslModel {
     pub projection: Option<ProjectionHead>,
     /// Operators, encoder and prior, for ManifoldCLR.
     pub manifold: Option<ManifoldParts>,
+    /// Ghost batch-norm group (`model.bn_group`), if any.
+    bn_group: Option<usize>,
 }
 
 /// Which optimiser group a variable belongs to, by its name (SPEC §7).
@@ -79,7 +81,9 @@ impl SslModel {
     pub fn new(config: &Config, image_px: usize, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = SeededVarMap::new(varmap.clone(), config.run.seed).into_var_builder(device);
-        let backbone = ResNet::new(config.backbone(image_px), vb.clone())?;
+        let mut backbone = ResNet::new(config.backbone(image_px), vb.clone())?;
+        let bn_group = (config.model.bn_group > 0).then_some(config.model.bn_group);
+        backbone.set_bn_group(bn_group);
         let d = backbone.feature_dim();
         let projection = if config.model.projection_head {
             let pc = ProjectionConfig {
@@ -122,6 +126,7 @@ impl SslModel {
             backbone,
             projection,
             manifold,
+            bn_group,
         })
     }
 
@@ -157,11 +162,26 @@ impl SslModel {
     /// cat[z0; z1], so its BatchNorm statistics cover 2B rows, as the reference's
     /// `self.projector(torch.cat([z0, z1]))` (`src/model/contrastive/projection_header.py`).
     /// Without a head, the features themselves.
+    ///
+    /// With ghost batch norm (`model.bn_group` = g) in training, the pairs are split as
+    /// DataParallel splits them: replica r projects cat[z0_r; z1_r] of its g pairs, and only
+    /// replica 0 updates the running statistics.
     pub fn project_pair(&self, z0: &Tensor, z1: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
-        if self.projection.is_none() {
+        let Some(head) = &self.projection else {
             return Ok((z0.clone(), z1.clone()));
-        }
+        };
         let b = z0.dim(0)?;
+        if let Some(group) = self.bn_group.filter(|&g| train && b > g) {
+            let (mut h0, mut h1) = (Vec::new(), Vec::new());
+            for start in (0..b).step_by(group) {
+                let n = group.min(b - start);
+                let pair = Tensor::cat(&[z0.narrow(0, start, n)?, z1.narrow(0, start, n)?], 0)?;
+                let h = head.forward_replica(&pair, start == 0)?;
+                h0.push(h.narrow(0, 0, n)?);
+                h1.push(h.narrow(0, n, n)?);
+            }
+            return Ok((Tensor::cat(&h0, 0)?, Tensor::cat(&h1, 0)?));
+        }
         let h = self.project(&Tensor::cat(&[z0, z1], 0)?, train)?;
         Ok((h.narrow(0, 0, b)?, h.narrow(0, b, h.dim(0)? - b)?))
     }

@@ -168,6 +168,9 @@ fn builtin_configs_match_the_papers_table() {
         assert_eq!(c.loss.shift_weight, wshift, "{name}");
         assert_eq!(c.method.prior_warmup_iters, warm, "{name}");
         assert_eq!(c.optim.backbone.lr, lr, "{name}");
+        // Ghost batch norm (groups of 256) where the reference trained on two GPUs.
+        let ghost = if name.ends_with("-thresh") { 256 } else { 0 };
+        assert_eq!(c.model.bn_group, ghost, "{name}");
         // Shared by every row (SPEC §2, §7).
         assert_eq!(
             (c.model.base_width, c.method.block_size),

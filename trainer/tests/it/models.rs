@@ -389,6 +389,192 @@ fn batch_norm_follows_torch_in_train_and_eval_modes() {
     assert_close("eval after update", &y_eval, &want, 1e-6);
 }
 
+/// What [`ghost_run`] measures: (output, input gradient, weight gradient, running mean,
+/// running variance).
+type GhostRun = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Output, input gradient, weight gradient and running statistics of a fresh batch-norm layer
+/// (with its ReLU, and ghost group `group`) on `x`, whose rows are rows `first_row..` of a batch:
+/// the loss weighs output element i of the batch by sin(i), whichever rows `x` holds.
+fn ghost_run(
+    x: &Tensor,
+    first_row: usize,
+    group: Option<usize>,
+    kernels: mclr_trainer::model::Kernels,
+) -> GhostRun {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let mut bn = BatchNorm::new(3, vb.pp("bn")).unwrap();
+    bn.set_kernels(kernels);
+    bn.set_group(group);
+    let input = Var::from_tensor(x).unwrap();
+    let y = bn.forward_act(input.as_tensor(), true, true).unwrap();
+    let offset = (first_row * y.elem_count() / y.dim(0).unwrap()) as f32;
+    let weights = Tensor::arange(offset, offset + y.elem_count() as f32, &Device::Cpu)
+        .unwrap()
+        .reshape(y.dims())
+        .unwrap()
+        .sin()
+        .unwrap();
+    let grads = (&y * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gamma = var(&varmap, "bn.weight");
+    (
+        values(&y),
+        values(grads.get(input.as_tensor()).unwrap()),
+        values(grads.get(&gamma).unwrap()),
+        values(bn.running_mean()),
+        values(bn.running_var()),
+    )
+}
+
+#[test]
+fn ghost_batch_norm_equals_separate_calls_per_group_and_updates_statistics_from_the_first() {
+    // The -thresh configs ran with DataParallel on two GPUs: each replica's BatchNorm normalised
+    // its half of the batch, and only the first replica's running statistics were kept.
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x = tensor(&mut rng, &[8, 3, 2, 2], -2.0, 3.0);
+    let (first, second) = (x.narrow(0, 0, 4).unwrap(), x.narrow(0, 4, 4).unwrap());
+    for kernels in [
+        mclr_trainer::model::Kernels::Fast,
+        mclr_trainer::model::Kernels::Reference,
+    ] {
+        let ghost = ghost_run(&x, 0, Some(4), kernels);
+        let a = ghost_run(&first, 0, None, kernels);
+        let b = ghost_run(&second, 4, None, kernels);
+        let close = |got: &[f64], want: &[f64], what: &str| {
+            let err = got
+                .iter()
+                .zip(want)
+                .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+            assert!(
+                got.len() == want.len() && err < 1e-5,
+                "{kernels:?} {what}: {err}"
+            );
+        };
+        close(&ghost.0, &[a.0.clone(), b.0.clone()].concat(), "output");
+        close(
+            &ghost.1,
+            &[a.1.clone(), b.1.clone()].concat(),
+            "input gradient",
+        );
+        // The parameter gradient is the sum of both groups'.
+        let summed: Vec<f64> = a.2.iter().zip(&b.2).map(|(p, q)| p + q).collect();
+        close(&ghost.2, &summed, "weight gradient");
+        close(&ghost.3, &a.3, "running mean (first group only)");
+        close(&ghost.4, &a.4, "running var (first group only)");
+        // Whole-batch statistics differ: the grouping matters.
+        let whole = ghost_run(&x, 0, None, kernels);
+        let gap = whole
+            .0
+            .iter()
+            .zip(&ghost.0)
+            .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+        assert!(
+            gap > 1e-3,
+            "{kernels:?}: ghost and whole-batch outputs agree"
+        );
+        // A group at least as large as the batch is the whole batch.
+        close(
+            &ghost_run(&x, 0, Some(8), kernels).0,
+            &whole.0,
+            "group = batch",
+        );
+    }
+}
+
+#[test]
+fn a_ghost_backbone_equals_the_backbone_on_each_group_alone() {
+    // Batch norm is the backbone's only interaction between images, so with groups of 4 the
+    // features of 8 images are those of each 4 passed on their own.
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let x = tensor(&mut rng, &[8, 3, 16, 16], -1.0, 1.0);
+    let config = ResNetConfig {
+        base_width: 4,
+        stem: Stem::Conv3x3,
+    };
+    let seeded = || {
+        let varmap = VarMap::new();
+        let vb = mclr_trainer::model::init::SeededVarMap::new(varmap.clone(), 3)
+            .into_var_builder(&Device::Cpu);
+        (varmap.clone(), ResNet::new(config, vb).unwrap())
+    };
+    let (ghost_map, mut ghost) = seeded();
+    ghost.set_bn_group(Some(4));
+    let z = ghost.forward_t(&x, true).unwrap();
+    let (alone_map, alone) = seeded();
+    let first = alone.forward_t(&x.narrow(0, 0, 4).unwrap(), true).unwrap();
+    let stats = running_stats(&alone_map);
+    let second = alone.forward_t(&x.narrow(0, 4, 4).unwrap(), true).unwrap();
+    assert_close(
+        "features",
+        &z,
+        &Tensor::cat(&[first, second], 0).unwrap(),
+        1e-5,
+    );
+    // Running statistics come from the first group only.
+    let ghost_stats = running_stats(&ghost_map);
+    for (name, want) in &stats {
+        let got = &ghost_stats[name];
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-5, "{name}: {err}");
+    }
+}
+
+#[test]
+fn ghost_batch_norm_in_the_head_splits_the_pairs_as_data_parallel() {
+    let config = mclr_trainer::config::Config::resolve(
+        "cifar10-manifoldclr-thresh",
+        &[
+            "model.base_width=4".to_owned(),
+            "method.block_size=8".to_owned(),
+            "model.projection_hidden=16".to_owned(),
+            "model.bn_group=3".to_owned(),
+        ],
+    )
+    .unwrap();
+    let model = mclr_trainer::model::ssl::SslModel::new(&config, 32, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let d = model.backbone.feature_dim();
+    let (z0, z1) = (
+        tensor(&mut rng, &[6, d], -1.0, 1.0),
+        tensor(&mut rng, &[6, d], 0.0, 2.0),
+    );
+    let (h0, h1) = model.project_pair(&z0, &z1, true).unwrap();
+    let stats_after = values(&var(&model.varmap, "projection.bn1.running_mean"));
+    // Replica r projects cat[z0_r; z1_r] of its 3 pairs; only replica 0 moves the statistics.
+    let fresh = mclr_trainer::model::ssl::SslModel::new(&config, 32, &Device::Cpu).unwrap();
+    let fresh_head = fresh.projection.as_ref().unwrap();
+    let replica = |r: usize, update: bool| {
+        let pair = Tensor::cat(
+            &[
+                z0.narrow(0, 3 * r, 3).unwrap(),
+                z1.narrow(0, 3 * r, 3).unwrap(),
+            ],
+            0,
+        )
+        .unwrap();
+        values(&fresh_head.forward_replica(&pair, update).unwrap())
+    };
+    let (r0, r1) = (replica(0, true), replica(1, false));
+    let width = h0.dim(1).unwrap();
+    let want_h0 = [&r0[..3 * width], &r1[..3 * width]].concat();
+    let want_h1 = [&r0[3 * width..], &r1[3 * width..]].concat();
+    assert_eq!(values(&h0), want_h0);
+    assert_eq!(values(&h1), want_h1);
+    assert_eq!(
+        stats_after,
+        values(&var(&fresh.varmap, "projection.bn1.running_mean"))
+    );
+}
+
 #[test]
 fn batch_norm_rejects_one_value_per_channel_in_training_only() {
     let varmap = VarMap::new();
