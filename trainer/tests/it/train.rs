@@ -130,14 +130,16 @@ fn stopping_and_resuming_gives_bit_identical_weights() {
 #[test]
 fn operators_learn_to_transport_z0_towards_z1() {
     // The backbone is frozen, so the matching targets stay put and the ratio measures what the
-    // operators and the encoder learned; they use the paper's clip with faster rates.
+    // operators and the encoder learned. The operators learn at a faster rate than the paper's,
+    // the encoder at the paper's 1e-4: faster, its 2048-wide MLP overshoots to the location
+    // clamp (±5) within a dozen steps. (Seeds 0, 1, 2 end at 0.49, 0.55, 0.44.)
     let config = tiny(&[
         "optim.epochs=12",
         "optim.warmup_epochs=0",
         "optim.backbone.lr=0",
         "optim.backbone.floor=0",
         "optim.operators.lr=1e-2",
-        "optim.coefficients.lr=1e-3",
+        "optim.coefficients.lr=1e-4",
         "run.checkpoint_every=100",
     ]);
     let dir = tempfile::tempdir().unwrap();
