@@ -112,6 +112,8 @@ pub struct EvalConfig {
     /// Which augmentation-nearest-neighbour setting runs: `reference` (the authors': 20 training
     /// images from index 1337, Euclidean) or `cosine-sample` (sampled test images, cosine).
     pub augment_nn: crate::eval::augment_nn::AugmentNnSetting,
+    /// Identity-preservation repeats, each with a freshly trained linear probe (the authors: 20).
+    pub identity_repeats: usize,
     /// Test images queried by the `cosine-sample` augmentation-nearest-neighbour setting.
     pub augment_nn_queries: usize,
     /// Use only the first this many training images for every protocol (0: all).
@@ -128,6 +130,7 @@ impl Default for EvalConfig {
             semisup_iterations: 10_000,
             semisup_hidden: 2048,
             kmeans_rows: 5000,
+            identity_repeats: 20,
             augment_nn: crate::eval::augment_nn::AugmentNnSetting::Reference,
             augment_nn_queries: 1000,
             max_train: 0,

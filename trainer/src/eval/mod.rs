@@ -38,8 +38,11 @@ pub use report::{ClusteringResult, KnnResult, ProbeResult, Report, SemiSupervise
 pub use semisup::{Augmentation, Method, SemiSupervisedConfig, semi_supervised};
 
 pub use augment_nn::{AugmentNnSetting, AugmentationNnConfig, augmentation_nn};
-pub use identity::{IdentityConfig, identity_preservation, mean_scales, score_identity};
-pub use report::{AugmentationNnResult, IdentityResult};
+pub use identity::{
+    IdentityConfig, RepeatScores, identity_preservation, identity_preservation_with, mean_scales,
+    score_identity,
+};
+pub use report::{AugmentationNnResult, IdentityResult, MeanStd};
 
 /// A labelled set of feature vectors: `len × dim` row-major `f32` features, one `u16` label per
 /// row, and the number of classes the labels range over.

@@ -64,21 +64,48 @@ pub struct SemiSupervisedResult {
     pub iterations: usize,
 }
 
-/// Identity preservation (SPEC §10): a linear probe trained on clean training features, scored
-/// top-1 on the test features as they are and moved in three ways.
+/// A mean and the population standard deviation (ddof 0, as numpy's `std`) over repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// The mean.
+    pub mean: f64,
+    /// The standard deviation.
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// Of `values` (NaN for none).
+    pub fn of(values: &[f64]) -> Self {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        Self { mean, std }
+    }
+}
+
+/// Identity preservation (SPEC §10), the authors' protocol: linear probes trained on clean
+/// training features, scored top-1 on the test features as they are and moved (see
+/// [`crate::eval::identity`]); each row a mean ± std over the repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct IdentityResult {
+    /// Repeats, each with a freshly trained probe.
+    pub repeats: usize,
+    /// Test rows the moves were scored on (whole batches).
+    pub moved_rows: usize,
     /// Top-1 on the clean test features.
-    pub clean: f64,
+    pub clean: MeanStd,
     /// Top-1 on test features moved by learned-prior samples `T(c̃) z`, `c̃ ~ p(c | z)`.
-    pub learned_prior: f64,
-    /// Top-1 on test features moved by samples of the fixed prior: location 0 and, per
-    /// coefficient, the learned prior's scale averaged over the test set (the same spread without
-    /// the dependence on the point).
-    pub fixed_prior: f64,
-    /// Top-1 on test features displaced in a uniformly random direction by the norm of each
-    /// row's learned-prior move.
-    pub random_matched: f64,
+    pub learned_prior: MeanStd,
+    /// The authors' fixed prior: moved by samples of the hyperprior Laplace(0.05, 0.01) on every
+    /// coefficient.
+    pub fixed_prior: MeanStd,
+    /// The authors' random control: displaced in a uniformly random direction by dist², the
+    /// square of the row's learned-prior move (their quirk).
+    pub random: MeanStd,
+    /// Extra: moved by a fixed prior of location 0 and the learned prior's mean scale.
+    pub fixed_prior_mean_scale: MeanStd,
+    /// Extra: displaced in a random direction by exactly the learned-prior move's norm.
+    pub random_matched: MeanStd,
     /// Mean of `‖T(c̃) z − z‖ / ‖z‖` over the learned-prior moves.
     pub mean_relative_shift: f64,
     /// Prior samples drawn per test row.

@@ -233,14 +233,20 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
             Protocol::Identity => {
                 if let Some(parts) = manifold {
                     let (operators, prior) = cpu_manifold(parts)?;
-                    report.identity = Some(identity::score_identity(
-                        probe.get(&train, device)?,
+                    let config = IdentityConfig {
+                        probe: probe.config,
+                        repeats: eval.identity_repeats,
+                        ..IdentityConfig::default()
+                    };
+                    report.identity = Some(identity::identity_preservation_with(
+                        Some(probe.get(&train, device)?),
+                        &train,
                         &test,
                         &operators,
                         &prior,
                         run.config.method.threshold,
                         seed,
-                        IdentityConfig::default().samples_per_image,
+                        &config,
                     )?);
                 }
             }

@@ -713,18 +713,38 @@ fn zero_operators_preserve_identity_exactly() {
     let config = IdentityConfig {
         samples_per_image: 3,
         probe: short_probe(),
+        repeats: 3,
+        ..IdentityConfig::default()
     };
     let result =
         identity_preservation(&train, &test, &operators, &prior, 0.01, 7, &config).unwrap();
-    assert!(result.clean > 0.5, "{result:?}");
-    assert_eq!(result.learned_prior, result.clean);
-    assert_eq!(result.fixed_prior, result.clean);
-    assert_eq!(result.random_matched, result.clean);
+    assert!(result.clean.mean > 0.5, "{result:?}");
+    // With Ψ = 0 every move is the identity, and dist = 0 leaves the random controls in place.
+    for row in [
+        result.learned_prior,
+        result.fixed_prior,
+        result.random,
+        result.fixed_prior_mean_scale,
+        result.random_matched,
+    ] {
+        assert_eq!(row, result.clean);
+    }
     assert_eq!(result.mean_relative_shift, 0.0);
     assert_eq!((result.samples_per_image, result.threshold), (3, 0.01));
-    // The clean score is the probe's own top-1.
-    let probe = LinearProbe::fit(&train, &short_probe(), CPU).unwrap();
-    assert_eq!(probe.evaluate(&test).unwrap().top1, result.clean);
+    // 90 test rows, fewer than a batch of 1,000: all are scored.
+    assert_eq!((result.repeats, result.moved_rows), (3, 90));
+    // Each repeat's clean score is its probe's own top-1 (probe seed = config seed + repeat).
+    let clean: Vec<f64> = (0..3)
+        .map(|r| {
+            let probe_config = LinearProbeConfig {
+                seed: short_probe().seed + r,
+                ..short_probe()
+            };
+            let probe = LinearProbe::fit(&train, &probe_config, CPU).unwrap();
+            probe.evaluate(&test).unwrap().top1
+        })
+        .collect();
+    assert_eq!(result.clean, mclr_trainer::eval::MeanStd::of(&clean));
 }
 
 #[test]
@@ -739,14 +759,59 @@ fn large_random_rotations_break_identity_and_are_reproducible() {
     let config = IdentityConfig {
         samples_per_image: 1,
         probe: short_probe(),
+        repeats: 1,
+        ..IdentityConfig::default()
     };
     let result = identity_preservation(&train, &test, &operators, &prior, 0.0, 7, &config).unwrap();
-    assert!(result.clean > 0.95, "{result:?}");
-    assert!(result.learned_prior < result.clean - 0.2, "{result:?}");
+    assert!(result.clean.mean > 0.95, "{result:?}");
+    assert!(
+        result.learned_prior.mean < result.clean.mean - 0.2,
+        "{result:?}"
+    );
+    // The authors' fixed prior is the hyperprior Laplace(0.05, 0.01): small, similar moves for
+    // every row, which keep identity where the learned prior's large ones do not.
+    assert!(
+        result.fixed_prior.mean > result.learned_prior.mean + 0.1,
+        "{result:?}"
+    );
     // A rotation keeps the norm: the shift is large but finite.
     assert!(result.mean_relative_shift > 0.3 && result.mean_relative_shift <= 2.0);
     let again = identity_preservation(&train, &test, &operators, &prior, 0.0, 7, &config).unwrap();
     assert_eq!(result, again);
+}
+
+#[test]
+fn the_authors_random_control_moves_by_dist_squared_and_the_variant_by_dist() {
+    use mclr_trainer::eval::identity::random_moves;
+    // z = (3, 4), its learned move z' = z + (1.2, 1.6): dist = 2.
+    let z = [3.0f32, 4.0];
+    let moved = [4.2f32, 5.6];
+    let mut rng = StreamRng::from_words(&[5]);
+    let out = random_moves(&z, &moved, 2, &mut rng);
+    let step =
+        |v: &[f32]| -> Vec<f64> { v.iter().zip(&z).map(|(a, b)| f64::from(a - b)).collect() };
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let (squared, matched) = (step(&out.squared), step(&out.matched));
+    assert!(
+        (norm(&squared) - 4.0).abs() < 1e-5,
+        "dist² = 4: {squared:?}"
+    );
+    assert!((norm(&matched) - 2.0).abs() < 1e-5, "dist = 2: {matched:?}");
+    // The same direction for both.
+    assert!(
+        (squared[0] / matched[0] - 2.0).abs() < 1e-4
+            && (squared[1] / matched[1] - 2.0).abs() < 1e-4
+    );
+    assert!((out.relative_shift - 2.0 / 5.0).abs() < 1e-6);
+}
+
+#[test]
+fn moves_are_scored_on_whole_batches_of_a_thousand_rows() {
+    use mclr_trainer::eval::identity::scored_rows;
+    assert_eq!(scored_rows(10_000, 1000), 10_000);
+    assert_eq!(scored_rows(8_000, 1000), 8_000);
+    assert_eq!(scored_rows(2_500, 1000), 2_000);
+    assert_eq!(scored_rows(999, 1000), 999);
 }
 
 #[test]

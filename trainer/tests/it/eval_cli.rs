@@ -21,13 +21,14 @@ const PER_TRAIN_FILE: usize = 12;
 const TEST_IMAGES: usize = 30;
 
 /// Evaluation settings small enough for a test, every protocol still running for real.
-const TINY_EVAL: [&str; 6] = [
+const TINY_EVAL: [&str; 7] = [
     "eval.linear_epochs=20",
     "eval.semisup_trials=2",
     "eval.semisup_iterations=15",
     "eval.semisup_hidden=16",
     "eval.kmeans_rows=25",
     "eval.augment_nn_queries=10",
+    "eval.identity_repeats=1",
 ];
 
 struct Fixture {
@@ -153,7 +154,11 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
     }
     let identity = r.identity.as_ref().unwrap();
     // The identity protocol scores the linear protocol's probe on the clean test features.
-    assert_eq!(identity.clean, linear.top1);
+    assert_eq!(identity.repeats, 1);
+    assert_eq!(
+        (identity.clean.mean, identity.clean.std),
+        (linear.top1, 0.0)
+    );
     assert!(identity.mean_relative_shift >= 0.0);
     let nn = r.augmentation_nn.as_ref().unwrap();
     // The authors' setting by default: 20 training rows (the last 20 of these 60).
