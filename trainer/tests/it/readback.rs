@@ -174,6 +174,7 @@ fn output(terms: [f64; 5]) -> StepOutput {
             z0: z.clone(),
             z1: z,
             manifold: None,
+            z_aug: None,
         },
     }
 }
