@@ -110,7 +110,8 @@ pub struct StepOutput {
     pub tensors: StepTensors,
 }
 
-/// The stateful parts of the objective: the coefficient noise stream and the KL warm-up counter.
+/// The stateful parts of the objective: the noise stream (coefficient noise, or the ablations'
+/// feature noise and mixup weights) and the KL warm-up counter.
 /// Both are saved in checkpoints so a resumed run draws the same noise and weights.
 pub struct Objective {
     method: Method,
@@ -130,7 +131,7 @@ pub struct Objective {
 /// The resumable state of an [`Objective`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectiveState {
-    /// Position of the coefficient noise stream.
+    /// Position of the noise stream.
     pub noise: NoiseState,
     /// KL weight calls so far.
     pub kl_calls: u64,
