@@ -472,10 +472,7 @@ fn check_options(options: &ExportOptions) -> Result<()> {
 
 /// The method's name as configs spell it.
 fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Simclr => "simclr",
-        Method::Manifoldclr => "manifoldclr",
-    }
+    method.name()
 }
 
 /// The gallery's split as the bundle names it (`test` or `train`).

@@ -7,6 +7,7 @@
 //! * [`model`], [`expm`]: ResNet-18, projection head, operators with a differentiable matrix
 //!   exponential, coefficient encoder and prior (SPEC §2–4);
 //! * [`losses`], [`sampling`]: the objective of SPEC §5–6;
+//! * [`feature_aug`]: the paper's feature-space Gaussian-noise and mixup ablations;
 //! * [`optim`], [`schedule`], [`config`], [`train`]: AdamW with parameter groups, the learning-rate
 //!   schedule, the paper's configs and the training loop with checkpoints (SPEC §7, §9);
 //! * [`readback`]: the training loop's counted device-to-host reads;
@@ -23,6 +24,7 @@ mod error;
 pub mod eval;
 pub mod expm;
 pub mod export;
+pub mod feature_aug;
 pub mod losses;
 pub mod model;
 pub mod optim;

@@ -151,6 +151,27 @@ impl NoiseSource {
         let values: Vec<f32> = (0..shape.elem_count()).map(|_| self.next_u()).collect();
         Tensor::from_vec(values, shape, device)
     }
+
+    /// A tensor of standard normal noise N(0, 1) of `shape`, f32, on `device`, filled in
+    /// row-major order. Each pair of values comes from two draws of [`Self::next_u`] by the
+    /// Box–Muller transform (u₁ = ½ − u ∈ (0, 1], u₂ = u + ½ ∈ [0, 1): `√(−2 ln u₁)·cos 2πu₂`,
+    /// then `√(−2 ln u₁)·sin 2πu₂`); an odd count drops the last sine. The values are computed
+    /// in f64 on the host, so they are the same on every device.
+    pub fn normal<S: Into<Shape>>(&mut self, shape: S, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let n = shape.elem_count();
+        let mut values: Vec<f32> = Vec::with_capacity(n + 1);
+        while values.len() < n {
+            let u1 = 0.5 - f64::from(self.next_u());
+            let u2 = f64::from(self.next_u()) + 0.5;
+            let radius = (-2.0 * u1.ln()).sqrt();
+            let angle = std::f64::consts::TAU * u2;
+            values.push((radius * angle.cos()) as f32);
+            values.push((radius * angle.sin()) as f32);
+        }
+        values.truncate(n);
+        Tensor::from_vec(values, shape, device)
+    }
 }
 
 /// The prior's warm-up at training iteration `iter` (SPEC §4): with w = min(iter / W, 1),

@@ -1,10 +1,12 @@
 //! One training step's objective (SPEC §5–6): the two views through the backbone, then either
-//! SimCLR's NT-Xent or ManifoldCLR's contrastive + manifold-matching + KL + location terms.
+//! SimCLR's NT-Xent, ManifoldCLR's contrastive + manifold-matching + KL + location terms, or the
+//! feature-augmentation ablations' contrastive term alone (see [`crate::feature_aug`]).
 
 use candle_core::{D, DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, KlWarmup as KlWarmupConfig, Method};
+use crate::feature_aug::{self, Layout};
 use crate::losses::{
     KlWarmup, KlWeightSchedule, encoder_location_l2, laplace_kl, lie_infonce_mse,
     manifold_matching, nt_xent_cosine,
@@ -74,6 +76,10 @@ pub struct StepTensors {
     /// ManifoldCLR only: the inferred coefficients c (B, M), T(c) z0, the encoder's and the
     /// warmed prior's (loc, logscale).
     pub manifold: Option<ManifoldTensors>,
+    /// The augmented features z_aug (B, d) that the contrastive term moved towards z1:
+    /// ManifoldCLR's T(c_aug) z0, or the feature-augmentation ablations' noisy / mixed z0;
+    /// `None` for SimCLR.
+    pub z_aug: Option<Tensor>,
 }
 
 /// ManifoldCLR's per-step tensors for diagnostics.
@@ -104,7 +110,8 @@ pub struct StepOutput {
     pub tensors: StepTensors,
 }
 
-/// The stateful parts of the objective: the coefficient noise stream and the KL warm-up counter.
+/// The stateful parts of the objective: the noise stream (coefficient noise, or the ablations'
+/// feature noise and mixup weights) and the KL warm-up counter.
 /// Both are saved in checkpoints so a resumed run draws the same noise and weights.
 pub struct Objective {
     method: Method,
@@ -115,6 +122,8 @@ pub struct Objective {
     best_of_j: usize,
     best_of_j_start: u64,
     prior_warmup_iters: u64,
+    feature_noise_scale: f64,
+    feature_layout: Layout,
     noise: NoiseSource,
     kl: KlWeightSchedule,
 }
@@ -122,7 +131,7 @@ pub struct Objective {
 /// The resumable state of an [`Objective`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectiveState {
-    /// Position of the coefficient noise stream.
+    /// Position of the noise stream.
     pub noise: NoiseState,
     /// KL weight calls so far.
     pub kl_calls: u64,
@@ -160,6 +169,8 @@ impl Objective {
             best_of_j: config.method.best_of_j,
             best_of_j_start: config.method.best_of_j_start,
             prior_warmup_iters: config.method.prior_warmup_iters,
+            feature_noise_scale: f64::from(config.method.feature_noise_scale),
+            feature_layout: Layout::from_flag(config.method.feature_aug_per_dimension),
             noise,
             kl,
         }
@@ -208,6 +219,7 @@ impl Objective {
                     z0: z0.detach(),
                     z1: z1.detach(),
                     manifold: None,
+                    z_aug: None,
                 };
                 Ok(StepOutput {
                     loss,
@@ -220,7 +232,66 @@ impl Objective {
             (Method::Manifoldclr, None) => {
                 candle_core::bail!("ManifoldCLR config but the model has no operators")
             }
+            (Method::SimclrGaussian | Method::SimclrMixup, _) => {
+                self.feature_aug_step(model, &z0, &z1)
+            }
         }
+    }
+
+    /// The feature-augmentation ablations (reference `config/simclr_*_{gaussaug,mixup}.yaml`):
+    /// z_aug from z0 by Gaussian noise or mixup with z1 (see [`crate::feature_aug`]), then the
+    /// reference's only active term, `lie_nt_xent_loss(z_aug, z1, z0, mse=True, τ)` with weight 1
+    /// (`ntxent_loss_active: false`, `ntxent_lie_z0_neg: true`, no head). The noise or λ is drawn
+    /// from the objective's seeded stream, so it resumes with the checkpoint.
+    fn feature_aug_step(
+        &mut self,
+        model: &SslModel,
+        z0: &Tensor,
+        z1: &Tensor,
+    ) -> Result<StepOutput> {
+        if model.projection.is_some() {
+            candle_core::bail!(
+                "the feature-augmentation ablations contrast backbone features; the model has a \
+                 projection head (set model.projection_head = false)"
+            );
+        }
+        let device = z0.device().clone();
+        let (b, d) = z0.dims2()?;
+        let z_aug = match self.method {
+            Method::SimclrGaussian => {
+                let shape = self.feature_layout.draw_shape(b, d, true)?;
+                let eps = self.noise.normal(shape, &device)?;
+                feature_aug::gaussian_noise(
+                    z0,
+                    z1,
+                    &eps,
+                    self.feature_noise_scale,
+                    self.feature_layout,
+                )?
+            }
+            Method::SimclrMixup => {
+                let shape = self.feature_layout.draw_shape(b, d, false)?;
+                // U[0, 1) on the stream's 2⁻²⁴ grid (exact in f32).
+                let lambda = self.noise.uniform(shape, &device)?.affine(1.0, 0.5)?;
+                feature_aug::mixup(z0, z1, &lambda, self.feature_layout)?
+            }
+            other => candle_core::bail!("{} is not a feature-augmentation method", other.name()),
+        };
+        let loss = lie_infonce_mse(&z_aug, z1, z0, self.temperature)?;
+        let contrastive = term(&loss)?;
+        let zero = contrastive.zeros_like()?;
+        let terms = Tensor::stack(&[&contrastive, &zero, &zero, &zero, &contrastive], 0)?;
+        Ok(StepOutput {
+            loss,
+            terms,
+            kl_weight: 0.0,
+            tensors: StepTensors {
+                z0: z0.detach(),
+                z1: z1.detach(),
+                manifold: None,
+                z_aug: Some(z_aug.detach()),
+            },
+        })
     }
 
     fn manifold_step(
@@ -302,6 +373,7 @@ impl Objective {
                 prior: (p.loc.detach(), p.logscale.detach()),
                 c_aug: c_aug.detach(),
             }),
+            z_aug: Some(z_aug.detach()),
         };
         Ok(StepOutput {
             loss,
@@ -312,8 +384,10 @@ impl Objective {
     }
 }
 
-/// Offset of the coefficient-noise stream from the run seed (kept apart from Ψ's init stream).
-const NOISE_STREAM: u64 = 0x004e_4f49_5345;
+/// Offset of the objective's noise stream (coefficient noise, feature noise and mixup weights)
+/// from the run seed: the stream is `NoiseSource::new(seed ^ NOISE_STREAM)`, kept apart from Ψ's
+/// init stream.
+pub const NOISE_STREAM: u64 = 0x004e_4f49_5345;
 
 impl StepOutput {
     /// Reads the terms back to the host (one transfer): for a test or a one-off step; the

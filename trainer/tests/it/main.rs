@@ -16,6 +16,7 @@ mod eval;
 mod eval_cli;
 mod expm;
 mod export;
+mod feature_aug;
 mod interop;
 mod kernels;
 mod loader;

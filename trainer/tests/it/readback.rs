@@ -52,6 +52,9 @@ fn training_steps_read_nothing_back_until_the_monitor_is_read() {
             &["method.best_of_j_start=0", "method.prior_warmup_iters=1"][..],
         ),
         ("cifar10-simclr", &[][..]),
+        // The feature-augmentation ablations (their noise is drawn on the host and uploaded).
+        ("cifar10-simclr-gaussaug", &[][..]),
+        ("cifar10-simclr-mixup", &[][..]),
     ] {
         let config = shrunk(name, extra);
         let model = SslModel::new(&config, 32, &Device::Cpu).unwrap();
@@ -174,6 +177,7 @@ fn output(terms: [f64; 5]) -> StepOutput {
             z0: z.clone(),
             z1: z,
             manifold: None,
+            z_aug: None,
         },
     }
 }

@@ -128,6 +128,33 @@ fn stopping_and_resuming_gives_bit_identical_weights() {
 }
 
 #[test]
+fn the_feature_augmentation_ablations_train_and_resume_bit_for_bit() {
+    for kind in ["simclr-gaussian", "simclr-mixup"] {
+        let config = tiny(&[
+            &format!("method.kind={kind}"),
+            "model.projection_head=false",
+        ]);
+        let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = train_on(&config, images(), &options(straight.path(), false, None)).unwrap();
+        assert_eq!((a.epochs_done, a.steps), (2, 8), "{kind}");
+        assert!(
+            a.last_epoch_loss.is_finite() && a.last_epoch_loss > 0.0,
+            "{kind}"
+        );
+        train_on(&config, images(), &options(split.path(), false, Some(1))).unwrap();
+        let rest = train_on(&config, images(), &options(split.path(), true, None)).unwrap();
+        let (wa, wb) = (weights(straight.path()), weights(split.path()));
+        assert!(!wa.is_empty());
+        assert_eq!(wa, wb, "{kind}: weights differ after resume");
+        assert_eq!(
+            a.last_epoch_loss.to_bits(),
+            rest.last_epoch_loss.to_bits(),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
 fn operators_learn_to_transport_z0_towards_z1() {
     // The backbone is frozen, so the matching targets stay put and the ratio measures what the
     // operators and the encoder learned. The operators learn at a faster rate than the paper's,
