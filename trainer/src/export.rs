@@ -1,4 +1,4 @@
-//! `mclr export` and `mclr inspect`: a finished ManifoldCLR run as a viewer bundle (DESIGN §3),
+//! `mclr export` and `mclr inspect`: a finished ManifoldCLR run as a viewer bundle,
 //! and a readable summary of a bundle file.
 //!
 //! [`export_run`] reads the run directory (`config.toml`, `model.safetensors`, `state.json` and,

@@ -1,11 +1,14 @@
-//! `mclr`: the command line of the mclr trainer.
+//! `mclr`: the command line of the mclr trainer, one subcommand per job of [`Command`]:
 //!
-//! `mclr data fetch <cifar10|stl10|tiny-imagenet> --dir DIR [--offline] [--archive FILE]`
-//! puts the official files of a dataset into `DIR`, verified.
-//!
-//! `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
-//! as a viewer bundle; `mclr inspect FILE.mclr` summarises one, or says why it cannot be read. Training, evaluation, export and
-//! inspection join as further subcommands of [`Command`].
+//! * `mclr data fetch <cifar10|stl10|tiny-imagenet> --dir DIR [--offline] [--archive FILE]` puts
+//!   the official files of a dataset into `DIR`, verified;
+//! * `mclr train --config NAME|FILE [--set KEY=VALUE] [--run-dir DIR] [--resume]` trains SimCLR,
+//!   ManifoldCLR or an ablation into a run directory, checkpointed and resumable;
+//! * `mclr eval RUN` runs the evaluation protocols on the frozen backbone and writes
+//!   `results.json` and `results.md`;
+//! * `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
+//!   as a viewer bundle, and `mclr inspect FILE.mclr` summarises one, or says why it cannot be
+//!   read.
 
 use std::path::PathBuf;
 
@@ -30,7 +33,7 @@ struct Cli {
     command: Command,
 }
 
-/// The top-level verbs. `train`, `eval`, `export` and `inspect` (DESIGN §4) slot in here.
+/// The top-level verbs.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Datasets: fetch and verify.

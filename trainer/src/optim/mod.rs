@@ -2,7 +2,7 @@
 //!
 //! candle-nn's `AdamW` has a single learning rate and weight decay and keeps its moments private.
 //! ManifoldCLR trains three groups with their own rates, decays, floors and clipping (SPEC §7), and a
-//! resumed run must continue bit-for-bit (DESIGN §4). This optimiser follows
+//! resumed run must continue bit-for-bit. This optimiser follows
 //! `torch.optim.AdamW` (default betas and eps, decoupled weight decay, bias correction with a
 //! per-parameter step count) and `torch.nn.utils.clip_grad_norm_` applied per group.
 
