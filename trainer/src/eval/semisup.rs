@@ -1,38 +1,64 @@
-//! Semi-supervised classification with few labels (SPEC §10): how much do feature-space
-//! augmentations help a classifier trained on frozen features with 5 labels per class?
+//! Semi-supervised classification with few labels (SPEC §10), as the authors' `src/eval_ssl.py`
+//! (kfallah/manifold-contrastive, commit 15294ef): how much do feature-space augmentations help a
+//! classifier trained on frozen features with 5 labels per class?
 //!
 //! One trial, for a seed:
-//! 1. pick `labels_per_class` labelled rows of each class of the training features (a seeded
-//!    shuffle of the class's rows; a class with fewer rows contributes all of them); every training
-//!    row, labelled or not, is in the unlabelled pool, its label unused;
+//! 1. split the training features as the reference's `get_feature_split`: `labels_per_class`
+//!    labelled rows of each class (a seeded shuffle of the class's rows; a class with fewer rows
+//!    contributes all of them, where the reference's `np.random.choice(..., replace=False)` would
+//!    fail), and every *other* row unlabelled, its label unused: the labelled rows are not in the
+//!    unlabelled pool (the reference's `~np.in1d(np.arange(len(features)), labeled_idx)`);
 //! 2. train an MLP `d → hidden (LeakyReLU 0.01) → C` (initialised as torch's `nn.Linear`) with
-//!    torch's `Adam` (lr 5e-4, L2-style weight decay 5e-4) for `iterations` steps, each drawing
-//!    `labelled_batch` labelled and `unlabelled_batch` unlabelled rows uniformly with replacement;
-//!    the loss is `CE(labelled) + weight · consistency`, where the consistency term takes the
-//!    online classifier's predictions on the unlabelled rows `z_u` (no gradient), keeps those whose
-//!    top probability exceeds `threshold`, and sums `CE(clf(aug(z_u)), pseudo-label)` over them,
-//!    divided by `unlabelled_batch` (not by the number kept);
-//! 3. keep an exponential moving average (decay 0.999) of the weights after each step, and score
-//!    the EMA classifier's top-1 accuracy on the test features.
+//!    torch's `Adam` (lr 5e-4, L2-style weight decay 5e-4) for `iterations` steps. Each step draws
+//!    a labelled batch `randperm(n_labelled)[:labelled_batch]` and, for a method with a
+//!    consistency term, an unlabelled batch `randperm(n_unlabelled)[:unlabelled_batch]`: distinct
+//!    rows within a batch, all of the pool when it is smaller ([`TrialBatches`]). The loss is
+//!    `CE(labelled) + weight · consistency`, where the consistency term takes the online
+//!    classifier's predictions on the unlabelled rows `z_u` (no gradient), keeps those whose top
+//!    probability exceeds `threshold`, and sums `CE(clf(aug(z_u)), pseudo-label)` over them,
+//!    divided by the unlabelled batch's row count (not by the number kept), as the reference's
+//!    `torch.sum(loss_con[wu]) / len(wu)`;
+//! 3. keep an exponential moving average (decay 0.999, lightly's `update_momentum`) of the
+//!    classifier's weights after each step, and score the EMA classifier's top-1 accuracy on the
+//!    test features.
 //!
 //! Trials use seeds `first_seed..first_seed + trials`; the result reports mean ± std.
 //!
 //! The augmentation is the caller's ([`Augmentation`]), so the same protocol compares learned
 //! operators (a prior sample, threshold 0), no augmentation (pseudo-labelling), or anything else.
-//! Two baselines of SPEC §10 are built in, since they need more than a map of `z_u`:
+//! Two baselines of the reference are built in, since they need more than a map of `z_u`:
 //! * [`Method::Mixup`] (ICT-style, per sample) replaces the consistency term: each unlabelled row
-//!   `z_i` is mixed with the row `z_j` a random permutation of the batch pairs it with, with its
-//!   own `λ ~ Beta(0.5, 0.5)` ([`sample_beta`]); the target is the same mix of the EMA
-//!   classifier's softmax outputs (no gradient), and the term is the mean squared error between
-//!   the online classifier's softmax on `λ z_i + (1 − λ) z_j` and that target, over rows and
-//!   classes, with no confidence threshold;
-//! * [`Method::FeatMatch`] is a parameter-free variant of Kuo et al. 2020's FeatMatch: each
-//!   unlabelled `z` attends over the trial's labelled rows `L` (softmax of `cos(z, L_j) / τ`,
-//!   τ = [`FEATMATCH_TEMPERATURE`]), and the augmented feature is `½ (z + Σ_j a_j L_j)`, half way to
-//!   its attention prototype. The original learns the attention's projections and refines with
-//!   class prototypes from k-means; here nothing is learned, so the augmentation only depends on
-//!   the frozen features. The consistency term is then the confident-pseudo-label one above.
+//!   `z_i` is mixed with row `i` of a second, independent unlabelled batch `z_mix` (another
+//!   `randperm(n_unlabelled)[:unlabelled_batch]`, the reference's `mix_idx`), with its own
+//!   `λ_i ~ Beta(0.5, 0.5)` ([`sample_beta`]; the reference's `np.random.beta(alpha, alpha, 480)`,
+//!   `alpha = 0.5`). The target is `λ_i softmax(ema(z_i)) + (1 − λ_i) softmax(ema(z_mix,i))` (no
+//!   gradient) and the term is the mean squared error between `softmax(clf(λ_i z_i + (1 − λ_i)
+//!   z_mix,i))` and the target over rows and classes (`F.mse_loss`), with no confidence threshold
+//!   ([`mixup_consistency`]);
+//! * [`Method::FeatMatch`] is the reference's `AttenHead(512, 4)` ([`AttentionHead`]), a learned
+//!   attention head after Kuo et al. 2020's FeatMatch, trained jointly with the classifier: its
+//!   parameters are in the same Adam (same lr and weight decay) and have no EMA copy. The
+//!   unlabelled batch `z_u` (queries) attends over the step's labelled batch `z_l` (keys and
+//!   values) with `H` = [`FEATMATCH_HEADS`] heads of width `w = ⌊d / H⌋`:
+//!   `a_h = dropout(softmax(embd_h(z_u) embd_h(z_l)ᵀ / √w))` over the labelled rows,
+//!   `g_h = ReLU(fc_h([a_h embd_h(z_l), embd_h(z_u)]))` and
+//!   `aug(z_u) = ReLU(z_u + fc([g_1, …, g_H]))`, with `embd_h: d → w`, `fc_h: 2w → w` and
+//!   `fc: H·w → d` linear layers initialised as torch's `nn.Linear`, created in the reference's
+//!   order (the classifier first, then `embd_1..H`, `fc_1..H`, `fc`). The head stays in training
+//!   mode, as in the reference: dropout zeroes each attention weight with probability
+//!   [`FEATMATCH_DROPOUT`] and scales the others by `1 / (1 − p)`, drawn from the trial's seeded
+//!   stream. The consistency term is the confident-pseudo-label one above with
+//!   `aug(z_u) = AttenHead(z_u, z_l)`: pseudo-labels from the online classifier on the raw `z_u`,
+//!   cross-entropy on `clf(aug(z_u))`, so its gradient trains the head too. When no row is
+//!   confident the term is zero and the head's parameters still take Adam's step for a zero
+//!   gradient (weight decay only), as torch's do after a backward through an empty selection.
+//!
+//! Where this differs from the reference: the random draws (splits, batches, initial weights,
+//! dropout masks, `λ`) come from the protocol's own seeded streams, not from torch's and numpy's
+//! global generators, so trial `t` matches the reference's in distribution, not draw for draw; and
+//! a class with fewer than `labels_per_class` rows is used whole rather than refused.
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use super::adam::Adam;
@@ -49,14 +75,15 @@ const SEMI_DOMAIN: u64 = 0x7365_6d69; // "semi"
 /// LeakyReLU's negative slope (torch's default).
 const LEAKY_SLOPE: f64 = 0.01;
 
-/// Both shape parameters of mixup's `λ ~ Beta(α, α)` (SPEC §10: 0.5).
+/// Both shape parameters of mixup's `λ ~ Beta(α, α)` (the reference's `alpha = 0.5`).
 pub const MIXUP_ALPHA: f64 = 0.5;
 
-/// Temperature τ of FeatMatch's attention `softmax(cos(z, L_j) / τ)` over the labelled rows.
-pub const FEATMATCH_TEMPERATURE: f64 = 0.1;
+/// Number of heads of FeatMatch's attention head (the reference's `AttenHead(512, 4)`).
+pub const FEATMATCH_HEADS: usize = 4;
 
-/// Guard on feature norms before dividing by them (a zero row has cosine 0 to everything).
-const NORM_EPSILON: f64 = 1e-12;
+/// Probability with which FeatMatch's dropout zeroes an attention weight (the reference's
+/// `nn.Dropout(0.1)`).
+pub const FEATMATCH_DROPOUT: f64 = 0.1;
 
 /// A feature-space augmentation: maps the unlabelled batch `z_u` (`U × d`) to augmented features
 /// of the same shape, drawing any randomness from the given stream (seeded per trial, so trials are
@@ -79,10 +106,11 @@ pub enum Method<'a> {
         augment: &'a Augmentation<'a>,
     },
     /// ICT-style mixup: MSE between the classifier's softmax on per-row mixes of the unlabelled
-    /// batch (`λ ~ Beta(0.5, 0.5)`) and the same mix of the EMA classifier's softmax outputs.
+    /// batch with an independent second unlabelled batch (`λ ~ Beta(0.5, 0.5)`) and the same mix
+    /// of the EMA classifier's softmax outputs.
     Mixup,
-    /// Consistency to confident pseudo-labels of features moved half way to their attention
-    /// prototype over the labelled rows (a parameter-free FeatMatch, see the module docs).
+    /// Consistency to confident pseudo-labels of features refined by a learned 4-head attention
+    /// head over the step's labelled batch, trained with the classifier (see the module docs).
     FeatMatch,
 }
 
@@ -105,7 +133,7 @@ impl Method<'_> {
     }
 }
 
-/// The protocol's settings; [`Default`] is SPEC §10's.
+/// The protocol's settings; [`Default`] is SPEC §10's (the reference's).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SemiSupervisedConfig {
     /// Labelled rows per class (SPEC: 5).
@@ -116,9 +144,10 @@ pub struct SemiSupervisedConfig {
     pub first_seed: u64,
     /// Training iterations per trial (SPEC: 10,000).
     pub iterations: usize,
-    /// Labelled rows per iteration (SPEC: 32).
+    /// Labelled rows per iteration, distinct (SPEC: 32; all labelled rows when there are fewer).
     pub labelled_batch: usize,
-    /// Unlabelled rows per iteration (SPEC: 480); also the consistency term's divisor.
+    /// Unlabelled rows per iteration, distinct (SPEC: 480; all unlabelled rows when there are
+    /// fewer); the batch's row count is also the consistency term's divisor.
     pub unlabelled_batch: usize,
     /// Width of the classifier's hidden layer (SPEC: 2048).
     pub hidden: usize,
@@ -185,13 +214,14 @@ impl SemiSupervisedConfig {
 }
 
 /// Runs `config.trials` trials of `method` on `device` (the CPU, or a GPU under the `cuda`
-/// feature: at SPEC size a trial is ~3 GFLOP per iteration) and reports the EMA classifier's test accuracy as mean
-/// ± std (population std, as numpy's default).
+/// feature: at SPEC size a trial is ~3 GFLOP per iteration) and reports the EMA classifier's test
+/// accuracy as mean ± std (population std, as numpy's default).
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] for an invalid `config`, an empty training set or mismatched
-/// train/test features; [`Error::Shape`] when the augmentation changes the batch's shape; the
-/// augmentation's own errors; [`Error::Candle`] if a tensor operation fails.
+/// [`Error::InvalidSetting`] for an invalid `config`, an empty training set, mismatched
+/// train/test features, no unlabelled row for a method that needs them, or features narrower than
+/// [`FEATMATCH_HEADS`] for FeatMatch; [`Error::Shape`] when the augmentation changes the batch's
+/// shape; the augmentation's own errors; [`Error::Candle`] if a tensor operation fails.
 pub fn semi_supervised(
     train: &Features,
     test: &Features,
@@ -245,65 +275,98 @@ pub fn trial(
 ) -> Result<f64> {
     config.validate()?;
     train.ensure_compatible(test)?;
-    let labelled = pick_labelled(train, config.labels_per_class, seed);
-    ensure_positive("semi-supervised labelled rows", labelled.len())?;
+    let mut batches = TrialBatches::new(train, config, seed)?;
+    ensure_positive(
+        "semi-supervised labelled rows",
+        batches.labelled_rows().len(),
+    )?;
+    let consistency = Consistency::of(method);
+    if consistency.is_some() {
+        ensure_positive(
+            "semi-supervised unlabelled rows",
+            batches.unlabelled_rows().len(),
+        )?;
+    }
 
     let mut init = StreamRng::from_words(&[SEMI_DOMAIN, seed, 1]);
-    let mut batches = StreamRng::from_words(&[SEMI_DOMAIN, seed, 2]);
     let mut aug_rng = StreamRng::from_words(&[SEMI_DOMAIN, seed, 3]);
     let (w1, b1) = linear_layer(&mut init, train.dim(), config.hidden, device)?;
     let (w2, b2) = linear_layer(&mut init, config.hidden, train.classes(), device)?;
-    let params = vec![w1, b1, w2, b2];
-    let mut ema: Vec<Tensor> = params.iter().map(|p| p.as_tensor().detach()).collect();
-    let mut adam = Adam::new(params.clone(), config.lr, config.weight_decay)?;
+    let classifier = vec![w1, b1, w2, b2];
+    // FeatMatch's head is created after the classifier, as in the reference.
+    let head = match method {
+        Method::FeatMatch => Some(AttentionHead::new(
+            &mut init,
+            train.dim(),
+            FEATMATCH_HEADS,
+            device,
+        )?),
+        _ => None,
+    };
+    let head_vars = head.as_ref().map(AttentionHead::vars).unwrap_or_default();
+    let mut ema: Vec<Tensor> = classifier.iter().map(|p| p.as_tensor().detach()).collect();
+    let mut params = classifier.clone();
+    params.extend(head_vars.iter().cloned());
+    let mut adam = Adam::new(params, config.lr, config.weight_decay)?;
 
     let features = train.tensor(device)?;
     let labels: Vec<u32> = train.labels().iter().map(|&l| u32::from(l)).collect();
     let labels = Tensor::from_vec(labels, train.len(), device)?;
-    // Row indices travel as u32 tensors.
-    let rows = u32::try_from(train.len()).map(u64::from).map_err(|_| {
-        invalid(
-            "semi-supervised training rows",
-            format!("at most {}", u32::MAX),
-            train.len(),
-        )
-    })?;
-    let unlabelled_shape = (config.unlabelled_batch, train.dim());
-    // FeatMatch's attention memory: the trial's labelled rows and their unit directions.
-    let labelled_rows = Tensor::from_slice(&labelled, labelled.len(), device)?;
-    let values = features.index_select(&labelled_rows, 0)?;
-    let keys = unit_rows(&values)?;
+    let rows_of = |pick: Vec<u32>| -> Result<Tensor> {
+        let n = pick.len();
+        Ok(Tensor::from_vec(pick, n, device)?)
+    };
 
     for _ in 0..config.iterations {
-        let pick: Vec<u32> = (0..config.labelled_batch)
-            .filter_map(|_| labelled.get(batches.below(labelled.len() as u64) as usize))
-            .copied()
-            .collect();
-        let pick = Tensor::from_vec(pick, config.labelled_batch, device)?;
-        let logits = forward(&features.index_select(&pick, 0)?, &params)?;
+        let pick = rows_of(batches.labelled_batch())?;
+        let z_l = features.index_select(&pick, 0)?;
+        let logits = forward(&z_l, &classifier)?;
         let mut loss = candle_nn::loss::cross_entropy(&logits, &labels.index_select(&pick, 0)?)?;
 
-        if let Some(consistency) = Consistency::of(method) {
-            let pick: Vec<u32> = (0..config.unlabelled_batch)
-                .map(|_| u32::try_from(batches.below(rows)).unwrap_or(0))
-                .collect();
-            let pick = Tensor::from_vec(pick, config.unlabelled_batch, device)?;
-            let z_u = features.index_select(&pick, 0)?;
+        if let Some(consistency) = consistency {
+            let z_u = features.index_select(&rows_of(batches.unlabelled_batch())?, 0)?;
+            let unlabelled_shape = z_u.dims2()?;
             let term = match consistency {
-                Consistency::Mixup => Some(mixup_consistency(&z_u, &params, &ema, &mut aug_rng)?),
+                Consistency::Mixup => {
+                    let z_mix = features.index_select(&rows_of(batches.unlabelled_batch())?, 0)?;
+                    let lambda = (0..unlabelled_shape.0)
+                        .map(|_| {
+                            sample_beta(&mut aug_rng, MIXUP_ALPHA, MIXUP_ALPHA).map(|l| l as f32)
+                        })
+                        .collect::<Result<Vec<f32>>>()?;
+                    let lambda = Tensor::from_vec(lambda, (unlabelled_shape.0, 1), device)?;
+                    let online: Vec<Tensor> =
+                        classifier.iter().map(|p| p.as_tensor().clone()).collect();
+                    Some(mixup_consistency(&z_u, &z_mix, &lambda, &online, &ema)?)
+                }
                 Consistency::Confident(augment) => {
                     let probs =
-                        candle_nn::ops::softmax_last_dim(&forward(&z_u, &params)?.detach())?;
+                        candle_nn::ops::softmax_last_dim(&forward(&z_u, &classifier)?.detach())?;
                     let confident = probs
                         .max(D::Minus1)?
                         .gt(config.threshold)?
                         .to_dtype(DType::F32)?;
                     if confident.sum_all()?.to_scalar::<f32>()? > 0.0 {
                         let pseudo = probs.argmax(D::Minus1)?;
-                        let z_aug = match augment {
-                            Augment::Identity => z_u,
-                            Augment::Caller(augment) => augment(&z_u, &mut aug_rng)?,
-                            Augment::FeatMatch => featmatch(&z_u, &keys, &values)?,
+                        let z_aug = match (augment, &head) {
+                            (Augment::Identity, _) => z_u,
+                            (Augment::Caller(augment), _) => augment(&z_u, &mut aug_rng)?,
+                            (Augment::FeatMatch, Some(head)) => {
+                                let mask = dropout_mask(
+                                    &mut aug_rng,
+                                    (head.heads(), unlabelled_shape.0, z_l.dim(0)?),
+                                    FEATMATCH_DROPOUT,
+                                    device,
+                                )?;
+                                head.forward(&z_u, &z_l, Some(&mask))?
+                            }
+                            (Augment::FeatMatch, None) => {
+                                return Err(invalid(
+                                    "featmatch attention head",
+                                    "a head for the FeatMatch method",
+                                    "none",
+                                ));
+                            }
                         };
                         if z_aug.dims() != [unlabelled_shape.0, unlabelled_shape.1] {
                             return Err(Error::Shape {
@@ -313,12 +376,12 @@ pub fn trial(
                             });
                         }
                         let log_probs =
-                            candle_nn::ops::log_softmax(&forward(&z_aug, &params)?, D::Minus1)?;
+                            candle_nn::ops::log_softmax(&forward(&z_aug, &classifier)?, D::Minus1)?;
                         let nll = log_probs
                             .gather(&pseudo.unsqueeze(1)?, 1)?
                             .squeeze(1)?
                             .neg()?;
-                        Some(((nll * confident)?.sum_all()? / config.unlabelled_batch as f64)?)
+                        Some(((nll * confident)?.sum_all()? / unlabelled_shape.0 as f64)?)
                     } else {
                         None
                     }
@@ -328,8 +391,10 @@ pub fn trial(
                 loss = (loss + (term * config.consistency_weight)?)?;
             }
         }
-        adam.step(&loss.backward()?)?;
-        for (average, param) in ema.iter_mut().zip(&params) {
+        let mut grads = loss.backward()?;
+        zero_missing_grads(&mut grads, &head_vars)?;
+        adam.step(&grads)?;
+        for (average, param) in ema.iter_mut().zip(&classifier) {
             *average = ((&*average * config.ema_decay)?
                 + (param.as_tensor().detach() * (1.0 - config.ema_decay))?)?;
         }
@@ -344,6 +409,18 @@ pub fn trial(
         .map(|row| u16::try_from(argmax(row)).unwrap_or(0))
         .collect();
     Ok(accuracy(&predictions, test.labels()))
+}
+
+/// Gives every var of `vars` without a gradient in `grads` a zero one, as torch's backward does
+/// for parameters reached only through an empty selection: Adam then still applies their weight
+/// decay and moment decay.
+fn zero_missing_grads(grads: &mut GradStore, vars: &[Var]) -> Result<()> {
+    for var in vars {
+        if grads.get(var.as_tensor()).is_none() {
+            grads.insert(var.as_tensor(), var.as_tensor().zeros_like()?);
+        }
+    }
+    Ok(())
 }
 
 /// The consistency term a [`Method`] adds to the labelled cross-entropy.
@@ -362,7 +439,7 @@ enum Augment<'a> {
     Identity,
     /// The caller's.
     Caller(&'a Augmentation<'a>),
-    /// Half way to the attention prototype over the labelled rows.
+    /// The trial's learned attention head over the step's labelled batch.
     FeatMatch,
 }
 
@@ -379,51 +456,345 @@ impl<'a> Consistency<'a> {
     }
 }
 
-/// Mixup's consistency term on the unlabelled batch `z_u` (`U × d`): per-row `λ ~ Beta(α, α)` and a
-/// random pairing `j` drawn from `rng`, then
-/// `mean((softmax(clf(λ z_i + (1 − λ) z_j)) − (λ p_i + (1 − λ) p_j))²)` over rows and classes, where
-/// `p = softmax(ema(z_u))` carries no gradient.
-fn mixup_consistency(
+/// The rows of one trial and its batch draws: the reference's `get_feature_split` (labelled rows
+/// per class; every other row unlabelled) and its per-step `torch.randperm(n)[:k]` of each pool.
+#[derive(Debug, Clone)]
+pub struct TrialBatches {
+    /// The labelled rows, class by class in pick order.
+    labelled: Vec<u32>,
+    /// The unlabelled rows, ascending.
+    unlabelled: Vec<u32>,
+    /// The labelled pool in the order the previous draws left it.
+    labelled_pool: Vec<u32>,
+    /// The unlabelled pool in the order the previous draws left it.
+    unlabelled_pool: Vec<u32>,
+    /// Rows per labelled batch.
+    labelled_batch: usize,
+    /// Rows per unlabelled batch.
+    unlabelled_batch: usize,
+    /// The stream of every batch draw of the trial.
+    rng: StreamRng,
+}
+
+impl TrialBatches {
+    /// The split and batch stream of trial `seed` of `train` under `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] when `train` has more rows than a `u32` indexes.
+    pub fn new(train: &Features, config: &SemiSupervisedConfig, seed: u64) -> Result<Self> {
+        if u32::try_from(train.len()).is_err() {
+            return Err(invalid(
+                "semi-supervised training rows",
+                format!("at most {}", u32::MAX),
+                train.len(),
+            ));
+        }
+        let labelled = pick_labelled(train, config.labels_per_class, seed);
+        let mut is_labelled = vec![false; train.len()];
+        for &row in &labelled {
+            if let Some(flag) = is_labelled.get_mut(row as usize) {
+                *flag = true;
+            }
+        }
+        let unlabelled: Vec<u32> = is_labelled
+            .iter()
+            .enumerate()
+            .filter(|&(_, &flag)| !flag)
+            .filter_map(|(row, _)| u32::try_from(row).ok())
+            .collect();
+        Ok(Self {
+            labelled_pool: labelled.clone(),
+            unlabelled_pool: unlabelled.clone(),
+            labelled,
+            unlabelled,
+            labelled_batch: config.labelled_batch,
+            unlabelled_batch: config.unlabelled_batch,
+            rng: StreamRng::from_words(&[SEMI_DOMAIN, seed, 2]),
+        })
+    }
+
+    /// The trial's labelled rows (training-set indices), class by class.
+    pub fn labelled_rows(&self) -> &[u32] {
+        &self.labelled
+    }
+
+    /// The trial's unlabelled rows (training-set indices): every row not labelled, ascending.
+    pub fn unlabelled_rows(&self) -> &[u32] {
+        &self.unlabelled
+    }
+
+    /// The next labelled batch: `randperm(n_labelled)[:labelled_batch]` of the labelled rows.
+    pub fn labelled_batch(&mut self) -> Vec<u32> {
+        draw_distinct(&mut self.labelled_pool, self.labelled_batch, &mut self.rng)
+    }
+
+    /// The next unlabelled batch: `randperm(n_unlabelled)[:unlabelled_batch]` of the unlabelled
+    /// rows (mixup's partner batch is a second call).
+    pub fn unlabelled_batch(&mut self) -> Vec<u32> {
+        draw_distinct(
+            &mut self.unlabelled_pool,
+            self.unlabelled_batch,
+            &mut self.rng,
+        )
+    }
+}
+
+/// `min(k, n)` distinct items of `pool` (length `n`) in random order, distributed as
+/// `pool[randperm(n)[:k]]`: a partial Fisher–Yates shuffle of the first `k` places. The pool keeps
+/// the order it leaves, which does not bias the next draw (any arrangement gives a uniform sample).
+fn draw_distinct(pool: &mut [u32], k: usize, rng: &mut StreamRng) -> Vec<u32> {
+    let n = pool.len();
+    let k = k.min(n);
+    for i in 0..k {
+        let j = i + rng.below((n - i) as u64) as usize;
+        pool.swap(i, j);
+    }
+    pool.iter().take(k).copied().collect()
+}
+
+/// The per-row mix `λ_i a_i + (1 − λ_i) b_i` of `a` and `b` (`N × k`) with `lambda` (`N × 1`).
+///
+/// # Errors
+/// [`Error::Candle`] if the shapes do not broadcast.
+pub fn mix(a: &Tensor, b: &Tensor, lambda: &Tensor) -> Result<Tensor> {
+    Ok((a.broadcast_mul(lambda)? + b.broadcast_mul(&lambda.affine(-1.0, 1.0)?)?)?)
+}
+
+/// Mixup's consistency term on the unlabelled batch `z_u` and its independent partner batch
+/// `z_mix` (both `U × d`) with per-row weights `lambda` (`U × 1`):
+/// `mean((softmax(clf(mix(z_u, z_mix))) − mix(softmax(ema(z_u)), softmax(ema(z_mix))))²)` over rows
+/// and classes, where `clf` has the weights `online` and `ema` the weights `ema` (both
+/// `[w1, b1, w2, b2]`), and the target carries no gradient.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] unless both weight lists have 4 tensors; [`Error::Candle`] on
+/// mismatched shapes.
+pub fn mixup_consistency(
     z_u: &Tensor,
-    params: &[Var],
+    z_mix: &Tensor,
+    lambda: &Tensor,
+    online: &[Tensor],
     ema: &[Tensor],
-    rng: &mut StreamRng,
 ) -> Result<Tensor> {
     let rows = z_u.dim(0)?;
-    let lambda = (0..rows)
-        .map(|_| sample_beta(rng, MIXUP_ALPHA, MIXUP_ALPHA).map(|l| l as f32))
-        .collect::<Result<Vec<f32>>>()?;
-    let mut partner: Vec<u32> = (0..rows).filter_map(|i| u32::try_from(i).ok()).collect();
-    rng.shuffle(&mut partner);
-    let device = z_u.device();
-    let partner = Tensor::from_vec(partner, rows, device)?;
-    let lambda = Tensor::from_vec(lambda, (rows, 1), device)?;
-    let rest = lambda.affine(-1.0, 1.0)?;
-    let mix = |x: &Tensor| -> Result<Tensor> {
-        Ok((x.broadcast_mul(&lambda)? + x.index_select(&partner, 0)?.broadcast_mul(&rest)?)?)
-    };
-    let soft = candle_nn::ops::softmax_last_dim(&forward_tensors(z_u, ema)?.detach())?;
-    let target = mix(&soft)?.detach();
-    let predicted = candle_nn::ops::softmax_last_dim(&forward(&mix(z_u)?, params)?)?;
+    let both = forward_tensors(&Tensor::cat(&[z_u, z_mix], 0)?, ema)?.detach();
+    let soft = candle_nn::ops::softmax_last_dim(&both)?;
+    let target = mix(
+        &soft.narrow(0, 0, rows)?,
+        &soft.narrow(0, rows, z_mix.dim(0)?)?,
+        lambda,
+    )?
+    .detach();
+    let predicted = softmax_rows(&forward_tensors(&mix(z_u, z_mix, lambda)?, online)?)?;
     Ok((predicted - target)?.sqr()?.mean_all()?)
 }
 
-/// FeatMatch's refined features `½ (z + Σ_j a_j L_j)` with `a = softmax_j(cos(z, L_j) / τ)`, given
-/// the labelled rows' unit directions `keys` (`L × d`) and the rows themselves `values` (`L × d`).
-fn featmatch(z: &Tensor, keys: &Tensor, values: &Tensor) -> Result<Tensor> {
-    let scores = (unit_rows(z)?.matmul(&keys.t()?)? / FEATMATCH_TEMPERATURE)?;
-    let prototypes = candle_nn::ops::softmax_last_dim(&scores)?.matmul(values)?;
-    Ok(((z + prototypes)? * 0.5)?)
+/// FeatMatch's learned attention head, the reference's `AttenHead(fdim, num_heads)`: `H` heads of
+/// width `w = ⌊d / H⌋`, each with an embedding `embd_h: d → w` and an output layer
+/// `fc_h: 2w → w`, and a final `fc: H·w → d`. For queries `x` (`N × d`) over memory `p`
+/// (`M × d`): `a_h = dropout(softmax(embd_h(x) embd_h(p)ᵀ / √w))` (`N × M`),
+/// `g_h = ReLU(fc_h([a_h embd_h(p), embd_h(x)]))` and the output is
+/// `ReLU(x + fc([g_1, …, g_H]))`. The heads' layers are stored stacked (one matmul for all heads);
+/// Adam is elementwise, so this trains exactly as separate layers.
+#[derive(Debug, Clone)]
+pub struct AttentionHead {
+    /// Number of heads `H`.
+    heads: usize,
+    /// Width `w` of a head.
+    width: usize,
+    /// `embd_1..H`'s weights stacked: `H·w × d` (rows `h·w..(h+1)·w` are head `h`'s).
+    embed_weight: Var,
+    /// `embd_1..H`'s biases stacked: `H·w`.
+    embed_bias: Var,
+    /// `fc_1..H`'s weights: `H × w × 2w`.
+    head_weight: Var,
+    /// `fc_1..H`'s biases: `H × 1 × w`.
+    head_bias: Var,
+    /// `fc`'s weight: `d × H·w`.
+    out_weight: Var,
+    /// `fc`'s bias: `d`.
+    out_bias: Var,
 }
 
-/// `x` with each row divided by its euclidean norm (a zero row stays zero).
-fn unit_rows(x: &Tensor) -> Result<Tensor> {
-    let norms = x
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(NORM_EPSILON, f64::MAX)?;
-    Ok(x.broadcast_div(&norms)?)
+impl AttentionHead {
+    /// A head of `heads` heads on `dim`-dimensional features with torch's `nn.Linear`
+    /// initialisation, drawn from `rng` in the reference's creation order: `embd_1..H`, `fc_1..H`,
+    /// `fc`, each weight then bias.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] when `dim < heads` (a head would have width 0) or `heads` is 0;
+    /// [`Error::Candle`] if a tensor operation fails.
+    pub fn new(rng: &mut StreamRng, dim: usize, heads: usize, device: &Device) -> Result<Self> {
+        ensure_positive("featmatch attention heads", heads)?;
+        let width = dim / heads;
+        if width == 0 {
+            return Err(invalid(
+                "featmatch feature dimension",
+                format!("at least the {heads} attention heads"),
+                dim,
+            ));
+        }
+        let mut layer = |fan_in: usize, fan_out: usize| -> Result<(Tensor, Tensor)> {
+            let (w, b) = linear_layer(rng, fan_in, fan_out, device)?;
+            Ok((w.as_tensor().clone(), b.as_tensor().clone()))
+        };
+        let embed = (0..heads)
+            .map(|_| layer(dim, width))
+            .collect::<Result<Vec<_>>>()?;
+        let fc = (0..heads)
+            .map(|_| layer(2 * width, width))
+            .collect::<Result<Vec<_>>>()?;
+        let out = layer(heads * width, dim)?;
+        Self::from_layers(&embed, &fc, &out)
+    }
+
+    /// A head with the given layers, each `(weight, bias)` in torch's layout (`out × in`, `out`):
+    /// `embed[h]` is `embd_h` (`w × d`), `fc[h]` is `fc_h` (`w × 2w`) and `out` is `fc`
+    /// (`d × H·w`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] when there is no head, `embed` and `fc` differ in length, or a
+    /// layer's shape disagrees with the others; [`Error::Candle`] if a tensor operation fails.
+    pub fn from_layers(
+        embed: &[(Tensor, Tensor)],
+        fc: &[(Tensor, Tensor)],
+        out: &(Tensor, Tensor),
+    ) -> Result<Self> {
+        let heads = embed.len();
+        ensure_positive("featmatch attention heads", heads)?;
+        if fc.len() != heads {
+            return Err(invalid(
+                "featmatch attention layers",
+                format!("{heads} fc layers"),
+                fc.len(),
+            ));
+        }
+        let (width, dim) = embed.first().map_or(Ok((0, 0)), |(w, _)| w.dims2())?;
+        let shape = |what: &'static str, t: &Tensor, dims: &[usize]| -> Result<()> {
+            if t.dims() == dims {
+                Ok(())
+            } else {
+                Err(invalid(
+                    what,
+                    format!("shape {dims:?}"),
+                    format!("{:?}", t.dims()),
+                ))
+            }
+        };
+        for (w, b) in embed {
+            shape("featmatch embd weight", w, &[width, dim])?;
+            shape("featmatch embd bias", b, &[width])?;
+        }
+        for (w, b) in fc {
+            shape("featmatch fc_h weight", w, &[width, 2 * width])?;
+            shape("featmatch fc_h bias", b, &[width])?;
+        }
+        shape("featmatch fc weight", &out.0, &[dim, heads * width])?;
+        shape("featmatch fc bias", &out.1, &[dim])?;
+        let cat = |parts: Vec<&Tensor>| -> Result<Var> {
+            Ok(Var::from_tensor(&Tensor::cat(&parts, 0)?.detach())?)
+        };
+        let stack =
+            |parts: Vec<&Tensor>| -> Result<Tensor> { Ok(Tensor::stack(&parts, 0)?.detach()) };
+        Ok(Self {
+            heads,
+            width,
+            embed_weight: cat(embed.iter().map(|(w, _)| w).collect())?,
+            embed_bias: cat(embed.iter().map(|(_, b)| b).collect())?,
+            head_weight: Var::from_tensor(&stack(fc.iter().map(|(w, _)| w).collect())?)?,
+            head_bias: Var::from_tensor(
+                &stack(fc.iter().map(|(_, b)| b).collect())?.unsqueeze(1)?,
+            )?,
+            out_weight: Var::from_tensor(&out.0.detach())?,
+            out_bias: Var::from_tensor(&out.1.detach())?,
+        })
+    }
+
+    /// Number of heads `H`.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// The trainable parameters, for the optimiser.
+    pub fn vars(&self) -> Vec<Var> {
+        vec![
+            self.embed_weight.clone(),
+            self.embed_bias.clone(),
+            self.head_weight.clone(),
+            self.head_bias.clone(),
+            self.out_weight.clone(),
+            self.out_bias.clone(),
+        ]
+    }
+
+    /// The refined queries `ReLU(x + fc([g_1, …, g_H]))` (`N × d`) of `x` (`N × d`) attending
+    /// over `memory` (`M × d`); `dropout`, when given, multiplies the attention weights
+    /// elementwise (`H × N × M`, see [`dropout_mask`]), and `None` is the head in eval mode.
+    ///
+    /// # Errors
+    /// [`Error::Candle`] on mismatched shapes.
+    pub fn forward(&self, x: &Tensor, memory: &Tensor, dropout: Option<&Tensor>) -> Result<Tensor> {
+        let (n, _) = x.dims2()?;
+        let m = memory.dim(0)?;
+        let (heads, width) = (self.heads, self.width);
+        let embed_weight = self.embed_weight.as_tensor().t()?;
+        let embed = |rows: &Tensor, count: usize| -> Result<Tensor> {
+            Ok(rows
+                .matmul(&embed_weight)?
+                .broadcast_add(self.embed_bias.as_tensor())?
+                .reshape((count, heads, width))?
+                .transpose(0, 1)?
+                .contiguous()?)
+        };
+        let fx = embed(x, n)?; // H × N × w
+        let fp = embed(memory, m)?; // H × M × w
+        let scores = (fx.matmul(&fp.transpose(1, 2)?)? / (width as f64).sqrt())?;
+        let mut weights = softmax_rows(&scores)?; // H × N × M
+        if let Some(mask) = dropout {
+            weights = (weights * mask)?;
+        }
+        let joined = Tensor::cat(&[weights.matmul(&fp)?, fx], 2)?; // H × N × 2w
+        let per_head = joined
+            .matmul(&self.head_weight.as_tensor().transpose(1, 2)?)?
+            .broadcast_add(self.head_bias.as_tensor())?
+            .relu()?; // H × N × w
+        let flat = per_head.transpose(0, 1)?.reshape((n, heads * width))?;
+        let out = flat
+            .matmul(&self.out_weight.as_tensor().t()?)?
+            .broadcast_add(self.out_bias.as_tensor())?;
+        Ok((x + out)?.relu()?)
+    }
+}
+
+/// Softmax over the last dimension that backpropagates (candle-nn's `softmax_last_dim` records no
+/// gradient): `exp(x − max) / Σ exp(x − max)`, the max detached since softmax ignores the shift.
+fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let num = shifted.exp()?;
+    Ok(num.broadcast_div(&num.sum_keepdim(D::Minus1)?)?)
+}
+
+/// torch's `nn.Dropout(p)` in training mode as a multiplier of shape `dims`: each entry is `0`
+/// with probability `p` and `1 / (1 − p)` otherwise, one draw of `rng` per entry in row-major
+/// order.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] unless `0 ≤ p < 1`; [`Error::Candle`] if the tensor cannot be made.
+pub fn dropout_mask(
+    rng: &mut StreamRng,
+    dims: (usize, usize, usize),
+    p: f64,
+    device: &Device,
+) -> Result<Tensor> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(invalid("dropout probability", "a number in [0, 1)", p));
+    }
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let count = dims.0 * dims.1 * dims.2;
+    let mask: Vec<f32> = (0..count)
+        .map(|_| if rng.bernoulli(p) { 0.0 } else { keep })
+        .collect();
+    Ok(Tensor::from_vec(mask, dims, device)?)
 }
 
 /// One draw of `Beta(a, b)` by Jöhnk's method, for shape parameters in `(0, 1]` (mixup uses

@@ -636,7 +636,9 @@ fn mixup_and_featmatch_match_or_beat_supervised_only_and_are_reproducible() {
         let b = semi_supervised(&train, &test, method, &config, CPU).unwrap();
         assert_eq!(a, b, "{method:?} is not reproducible");
         assert_eq!(a.trials.len(), 3);
-        // The consistency term is active: the classifier differs from the supervised one.
+        // The consistency term is active: the classifier differs from the supervised one. Each
+        // labelled batch is all 20 labelled rows (32 drawn without replacement from 20), so only
+        // the consistency term can make the two differ, not the batch draws.
         assert_ne!(a.trials, supervised.trials, "{method:?}");
         // Within one test row in 200 per trial of supervised-only, or better.
         assert!(

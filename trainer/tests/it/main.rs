@@ -14,6 +14,7 @@ mod data_tiny_imagenet;
 mod device;
 mod eval;
 mod eval_cli;
+mod eval_semisup;
 mod expm;
 mod export;
 mod feature_aug;
