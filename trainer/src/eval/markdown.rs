@@ -97,9 +97,18 @@ fn rows(first: &EvalResults) -> Vec<Row> {
         let method = s.method.clone();
         rows.push(Row::new(label, move |r| semi_cell(r, &method)));
     }
+    let augment_nn_label = match &first.report.augmentation_nn {
+        Some(a) if !a.setting.is_empty() => {
+            format!("augmentation NN ({}): label agreement (unmoved)", a.setting)
+        }
+        _ => "augmentation NN: label agreement (unmoved)".to_owned(),
+    };
+    let repeats = first.report.identity.map_or(0, |i| i.repeats);
     rows.extend([
         Row::new(
-            "identity (authors' protocol): probe on clean test features",
+            format!(
+                "identity (authors' protocol, {repeats} repeats): probe on clean test features"
+            ),
             |r| r.report.identity.as_ref().map(|i| mean_std(i.clean)),
         ),
         Row::new(
@@ -143,15 +152,12 @@ fn rows(first: &EvalResults) -> Vec<Row> {
                 .as_ref()
                 .map(|i| format!("{:.3}", i.mean_relative_shift))
         }),
-        Row::new(
-            "augmentation NN: label agreement (unmoved), setting below",
-            |r| {
-                r.report
-                    .augmentation_nn
-                    .as_ref()
-                    .map(|a| format!("{} ({})", pct(a.agreement), pct(a.clean_agreement)))
-            },
-        ),
+        Row::new(augment_nn_label, |r| {
+            r.report
+                .augmentation_nn
+                .as_ref()
+                .map(|a| format!("{} ({})", pct(a.agreement), pct(a.clean_agreement)))
+        }),
     ]);
     rows
 }

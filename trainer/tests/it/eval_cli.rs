@@ -184,6 +184,17 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
     let semi = &r.semi_supervised[0];
     let cell = format!("{:.1}% ± {:.1} |", 100.0 * semi.mean, 100.0 * semi.std);
     assert!(table.contains(&cell), "{table}");
+    // The identity rows are the authors' protocol first, then the variants, each labelled.
+    for label in [
+        "| identity (authors' protocol, 1 repeats): probe on clean test features |",
+        "| identity (authors' protocol): moved by fixed-prior (hyperprior) samples |",
+        "| identity (authors' protocol): random moves of norm dist² (their quirk) |",
+        "| identity, variant: random moves of matched norm dist |",
+        "| augmentation NN (the authors' setting: 20 training images from index 1337, Euclidean, \
+         training gallery): label agreement (unmoved) |",
+    ] {
+        assert!(table.contains(label), "{label} not in {table}");
+    }
     // The table is also what the command prints.
     assert_eq!(String::from_utf8_lossy(&out.stdout), table);
 }
