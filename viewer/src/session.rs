@@ -12,6 +12,40 @@ use crate::error::{Result, ViewerError};
 /// hold comfortably, small enough to refuse a runaway download early.
 pub const MAX_BUNDLE_BYTES: u64 = 512 << 20;
 
+/// Most multiply-adds of one CPU step over all blocks, K·n³ (8 Mi): an expm per block per frame,
+/// and the K eigenvalue problems of the inspect view, run on the page's only thread. The shared
+/// format allows larger operators ([`mclr_shared::bundle::limits`]); the viewer refuses them with
+/// a message rather than freezing the tab.
+pub const MAX_BLOCK_WORK: u64 = 1 << 23;
+
+/// Most gallery values N·d (64 Mi): a kNN search over the gallery on every step of a path.
+pub const MAX_GALLERY_WORK: u64 = 1 << 26;
+
+/// Fails with [`mclr_shared::Error::OverLimit`] when the bundle is larger than the viewer animates.
+fn check_animatable(bundle: &Bundle) -> Result<()> {
+    let as_u64 = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+    let (k, n) = (as_u64(bundle.blocks()), as_u64(bundle.block_size()));
+    let block_work = k.saturating_mul(n.saturating_mul(n).saturating_mul(n));
+    if block_work > MAX_BLOCK_WORK {
+        return Err(ViewerError::Bundle(mclr_shared::Error::OverLimit {
+            field: "operators".to_owned(),
+            what: format!("K·n³ = {k}·{n}³ multiply-adds per step"),
+            found: block_work,
+            limit: MAX_BLOCK_WORK,
+        }));
+    }
+    let gallery_work = as_u64(bundle.num_gallery()).saturating_mul(as_u64(bundle.feature_dim()));
+    if gallery_work > MAX_GALLERY_WORK {
+        return Err(ViewerError::Bundle(mclr_shared::Error::OverLimit {
+            field: "gallery.features".to_owned(),
+            what: "N·d values to search per step".to_owned(),
+            found: gallery_work,
+            limit: MAX_GALLERY_WORK,
+        }));
+    }
+    Ok(())
+}
+
 /// One loaded bundle, ready for the views.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -59,6 +93,7 @@ impl Session {
     /// memory gets the same checks as a decoded one.
     pub fn from_bundle(bundle: Bundle, name: &str) -> Result<Self> {
         mclr_shared::bundle::validate(&bundle).map_err(ViewerError::Bundle)?;
+        check_animatable(&bundle)?;
         let (m, k, n, d) = (
             bundle.num_operators(),
             bundle.blocks(),
