@@ -233,6 +233,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bundle_too_heavy_to_animate_is_refused_with_a_message() {
+        // One 256 × 256 block: valid for the format (n ≤ 256), but 16.7 M multiply-adds of expm
+        // per frame on the page's only thread.
+        let spec = SyntheticSpec {
+            operators: 1,
+            blocks: 1,
+            block_size: 256,
+            hidden: 4,
+            ..SyntheticSpec::default()
+        };
+        let bundle = synthetic_bundle(&spec).unwrap();
+        let err = Session::from_bundle(bundle, "heavy.mclr").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("This bundle cannot be opened: its operators has K·n³"),
+            "{message}"
+        );
+        assert!(
+            message.contains("16777216, more than the 8388608"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn a_synthetic_bundle_is_digested_with_consistent_shapes() {
         let bundle = synthetic_bundle(&SyntheticSpec::default()).unwrap();
         let bytes = mclr_shared::bundle::encode(&bundle).unwrap();
