@@ -459,10 +459,8 @@ fn inspect_of_a_corrupt_file_fails_with_the_typed_error() {
 /// A synthetic bundle whose strings carry terminal escape sequences: clear screen, set the window
 /// title, write the clipboard (OSC 52), and a right-to-left override.
 fn hostile_strings_bundle() -> Bundle {
-    let mut b = mclr_shared::bundle::synthetic::synthetic_bundle(
-        &mclr_shared::bundle::synthetic::SyntheticSpec::default(),
-    )
-    .unwrap();
+    let mut b =
+        bundle::synthetic::synthetic_bundle(&bundle::synthetic::SyntheticSpec::default()).unwrap();
     b.metadata.dataset = "\x1b[2J\x1b[Hcifar10".to_owned();
     b.metadata.method = "\x1b]0;pwned\x07manifoldclr".to_owned();
     b.metadata.producer = "mclr\u{202e}txt.exe".to_owned();
