@@ -58,6 +58,19 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A size inside the bundle (a count, a dimension, a string length) is over the cap this
+    /// build sets for it (see `bundle::limits`); nothing was allocated or computed for it.
+    #[error("field `{field}`: {what} is {found}, over the limit of {limit}")]
+    OverLimit {
+        /// Dotted path of the field.
+        field: String,
+        /// What was counted, e.g. "block size n" or "bytes".
+        what: String,
+        /// The size found.
+        found: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// The payload passed the checksum but does not decode as a bundle of this version.
     #[error("bundle payload is malformed: {reason}")]
     Malformed {

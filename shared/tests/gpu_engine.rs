@@ -111,3 +111,10 @@ fn knn_rejects_bad_k_and_shapes_and_breaks_ties_by_row() {
 fn path_frames_match_cpu_stepper_and_search() {
     block_on(gpu_cases::path_frames_match_cpu(&engine(), 700, 4));
 }
+
+#[test]
+fn path_step_that_overflows_is_refused_like_the_cpu_path() {
+    block_on(gpu_cases::path_overflow_is_an_error_not_garbage_neighbours(
+        &engine(),
+    ));
+}

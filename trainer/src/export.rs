@@ -301,10 +301,39 @@ pub struct BundleFile {
 /// [`Error::Io`] if the file cannot be read; [`Error::Bundle`] with the typed reason if it is not
 /// a valid bundle (bad magic, unsupported version, truncation, checksum, shapes, …).
 pub fn read_bundle(path: &Path) -> Result<BundleFile> {
-    let len = std::fs::metadata(path)
-        .map_err(|source| Error::io("reading", path, source))?
-        .len();
+    use std::io::Read as _;
+    // Only a regular file is read: a FIFO (whose opening alone blocks until a writer appears), a
+    // device (/dev/zero never ends) or a directory is refused before opening, and checked again
+    // on the opened handle in case the path was swapped; a file that grows while it is read is
+    // cut at the limit below.
+    let not_regular = || {
+        Error::io(
+            "reading",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a bundle is read from a plain file, not a pipe, device or \
+                 directory)",
+            ),
+        )
+    };
+    let before = std::fs::metadata(path).map_err(|source| Error::io("reading", path, source))?;
+    if !before.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|source| Error::io("reading", path, source))?;
+    let opened = file
+        .metadata()
+        .map_err(|source| Error::io("reading", path, source))?;
+    if !opened.is_file() {
+        return Err(not_regular());
+    }
     let limit = bundle::DEFAULT_MAX_PAYLOAD_BYTES.saturating_add(bundle::HEADER_LEN as u64);
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::io("reading", path, source))?;
+    let len = bytes.len() as u64;
     if len > limit {
         return Err(mclr_shared::Error::TooLarge {
             what: "file".to_owned(),
@@ -313,7 +342,6 @@ pub fn read_bundle(path: &Path) -> Result<BundleFile> {
         }
         .into());
     }
-    let bytes = std::fs::read(path).map_err(|source| Error::io("reading", path, source))?;
     let bundle = bundle::decode(&bytes)?;
     // The header was checked by `decode`, so bytes 8..12 are its version.
     let format_version = bytes
@@ -346,9 +374,13 @@ pub fn summarize(file: &BundleFile) -> String {
     let _ = writeln!(
         out,
         "run:        {} on {}, {} epochs ({} steps), threshold ζ = {}",
-        meta.method, meta.dataset, meta.epochs, meta.steps, meta.threshold
+        escape(&meta.method),
+        escape(&meta.dataset),
+        meta.epochs,
+        meta.steps,
+        meta.threshold
     );
-    let _ = writeln!(out, "producer:   {}", meta.producer);
+    let _ = writeln!(out, "producer:   {}", escape(&meta.producer));
     let (m, k, n, d) = (
         bundle.num_operators(),
         bundle.blocks(),
@@ -385,11 +417,16 @@ pub fn summarize(file: &BundleFile) -> String {
         out,
         "gallery:    N = {} {} images, {} features ({:.2} MiB), {} classes: {}",
         bundle.num_gallery(),
-        gallery.split,
+        escape(&gallery.split),
         gallery.features.dtype,
         mib(gallery.features.data.len()),
         bundle.num_classes(),
-        gallery.class_names.join(", ")
+        gallery
+            .class_names
+            .iter()
+            .map(|name| escape(name))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let thumbs = &bundle.thumbnails;
     let rows = thumbs.count.div_ceil(thumbs.columns.max(1));
@@ -438,7 +475,26 @@ pub fn summarize(file: &BundleFile) -> String {
     } else {
         let _ = writeln!(out, "metrics:");
         for (name, value) in &meta.metrics {
-            let _ = writeln!(out, "  {name} = {value}");
+            let _ = writeln!(out, "  {} = {value}", escape(name));
+        }
+    }
+    out
+}
+
+/// `text` safe to print to a terminal: control characters (C0, DEL, C1: the escape sequences that
+/// clear the screen, set the window title or write the clipboard) and the Unicode bidirectional
+/// overrides and isolates are written as `\u{…}`, and a backslash as `\\`, so that the output
+/// shows what the bundle holds without acting on it. Other text, non-ASCII included, is kept.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
         }
     }
     out

@@ -84,6 +84,12 @@ fn describe_bundle_error(error: &SharedError) -> String {
             mib(*len),
             mib(*limit)
         ),
+        SharedError::OverLimit {
+            field,
+            what,
+            found,
+            limit,
+        } => format!("its {field} has {what} {found}, more than the {limit} this viewer can open"),
         other => format!("its contents are invalid ({other})"),
     };
     format!("This bundle cannot be opened: {detail}.")

@@ -12,6 +12,40 @@ use crate::error::{Result, ViewerError};
 /// hold comfortably, small enough to refuse a runaway download early.
 pub const MAX_BUNDLE_BYTES: u64 = 512 << 20;
 
+/// Most multiply-adds of one CPU step over all blocks, K·n³ (8 Mi): an expm per block per frame,
+/// and the K eigenvalue problems of the inspect view, run on the page's only thread. The shared
+/// format allows larger operators ([`mclr_shared::bundle::limits`]); the viewer refuses them with
+/// a message rather than freezing the tab.
+pub const MAX_BLOCK_WORK: u64 = 1 << 23;
+
+/// Most gallery values N·d (64 Mi): a kNN search over the gallery on every step of a path.
+pub const MAX_GALLERY_WORK: u64 = 1 << 26;
+
+/// Fails with [`mclr_shared::Error::OverLimit`] when the bundle is larger than the viewer animates.
+fn check_animatable(bundle: &Bundle) -> Result<()> {
+    let as_u64 = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+    let (k, n) = (as_u64(bundle.blocks()), as_u64(bundle.block_size()));
+    let block_work = k.saturating_mul(n.saturating_mul(n).saturating_mul(n));
+    if block_work > MAX_BLOCK_WORK {
+        return Err(ViewerError::Bundle(mclr_shared::Error::OverLimit {
+            field: "operators".to_owned(),
+            what: format!("K·n³ = {k}·{n}³ multiply-adds per step"),
+            found: block_work,
+            limit: MAX_BLOCK_WORK,
+        }));
+    }
+    let gallery_work = as_u64(bundle.num_gallery()).saturating_mul(as_u64(bundle.feature_dim()));
+    if gallery_work > MAX_GALLERY_WORK {
+        return Err(ViewerError::Bundle(mclr_shared::Error::OverLimit {
+            field: "gallery.features".to_owned(),
+            what: "N·d values to search per step".to_owned(),
+            found: gallery_work,
+            limit: MAX_GALLERY_WORK,
+        }));
+    }
+    Ok(())
+}
+
 /// One loaded bundle, ready for the views.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -59,6 +93,7 @@ impl Session {
     /// memory gets the same checks as a decoded one.
     pub fn from_bundle(bundle: Bundle, name: &str) -> Result<Self> {
         mclr_shared::bundle::validate(&bundle).map_err(ViewerError::Bundle)?;
+        check_animatable(&bundle)?;
         let (m, k, n, d) = (
             bundle.num_operators(),
             bundle.blocks(),
@@ -196,6 +231,30 @@ mod tests {
     use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 
     use super::*;
+
+    #[test]
+    fn a_bundle_too_heavy_to_animate_is_refused_with_a_message() {
+        // One 256 × 256 block: valid for the format (n ≤ 256), but 16.7 M multiply-adds of expm
+        // per frame on the page's only thread.
+        let spec = SyntheticSpec {
+            operators: 1,
+            blocks: 1,
+            block_size: 256,
+            hidden: 4,
+            ..SyntheticSpec::default()
+        };
+        let bundle = synthetic_bundle(&spec).unwrap();
+        let err = Session::from_bundle(bundle, "heavy.mclr").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("This bundle cannot be opened: its operators has K·n³"),
+            "{message}"
+        );
+        assert!(
+            message.contains("16777216, more than the 8388608"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn a_synthetic_bundle_is_digested_with_consistent_shapes() {

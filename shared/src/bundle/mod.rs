@@ -21,22 +21,25 @@
 //!
 //! [`decode_with_limit`] checks the magic, the header length, the version, the payload length
 //! against the caller's limit (before allocating anything), that exactly that many bytes follow,
-//! the CRC, then decodes with bincode under a byte limit (so a corrupt length *inside* the payload
-//! cannot make it allocate), rejects bytes left over inside the payload, and finally runs
-//! [`validate`]: every shape agrees with every other, every float is finite, every label names a
-//! class. Each failure is a typed [`Error`] that names the field at fault.
+//! the CRC, then decodes the payload field by field (`wire.rs`), checking every length inside it
+//! (strings, arrays, byte blobs, lists, maps) against the bytes actually left in the payload before
+//! allocating for it, so the decoder's budget is the payload itself and never more. Counts whose
+//! elements are small on the wire but large in memory are also capped ([`limits`]). It rejects
+//! bytes left over inside the payload, and finally runs [`validate`]: every shape agrees with
+//! every other and lies within [`limits`], every float is finite, every label names a class. Each
+//! failure is a typed [`Error`] that names the field at fault. Peak memory while decoding and
+//! validating is at most about twice the input plus a constant (the fuzz targets assert it).
 //!
 //! # Versions
 //!
 //! The payload of the current version (2) is the current [`Bundle`]; version 1 (f32-only MLP
-//! weights, no `weight_scale`) is decoded through its frozen types in `v1.rs` and upgraded.
-//! Decoding dispatches on the header's version with one `match` (see `decode_payload`). When the
-//! format changes:
+//! weights, no `weight_scale`) is the same layout without the `Option` of each layer's scale, and
+//! the decoder reads it as such (`wire::decode_bundle` takes the version). Decoding dispatches on
+//! the header's version with one `match` (see `decode_payload`). When the format changes:
 //!
-//! 1. copy today's content types into a frozen `bundle/v1.rs` (they must never change again),
+//! 1. teach `wire.rs` the new layout, keyed on the version, keeping the old one readable,
 //! 2. change the current types, bump [`FORMAT_VERSION`] and widen [`SUPPORTED_VERSIONS`],
-//! 3. add the arm `1 => v1::decode(payload).map(v1::Bundle::upgrade)` that converts the old
-//!    contents to the new,
+//! 3. add the version to the arm of `decode_payload` and upgrade the old contents to the new,
 //! 4. commit a golden fixture of the new version next to the old one (`shared/tests/golden/`), so
 //!    the test suite keeps proving that files written by every released version still open.
 //!
@@ -58,11 +61,12 @@
 mod array;
 mod contents;
 mod header;
+pub mod limits;
 mod png;
 pub mod synthetic;
-mod v1;
 mod validate;
 mod weights;
+mod wire;
 
 use std::io::Read;
 use std::ops::RangeInclusive;
@@ -97,7 +101,8 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 256 << 20;
 
 /// The bincode configuration of the payload: little-endian, variable-length integers. Public so
 /// that tools (and the tests) can compute where each section of a payload starts by encoding the
-/// fields of a [`Bundle`] one by one. Decoding adds a byte limit to it (see `decode_payload`).
+/// fields of a [`Bundle`] one by one. [`encode`] writes with it; decoding reads the same bytes with
+/// its own bounded reader (see the module docs).
 pub const WIRE_CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 /// Serialises `bundle` into a complete `.mclr` file (header and payload).
@@ -214,75 +219,13 @@ fn decode_checked_payload(header: &Header, payload: &[u8]) -> Result<Bundle> {
 }
 
 /// Decodes a payload of format `version` into the current [`Bundle`]. This is the one place that
-/// knows about versions: a new version adds an arm that decodes the frozen old type and upgrades
-/// it (see the module docs).
+/// knows about versions (see the module docs): v1 and v2 share the decoder, which reads v1's layers
+/// without a scale.
 fn decode_payload(version: u32, payload: &[u8]) -> Result<Bundle> {
     match version {
-        1 => decode_bincode::<v1::Bundle>(payload).map(v1::Bundle::upgrade),
-        2 => decode_bincode::<Bundle>(payload),
+        1 | 2 => wire::decode_bundle(version, payload),
         found => Err(header::unsupported_version(found)),
     }
-}
-
-/// How many bytes bincode may *claim* per payload byte. Its limit counts every integer at its full
-/// width even when the varint on the wire is one byte (a `u64` claims 8), so a valid payload of
-/// `p` bytes claims at most `8 p`.
-const CLAIMS_PER_PAYLOAD_BYTE: usize = 8;
-
-/// Decodes `payload` with a bincode byte limit proportional to its length.
-///
-/// bincode's limit is a const generic, so it cannot be the payload length itself: this picks the
-/// smallest of a few compiled-in limits that covers [`CLAIMS_PER_PAYLOAD_BYTE`] times the payload.
-/// A length field inside the payload (a string, a byte blob) that claims more than that fails with
-/// bincode's `LimitExceeded` before anything is allocated for it. Byte blobs are additionally read
-/// as slices of the input and copied only once they are known to be present (see
-/// `array::raw_bytes`), so they never allocate more than the payload holds.
-fn decode_bincode<B: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<B> {
-    let claims = payload
-        .len()
-        .saturating_mul(CLAIMS_PER_PAYLOAD_BYTE)
-        .saturating_add(64);
-    match claims {
-        c if c <= 1 << 20 => decode_bincode_limited::<B, { 1 << 20 }>(payload),
-        c if c <= 1 << 25 => decode_bincode_limited::<B, { 1 << 25 }>(payload),
-        c if c <= 1 << 31 => decode_bincode_limited::<B, { 1 << 31 }>(payload),
-        _ => decode_bincode_limited::<B, { usize::MAX }>(payload),
-    }
-}
-
-/// [`decode_bincode`] with the limit `LIMIT`; also rejects bytes left over after the bundle.
-fn decode_bincode_limited<B: serde::de::DeserializeOwned, const LIMIT: usize>(
-    payload: &[u8],
-) -> Result<B> {
-    let config = WIRE_CONFIG.with_limit::<LIMIT>();
-    let (bundle, used): (B, usize) =
-        bincode::serde::decode_from_slice(payload, config).map_err(|e| match e {
-            bincode::error::DecodeError::LimitExceeded => Error::Malformed {
-                reason: format!(
-                    "a length inside the {} byte payload claims more than the decoder allows \
-                     ({LIMIT} bytes)",
-                    payload.len()
-                ),
-            },
-            bincode::error::DecodeError::UnexpectedEnd { .. } => Error::Malformed {
-                reason: format!(
-                    "the {} byte payload ends before the bundle does",
-                    payload.len()
-                ),
-            },
-            other => Error::Malformed {
-                reason: other.to_string(),
-            },
-        })?;
-    if used != payload.len() {
-        return Err(Error::Malformed {
-            reason: format!(
-                "the bundle ends after {used} of the payload's {} bytes",
-                payload.len()
-            ),
-        });
-    }
-    Ok(bundle)
 }
 
 /// Fills as much of `buf` as `reader` provides, retrying on interruption; returns the count.

@@ -6,9 +6,13 @@ use super::contents::{
     Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
     Thumbnails,
 };
+use super::limits;
 use crate::error::{Error, Result};
 
 use super::png::SIGNATURE as PNG_SIGNATURE;
+
+/// Largest magnitude of an i8 code (-128), by which a row's scale is multiplied.
+const I8_CODE_MAX: f32 = 128.0;
 
 /// A JPEG's start-of-image marker followed by the first byte of the next marker.
 const JPEG_SOI: [u8; 3] = [0xff, 0xd8, 0xff];
@@ -49,8 +53,33 @@ pub fn validate(bundle: &Bundle) -> Result<()> {
     check_stats(&bundle.stats, &dims)
 }
 
-/// Threshold finite and ≥ 0, metrics finite.
+/// Strings within their caps, threshold finite and ≥ 0, metrics finite.
 fn check_metadata(metadata: &RunMetadata) -> Result<()> {
+    check_len(
+        "metadata.dataset",
+        &metadata.dataset,
+        limits::MAX_NAME_BYTES,
+    )?;
+    check_len("metadata.method", &metadata.method, limits::MAX_NAME_BYTES)?;
+    check_len(
+        "metadata.producer",
+        &metadata.producer,
+        limits::MAX_NAME_BYTES,
+    )?;
+    check_len(
+        "metadata.config_toml",
+        &metadata.config_toml,
+        limits::MAX_CONFIG_BYTES,
+    )?;
+    check_cap(
+        "metadata.metrics",
+        "metrics",
+        metadata.metrics.len(),
+        limits::MAX_METRICS,
+    )?;
+    for name in metadata.metrics.keys() {
+        check_len("metadata.metrics", name, limits::MAX_NAME_BYTES)?;
+    }
     let threshold = metadata.threshold;
     if !threshold.is_finite() {
         return Err(Error::NonFinite {
@@ -97,15 +126,37 @@ fn check_operators(operators: &ArrayBlob) -> Result<(usize, usize)> {
             format!("every dimension of (M, K, n, n) must be at least 1, found {shape:?}"),
         ));
     }
+    check_cap(field, "operators M", m, limits::MAX_OPERATORS)?;
+    check_cap(field, "blocks K", k, limits::MAX_BLOCKS)?;
+    check_cap(field, "block size n", n, limits::MAX_BLOCK_SIZE)?;
     let features = k
         .checked_mul(n)
         .ok_or_else(|| Error::invalid(field, "K·n overflows"))?;
+    check_cap(
+        field,
+        "feature dimension d = K·n",
+        features,
+        limits::MAX_FEATURE_DIM,
+    )?;
+    let elements = m.saturating_mul(k).saturating_mul(n).saturating_mul(n);
+    check_cap(
+        field,
+        "coefficients M·K·n²",
+        elements,
+        limits::MAX_OPERATOR_ELEMENTS,
+    )?;
     operators.check_finite(field)?;
     Ok((m, features))
 }
 
 /// A trunk of ≥ 1 layers from `input` features, then two heads of `outputs` from its last layer.
 fn check_mlp(name: &str, mlp: &MlpWeights, input: usize, outputs: usize) -> Result<()> {
+    check_cap(
+        &format!("{name}.trunk"),
+        "layers",
+        mlp.trunk.len(),
+        limits::MAX_LAYERS,
+    )?;
     if mlp.trunk.is_empty() {
         return Err(Error::invalid(
             format!("{name}.trunk"),
@@ -186,6 +237,18 @@ fn check_weight_scale(field: &str, layer: &LinearWeights, out: usize) -> Result<
                     format!("row {i} has a negative scale"),
                 ));
             }
+            // Codes reach ±127 (and -128): a scale whose product with 128 is not finite would
+            // dequantise to infinity.
+            if let Some((i, s)) = values
+                .iter()
+                .enumerate()
+                .find(|&(_, &s)| !(s * I8_CODE_MAX).is_finite())
+            {
+                return Err(Error::invalid(
+                    scale_field,
+                    format!("row {i} has scale {s}, which dequantises to infinity"),
+                ));
+            }
             Ok(())
         }
     }
@@ -205,6 +268,8 @@ fn check_gallery(gallery: &Gallery, features: usize) -> Result<(usize, usize)> {
             "the gallery needs at least one image",
         ));
     }
+    check_cap("gallery.features", "gallery rows N", n, limits::MAX_GALLERY)?;
+    check_len("gallery.split", &gallery.split, limits::MAX_NAME_BYTES)?;
     gallery.features.check_finite("gallery.features")?;
 
     let classes = gallery.class_names.len();
@@ -213,6 +278,19 @@ fn check_gallery(gallery: &Gallery, features: usize) -> Result<(usize, usize)> {
             "gallery.class_names",
             "needs at least one class",
         ));
+    }
+    check_cap(
+        "gallery.class_names",
+        "classes C",
+        classes,
+        limits::MAX_CLASSES,
+    )?;
+    for (i, name) in gallery.class_names.iter().enumerate() {
+        check_len(
+            &format!("gallery.class_names[{i}]"),
+            name,
+            limits::MAX_CLASS_NAME_BYTES,
+        )?;
     }
     gallery
         .labels
@@ -273,6 +351,17 @@ fn check_thumbnails(thumbnails: &Thumbnails, dims: &Dims) -> Result<()> {
             format!("{format_name} image has no readable dimensions"),
         ));
     };
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits::MAX_SHEET_PIXELS {
+        return Err(Error::invalid(
+            "thumbnails.sheet",
+            format!(
+                "{format_name} image is {width}x{height} = {pixels} pixels, over the limit of {} \
+                 pixels",
+                limits::MAX_SHEET_PIXELS
+            ),
+        ));
+    }
     // Tiles that exist must lie inside the sheet: min(columns, count) wide, ceil(count/columns)
     // high. In u64 these cannot overflow (u32 × u32).
     let tile = u64::from(thumbnails.tile_px);
@@ -360,11 +449,45 @@ fn check_pca(pca: &PcaBasis, dims: &Dims) -> Result<()> {
             format!("needs at least 2 components to plot, found {p}"),
         ));
     }
+    if p > d {
+        return Err(Error::invalid(
+            "pca.components",
+            format!("has {p} components but the features only have {d} dimensions"),
+        ));
+    }
     pca.components.check_finite("pca.components")?;
     pca.explained_variance
         .check("pca.explained_variance", &[DType::F32], &[Dim::Is(p)])?;
     pca.explained_variance
-        .check_finite("pca.explained_variance")
+        .check_finite("pca.explained_variance")?;
+    // The viewer plots the first two axes with `Pca::from_parts`: the same checks here (variance
+    // ≥ 0 and descending, axes orthonormal), so that a bundle that validates also opens.
+    let variance = pca.explained_variance.to_f32_vec()?;
+    let mut components = pca.components.to_f32_vec()?;
+    components.truncate(d.saturating_mul(2));
+    crate::geometry::Pca::from_parts(
+        pca.mean.to_f32_vec()?,
+        components,
+        variance.get(..2).unwrap_or_default().to_vec(),
+        d,
+    )
+    .map_err(|e| Error::invalid("pca", format!("the first two axes cannot be plotted: {e}")))?;
+    if let Some(i) = variance.iter().position(|&v| v < 0.0) {
+        return Err(Error::invalid(
+            "pca.explained_variance",
+            format!(
+                "variance {i} is negative ({})",
+                variance.get(i).copied().unwrap_or(0.0)
+            ),
+        ));
+    }
+    if let Some(i) = variance.windows(2).position(|w| w.first() < w.get(1)) {
+        return Err(Error::invalid(
+            "pca.explained_variance",
+            format!("not descending at index {}", i + 1),
+        ));
+    }
+    Ok(())
 }
 
 /// Norms (M) ≥ 0, usage (M) in [0, 1], class heatmap (C, M); all f32 and finite.
@@ -405,4 +528,22 @@ fn first_outside(array: &ArrayBlob, lo: f32, hi: f32) -> Result<Option<(usize, f
         .into_iter()
         .enumerate()
         .find(|&(_, v)| !(lo..=hi).contains(&v)))
+}
+
+/// Fails with [`Error::OverLimit`] naming `field` when `count` (of `what`) exceeds `cap`.
+fn check_cap(field: &str, what: &str, count: usize, cap: usize) -> Result<()> {
+    if count > cap {
+        return Err(Error::OverLimit {
+            field: field.to_owned(),
+            what: what.to_owned(),
+            found: super::len_u64(count),
+            limit: super::len_u64(cap),
+        });
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::OverLimit`] naming `field` when `text` is longer than `cap` bytes.
+fn check_len(field: &str, text: &str, cap: usize) -> Result<()> {
+    check_cap(field, "bytes", text.len(), cap)
 }

@@ -131,7 +131,8 @@ impl GpuEngine {
     ///
     /// # Errors
     /// [`GpuError::Mismatch`] when the gallery's dimension is not the path's,
-    /// [`GpuError::Input`] when k is not in 1..=64, and device or readback failures.
+    /// [`GpuError::Input`] when k is not in 1..=64 or when the new position is not finite (the
+    /// step overflowed; the path then stays where it was), and device or readback failures.
     pub async fn path_step_knn(
         &self,
         path: &mut GpuPath,
@@ -195,11 +196,16 @@ impl GpuEngine {
         let words = self
             .submit_and_read("path step", scope, encoder, &readback, d + result_words)
             .await?;
+        let (z, pairs) = words.split_at(d.min(words.len()));
+        let z = words_to_f32(z);
+        // The shader ranks whatever it is given: a position that overflowed to infinity or NaN
+        // gives meaningless neighbours. Refuse it as the CPU path does, and stay on the last
+        // finite position.
+        ensure_finite("path position", z.iter().copied())?;
         path.current = 1 - path.current;
         path.steps += 1;
-        let (z, pairs) = words.split_at(d.min(words.len()));
         Ok(PathFrame {
-            z: words_to_f32(z),
+            z,
             neighbors: neighbors_from_words(pairs),
         })
     }

@@ -335,3 +335,29 @@ pub async fn path_frames_match_cpu(engine: &GpuEngine, rows: usize, frames: usiz
     let first = step.apply(&z0).unwrap();
     assert_close("path after reset", &again.z, &first, 1.0);
 }
+
+/// A step that overflows the position to infinity is refused as the CPU path refuses it (a
+/// non-finite query), instead of ranking the gallery against infinity; the path stays on its last
+/// finite position.
+pub async fn path_overflow_is_an_error_not_garbage_neighbours(engine: &GpuEngine) {
+    let (k_blocks, n) = (1, 2);
+    let d = k_blocks * n;
+    let gallery = engine
+        .upload_gallery(GalleryData::F32(&[1.0, 0.0, 0.0, 1.0]), d, Metric::Cosine)
+        .unwrap();
+    // E = 1e30 · I: one step takes 1e10 to 1e40, past f32::MAX.
+    let step = [1e30_f32, 0.0, 0.0, 1e30];
+    let mut path = engine
+        .upload_path(&step, k_blocks, n, &[1e10, 1e10])
+        .unwrap();
+    let err = engine
+        .path_step_knn(&mut path, &gallery, 1)
+        .await
+        .unwrap_err();
+    let GpuError::Input(mclr_shared::Error::NonFinite { field, .. }) = &err else {
+        panic!("expected a non-finite position error, got {err:?}");
+    };
+    assert_eq!(field, "path position");
+    assert!(err.to_string().contains("non-finite"), "{err}");
+    assert_eq!(path.steps(), 0, "the failed step does not count");
+}

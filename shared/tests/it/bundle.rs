@@ -1403,3 +1403,234 @@ fn large_sprite_sheet_spans_several_stored_blocks() {
     assert!(png.stored_blocks > 1, "{} block(s)", png.stored_blocks);
     assert_eq!(png.scanlines.len(), 320 * (1 + 3 * 320));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile bundles: one test per finding of the bounded-decoding review.
+
+/// The golden payload with `extra` bytes of padding after the thumbnail sheet's PNG (which
+/// `validate` allows), so that the payload is as large as a test needs.
+fn padded_golden(extra: usize) -> (Bundle, Vec<u8>) {
+    let mut b = golden();
+    b.thumbnails.sheet.extend(std::iter::repeat_n(0_u8, extra));
+    let payload = raw_payload(&b);
+    (b, payload)
+}
+
+#[test]
+fn forged_string_length_in_a_payload_over_4_mib_allocates_nothing() {
+    // Before: a payload over 4 MiB got bincode's 2 GiB limit, so a string length of 2^31 - 1
+    // made the decoder take `vec![0; 2^31 - 1]` before failing (unnoticed natively, where the
+    // zeroed pages are lazy; ~2 GiB reserved in wasm). Now the length is checked against the
+    // bytes left first.
+    let (b, payload) = padded_golden(5 << 20);
+    assert!(payload.len() > 4 << 20);
+    let forged_len = (1_u64 << 31) - 1;
+    let forged = splice_varint(&payload, 0, b.metadata.dataset.len() as u64, forged_len);
+    let err = bundle::decode(&frame(&forged)).unwrap_err();
+    let Error::Malformed { reason } = &err else {
+        panic!("expected Malformed, got {err:?}");
+    };
+    assert!(
+        reason.contains("`metadata.dataset` claims 2147483647 elements"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("of the {} byte payload remain", forged.len())),
+        "{reason}"
+    );
+    assert_no_large_allocation();
+}
+
+#[test]
+fn every_forged_length_is_bounded_by_the_bytes_left_not_by_a_fallback_limit() {
+    // Before: above 256 MiB the limit fell back to usize::MAX. Now there is no limit table: the
+    // budget of every length is what remains of this payload, whatever its size, as the message
+    // shows. Forged counts of a list (class names), a byte blob and a shape, each claiming 2^40.
+    let g = golden();
+    let payload = &GOLDEN[HEADER_LEN..];
+    let at_operators = encoded_len(&g.metadata);
+    let shape_at = at_operators + encoded_len(&g.operators.dtype);
+    let blob_at = shape_at + encoded_len(&g.operators.shape);
+    for (offset, old, field) in [
+        (shape_at, g.operators.shape.len() as u64, "operators"),
+        (blob_at, g.operators.data.len() as u64, "operators"),
+    ] {
+        let forged = splice_varint(payload, offset, old, 1 << 40);
+        let err = bundle::decode(&frame(&forged)).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("`{field}` claims 1099511627776 elements")),
+            "{message}"
+        );
+        let remaining = forged.len() - offset - 9;
+        assert!(
+            message.contains(&format!("only {remaining} of the")),
+            "{message}"
+        );
+    }
+    assert_no_large_allocation();
+}
+
+#[test]
+fn a_long_class_list_whose_bytes_are_present_is_capped_before_allocating() {
+    // A count that the payload could hold (one byte per empty name) but over C's cap: refused
+    // by the count check before the list is allocated.
+    let mut b = golden();
+    b.gallery.class_names = vec![String::new(); bundle::limits::MAX_CLASSES + 1];
+    let err = bundle::decode(&frame(&raw_payload(&b))).unwrap_err();
+    assert_eq!(
+        err,
+        Error::OverLimit {
+            field: "gallery.class_names".into(),
+            what: "length".into(),
+            found: 4097,
+            limit: 4096,
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "field `gallery.class_names`: length is 4097, over the limit of 4096"
+    );
+}
+
+#[test]
+fn oversized_strings_are_over_their_caps() {
+    let mut b = golden();
+    b.gallery.class_names[0] = "x".repeat(bundle::limits::MAX_CLASS_NAME_BYTES + 1);
+    let err = bundle::decode(&frame(&raw_payload(&b))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`gallery.class_names`: length is 257, over the limit of 256"),
+        "{err}"
+    );
+    assert!(matches!(bundle::validate(&b), Err(Error::OverLimit { .. })));
+
+    let mut b = golden();
+    b.metadata.config_toml = "#".repeat(bundle::limits::MAX_CONFIG_BYTES + 1);
+    let err = bundle::validate(&b).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `metadata.config_toml`: bytes is 1048577, over the limit of 1048576"
+    );
+    let err = bundle::decode(&frame(&raw_payload(&b))).unwrap_err();
+    assert!(matches!(err, Error::OverLimit { .. }), "{err}");
+}
+
+#[test]
+fn a_single_2048_block_or_100000_operators_are_over_the_caps() {
+    // Before: both validated (they are self-consistent) and froze the viewer's tab.
+    let mut b = golden();
+    b.operators = ArrayBlob::from_f32(&[1, 1, 2048, 2048], &vec![0.0; 2048 * 2048]).unwrap();
+    assert_eq!(
+        bundle::validate(&b).unwrap_err().to_string(),
+        "field `operators`: block size n is 2048, over the limit of 256"
+    );
+    let mut b = golden();
+    b.operators = ArrayBlob::from_f32(&[100_000, 1, 1, 1], &vec![0.0; 100_000]).unwrap();
+    assert_eq!(
+        bundle::validate(&b).unwrap_err().to_string(),
+        "field `operators`: operators M is 100000, over the limit of 1024"
+    );
+}
+
+/// A PNG of just a signature and an IHDR that claims `width × height` 8-bit RGB pixels.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let mut png = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    png.extend_from_slice(&13_u32.to_be_bytes());
+    png.extend_from_slice(b"IHDR");
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    png
+}
+
+#[test]
+fn a_thumbnail_sheet_that_decodes_to_a_gigapixel_is_refused_from_its_header() {
+    // Before: the sheet only had to be large enough for the tiles, so a small PNG that decodes
+    // to 1 GiB was accepted and handed to the browser's decoder.
+    let mut b = golden();
+    b.thumbnails.sheet = png_header_only(16_384, 16_384);
+    assert_eq!(
+        bundle::validate(&b).unwrap_err().to_string(),
+        "field `thumbnails.sheet`: PNG image is 16384x16384 = 268435456 pixels, over the limit \
+         of 67108864 pixels"
+    );
+    let mut b = golden();
+    b.thumbnails.format = ImageFormat::Jpeg;
+    b.thumbnails.sheet = minimal_jpeg(65_535, 65_535);
+    assert!(
+        bundle::validate(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("JPEG image is 65535x65535 = 4294836225 pixels, over the limit"),
+    );
+}
+
+#[test]
+fn an_i8_scale_that_dequantises_to_infinity_is_invalid() {
+    let mut b = golden();
+    let layer = &mut b.prior.trunk[0];
+    let rows = layer.weight.shape[0] as usize;
+    layer.weight = ArrayBlob::from_i8(
+        &[rows, layer.weight.shape[1] as usize],
+        &vec![127; layer.weight.data.len() / layer.weight.dtype.size_bytes()],
+    )
+    .unwrap();
+    let mut scales = vec![0.01_f32; rows];
+    scales[1] = 3.0e38; // finite, but 3e38 · 127 is not
+    layer.weight_scale = Some(ArrayBlob::from_f32(&[rows], &scales).unwrap());
+    assert_eq!(
+        bundle::validate(&b).unwrap_err().to_string(),
+        "field `prior.trunk[0].weight_scale`: row 1 has scale 300000000000000000000000000000000000000, \
+         which dequantises to infinity"
+    );
+}
+
+#[test]
+fn pca_bases_the_viewer_refuses_do_not_validate() {
+    // Before: validate checked shapes and finiteness only; the viewer's Pca::from_parts then
+    // refused non-orthonormal axes or ascending variances, after the bundle had "opened".
+    let mut b = golden();
+    let d = b.feature_dim();
+    let mut components = vec![0.0_f32; 2 * d];
+    components[0] = 1.0;
+    components[d] = 1.0; // both axes the same direction
+    b.pca.components = ArrayBlob::from_f32(&[2, d], &components).unwrap();
+    b.pca.explained_variance = ArrayBlob::from_f32(&[2], &[2.0, 1.0]).unwrap();
+    let message = bundle::validate(&b).unwrap_err().to_string();
+    assert!(
+        message.starts_with("field `pca`: the first two axes cannot be plotted:"),
+        "{message}"
+    );
+
+    let mut b = golden();
+    let p = b.pca.explained_variance.shape[0] as usize;
+    let mut variance = vec![1.0_f32; p];
+    variance[p - 1] = 5.0;
+    b.pca.explained_variance = ArrayBlob::from_f32(&[p], &variance).unwrap();
+    let message = bundle::validate(&b).unwrap_err().to_string();
+    assert!(message.contains("not descending"), "{message}");
+
+    let mut b = golden();
+    let d = b.feature_dim();
+    b.pca.components = ArrayBlob::from_f32(&[d + 1, d], &vec![0.0; (d + 1) * d]).unwrap();
+    b.pca.explained_variance = ArrayBlob::from_f32(&[d + 1], &vec![0.0; d + 1]).unwrap();
+    assert_eq!(
+        bundle::validate(&b).unwrap_err().to_string(),
+        format!(
+            "field `pca.components`: has {} components but the features only have {d} dimensions",
+            d + 1
+        )
+    );
+}
+
+#[test]
+fn both_golden_versions_still_decode_with_the_bounded_reader() {
+    // Compatibility of the hand-written reader with bincode's writer: every golden and synthetic
+    // bundle, v1 and v2, decodes to what bincode encoded.
+    assert_eq!(bundle::decode(GOLDEN).unwrap(), golden());
+    let v1 = bundle::decode(GOLDEN_V1).unwrap();
+    assert_eq!(v1.num_operators(), golden().num_operators());
+    let s = small();
+    assert_eq!(bundle::decode(&bundle::encode(&s).unwrap()).unwrap(), s);
+}

@@ -455,3 +455,91 @@ fn inspect_of_a_corrupt_file_fails_with_the_typed_error() {
     assert!(stderr.contains("corrupt.mclr"), "{stderr}");
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
 }
+
+/// A synthetic bundle whose strings carry terminal escape sequences: clear screen, set the window
+/// title, write the clipboard (OSC 52), and a right-to-left override.
+fn hostile_strings_bundle() -> Bundle {
+    let mut b =
+        bundle::synthetic::synthetic_bundle(&bundle::synthetic::SyntheticSpec::default()).unwrap();
+    b.metadata.dataset = "\x1b[2J\x1b[Hcifar10".to_owned();
+    b.metadata.method = "\x1b]0;pwned\x07manifoldclr".to_owned();
+    b.metadata.producer = "mclr\u{202e}txt.exe".to_owned();
+    b.gallery.split = "test\r".to_owned();
+    b.gallery.class_names[0] = "\x1b]52;c;ZWNobyBoaQ==\x07cat".to_owned();
+    b.metadata.metrics.insert("\u{9b}31mred".to_owned(), 1.0);
+    b
+}
+
+#[test]
+fn inspect_escapes_control_characters_in_every_bundle_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostile.mclr");
+    export::write_bundle(&path, &hostile_strings_bundle()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mclr"))
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let raw: Vec<char> = stdout
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+        .collect();
+    assert_eq!(raw, Vec::<char>::new(), "{stdout}");
+    for shown in [
+        "\\u{1b}[2J\\u{1b}[Hcifar10",
+        "\\u{1b}]0;pwned\\u{7}manifoldclr",
+        "mclr\\u{202e}txt.exe",
+        "test\\u{d} images",
+        "\\u{1b}]52;c;ZWNobyBoaQ==\\u{7}cat",
+        "\\u{9b}31mred = 1",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in\n{stdout}");
+    }
+    assert_eq!(export::escape("a\\b ζ"), "a\\\\b ζ");
+}
+
+#[test]
+fn inspect_refuses_devices_and_directories_without_reading_them() {
+    // Before the fix /dev/zero (length 0 by metadata) was read to the end: forever.
+    for path in [Path::new("/dev/zero"), Path::new("/dev/urandom")] {
+        if !path.exists() {
+            continue;
+        }
+        let err = export::read_bundle(path).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let err = export::read_bundle(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+
+    // A FIFO with no writer: opening it for reading would block forever.
+    let fifo = dir.path().join("pipe.mclr");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let err = export::read_bundle(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn inspect_reads_at_most_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.mclr");
+    let limit = bundle::DEFAULT_MAX_PAYLOAD_BYTES + bundle::HEADER_LEN as u64;
+    // Sparse: no disk is used for the zeros.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(limit + 4096).unwrap();
+    drop(file);
+    let err = export::read_bundle(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            mclr_trainer::Error::Bundle(mclr_shared::Error::TooLarge { len, limit: l, .. })
+                if l == limit && len == limit + 1
+        ),
+        "{err}"
+    );
+}

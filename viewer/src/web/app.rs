@@ -15,7 +15,9 @@ use super::page;
 use super::signals::{OperatorRow, Ui};
 use crate::inspect::SWEEP_STEPS;
 use crate::prior::PRIOR_SAMPLES;
-use crate::state::{COEF_LIMIT, MAX_SAMPLES, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState};
+use crate::state::{
+    COEF_LIMIT, MAX_SAMPLES, MAX_SELECTED_OPERATORS, MAX_T_RANGE, Mode, ViewState, shown_warnings,
+};
 
 /// Animation speeds offered, as (value, label).
 const SPEEDS: [(&str, &str); 5] = [
@@ -100,7 +102,11 @@ pub fn App() -> impl IntoView {
         </div>
         <ul id="warnings" hidden=move || ui.warnings.with(Vec::is_empty)>
             {move || {
-                ui.warnings.get().into_iter().map(|w| view! { <li>{w}</li> }).collect_view()
+                ui.warnings
+                    .with(|all| shown_warnings(all))
+                    .into_iter()
+                    .map(|w| view! { <li>{w}</li> })
+                    .collect_view()
             }}
         </ul>
         <main class="layout">
