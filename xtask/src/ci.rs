@@ -82,6 +82,9 @@ pub fn run(args: &[String]) -> Result<()> {
     web::build(false)?;
     // The GPU build, compiled without a GPU; cached outside the checkout (see `cuda`).
     cuda::check(&[])?;
+    // Hostile bundles and share links: a minute of coverage-guided fuzzing (RELIABILITY.md).
+    crate::fuzz::run_verb(&["--smoke".to_owned()])
+        .map_err(|e| e.context("the fuzz smoke failed; rerun with `cargo xtask fuzz --smoke`"))?;
 
     // The one-command demo, smoke-sized, end to end; the browser test then opens its bundle. Its
     // `mclr` is the binary the test build makes anyway (the trainer's CLI tests run it), so the

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{self, HEADER_LEN};
 
-use crate::cmd::{command, output, run};
+use crate::cmd::{command, run};
 use crate::web::workspace_root;
 
 /// The targets, in the order they run.
@@ -52,12 +52,7 @@ pub fn run_verb(args: &[String]) -> Result<()> {
             ),
         }
     }
-    if output(&mut command("cargo", &["+nightly", "fuzz", "--version"])).is_none() {
-        bail!(
-            "cargo-fuzz on nightly is needed: rustup toolchain install nightly && \
-             cargo install cargo-fuzz"
-        );
-    }
+    crate::setup::fuzz_tools()?;
     let root = workspace_root()?;
     let fuzz_dir = root.join("fuzz");
     for target in targets {

