@@ -102,6 +102,40 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint that is incomplete or inconsistent with its manifest.
+    #[error("checkpoint {} is incomplete or inconsistent: {problems}; {advice}", dir.display())]
+    CorruptCheckpoint {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// Each file at fault and what is wrong with it.
+        problems: String,
+        /// What to do: the last good checkpoint, if any.
+        advice: String,
+    },
+    /// `--resume` with a config (`--config`, `--set`) that differs from the run's.
+    #[error(
+        "--resume: the config given differs from the run's ({}): {differences}; only optim.epochs may change when resuming (start a new run for other changes)",
+        checkpoint.display()
+    )]
+    ResumeConfigMismatch {
+        /// The checkpoint whose config the run was trained with.
+        checkpoint: PathBuf,
+        /// Each differing key, `key: run's value -> given value`.
+        differences: String,
+    },
+    /// A run's `config.toml` that was changed after the run started.
+    #[error(
+        "{} was edited after the run started: {differences}; the run's config is {} (restore it, or start a new run)",
+        path.display(), checkpoint.display()
+    )]
+    ConfigEdited {
+        /// The edited file.
+        path: PathBuf,
+        /// The config saved with the newest checkpoint.
+        checkpoint: PathBuf,
+        /// Each differing key, `key: run's value -> file's value`.
+        differences: String,
+    },
 
     // ---- dataset files on disk ----
     /// The dataset directory does not exist.

@@ -122,10 +122,12 @@ struct InspectArgs {
 #[derive(Debug, Args)]
 struct TrainArgs {
     /// A built-in config (`demo`, `cifar10-manifoldclr`, `stl10-manifoldclr-thresh`, ...) or a
-    /// TOML file. Not needed with --resume, which uses the run's saved config.
+    /// TOML file. Not needed with --resume, which uses the run's saved config; given with --resume,
+    /// it must equal the run's config (with --set applied), except that optim.epochs may grow.
     #[arg(long, required_unless_present = "resume")]
     config: Option<String>,
-    /// Override a config key, e.g. `--set optim.epochs=10` (repeatable).
+    /// Override a config key, e.g. `--set optim.epochs=10` (repeatable). With --resume only
+    /// `optim.epochs` may change (to extend the run); any other difference is refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Run directory (default: runs/<config name>).
@@ -286,15 +288,25 @@ fn log_report(report: &FetchReport) {
 fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     use mclr_trainer::config::Config;
     use mclr_trainer::train::{self, TrainOptions};
-    let config = match (&args.config, args.resume) {
-        (Some(name), _) => Config::resolve(name, &args.overrides)
-            .with_context(|| format!("while resolving config `{name}`"))?,
-        (None, _) => Config::default(),
+    let given = match &args.config {
+        Some(name) => Some(
+            Config::resolve(name, &args.overrides)
+                .with_context(|| format!("while resolving config `{name}`"))?,
+        ),
+        None => None,
     };
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        let name = given.as_ref().map_or_else(|| Config::default().name, |c| c.name.clone());
+        PathBuf::from("runs").join(name)
+    });
+    // With --resume, the config asked for (--config and --set, or the run's own config with
+    // --set) is checked against the run's checkpoint by `train`, which refuses any difference but
+    // a longer optim.epochs.
+    let config = match given {
+        Some(config) => config,
+        None => train::saved_config(&run_dir, &args.overrides)
+            .with_context(|| format!("while reading the config of the run in {}", run_dir.display()))?,
+    };
     let options = TrainOptions {
         run_dir: run_dir.clone(),
         resume: args.resume,

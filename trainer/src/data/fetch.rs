@@ -19,6 +19,8 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+
+use crate::durable::{partial_file, persist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -38,7 +40,7 @@ pub const NPM_INSTALL: &str = "apt-get install -y npm";
 type Member = (&'static str, Option<&'static str>);
 
 /// Prefix of every temporary file or folder a fetch creates in the target folder.
-pub const PARTIAL_PREFIX: &str = ".mclr-partial-";
+pub const PARTIAL_PREFIX: &str = crate::durable::PARTIAL_PREFIX;
 /// The lock file that serialises fetches into one folder.
 pub const LOCK_FILE: &str = ".mclr-fetch.lock";
 
@@ -180,14 +182,8 @@ pub fn md5_file(path: &Path) -> Result<String> {
     Ok(md5)
 }
 
-/// Writes `bytes` to `path` atomically: to a temporary file in the same folder, flushed to disk,
-/// then renamed over `path`. Readers see either the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = partial_file(path)?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("writing", tmp.path(), e))?;
-    persist(tmp, path)
-}
+/// Writes `bytes` to `path` atomically and durably (see [`crate::durable::write_atomic`]).
+pub use crate::durable::write_atomic;
 
 // ---------------------------------------------------------------------------------------------
 // CIFAR-10
@@ -772,33 +768,6 @@ fn copy_hashed(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<(u
     Ok((total, hex(&md5.finalize())))
 }
 
-/// A temporary file next to `path`, to be [`persist`]ed over it.
-fn partial_file(path: &Path) -> Result<NamedTempFile> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))
-}
-
-/// Flushes a temporary file to disk, makes it readable like a normally created file (temporary
-/// files start owner-only) and renames it to `path`.
-fn persist(tmp: NamedTempFile, path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io("setting permissions of", tmp.path(), e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("syncing", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming into", path, e.error))?;
-    Ok(())
-}
-
 /// Takes an exclusive lock on `dir`'s lock file (released when the returned file is dropped).
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
@@ -814,22 +783,8 @@ fn lock_dir(dir: &Path) -> Result<File> {
 
 /// Removes what an interrupted fetch left behind (safe: the caller holds the folder's lock).
 fn remove_partials(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
-        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(PARTIAL_PREFIX)
-        {
-            let path = entry.path();
-            tracing::info!("removing {} left by an interrupted fetch", path.display());
-            let removed = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(|e| Error::io("removing", &path, e))?;
-        }
+    for path in crate::durable::remove_partials(dir)? {
+        tracing::info!("removed {} left by an interrupted fetch", path.display());
     }
     Ok(())
 }
