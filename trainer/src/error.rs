@@ -267,6 +267,26 @@ pub enum Error {
         /// Why (connection, HTTP status, interrupted transfer).
         reason: String,
     },
+    /// A download larger than the official archive: stopped at the cap.
+    #[error(
+        "downloading {url}: the server {found}, but the official archive is {limit} bytes; the download was stopped (is the URL still the official one?)"
+    )]
+    DownloadTooLarge {
+        /// The URL.
+        url: String,
+        /// The cap: the official archive's size in bytes.
+        limit: u64,
+        /// What the server did: "announces N bytes" or "sent more than N bytes".
+        found: String,
+    },
+    /// An installation that would replace something it did not create.
+    #[error("refusing to replace {}: {reason}", path.display())]
+    WouldReplace {
+        /// The existing file or folder.
+        path: PathBuf,
+        /// Why it is left alone, and what to do.
+        reason: String,
+    },
     /// An external program the fetch needs is not installed.
     #[error("`{tool}` is required but was not found on PATH; install it with `{install}`")]
     ToolMissing {

@@ -296,7 +296,9 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
         None => None,
     };
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        let name = given.as_ref().map_or_else(|| Config::default().name, |c| c.name.clone());
+        let name = given
+            .as_ref()
+            .map_or_else(|| Config::default().name, |c| c.name.clone());
         PathBuf::from("runs").join(name)
     });
     // With --resume, the config asked for (--config and --set, or the run's own config with
@@ -304,8 +306,12 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     // a longer optim.epochs.
     let config = match given {
         Some(config) => config,
-        None => train::saved_config(&run_dir, &args.overrides)
-            .with_context(|| format!("while reading the config of the run in {}", run_dir.display()))?,
+        None => train::saved_config(&run_dir, &args.overrides).with_context(|| {
+            format!(
+                "while reading the config of the run in {}",
+                run_dir.display()
+            )
+        })?,
     };
     let options = TrainOptions {
         run_dir: run_dir.clone(),

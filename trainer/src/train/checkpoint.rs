@@ -495,9 +495,7 @@ pub fn promote_best(run_dir: &Path, from: &Path) -> Result<()> {
         link_or_copy(&entry.path(), &staging.path().join(entry.file_name()))?;
     }
     crate::durable::sync_dir(staging.path())?;
-    let copy_name = dir_name(staging.path())
-        .trim_start_matches('.')
-        .to_owned();
+    let copy_name = dir_name(staging.path()).trim_start_matches('.').to_owned();
     let copy = root.join(&copy_name);
     let staging = staging.keep();
     crate::durable::rename(&staging, &copy)?;

@@ -186,8 +186,7 @@ pub fn train_on(
         }
     };
     let mut objective = Objective::with_state(config, Some(&state.objective));
-    let mut metrics =
-        MetricsWriter::open_at(&run_dir.join(checkpoint::METRICS_FILE), metrics_len)?;
+    let mut metrics = MetricsWriter::open_at(&run_dir.join(checkpoint::METRICS_FILE), metrics_len)?;
     let last_epoch = options
         .stop_after_epochs
         .map_or(config.optim.epochs, |s| s.min(config.optim.epochs));
@@ -405,7 +404,10 @@ pub fn saved_config(run_dir: &Path, overrides: &[String]) -> Result<Config> {
 /// caller asks for) and the run's `config.toml` must both equal the config saved with the
 /// checkpoint, except `optim.epochs`, which may be raised to extend the run (the new length is
 /// written to `config.toml`). `None` when the run has no checkpoint yet (it starts over).
-fn resume_point(config: &Config, run_dir: &Path) -> Result<Option<(PathBuf, checkpoint::Manifest)>> {
+fn resume_point(
+    config: &Config,
+    run_dir: &Path,
+) -> Result<Option<(PathBuf, checkpoint::Manifest)>> {
     let config_path = run_dir.join(checkpoint::CONFIG_FILE);
     let Some((dir, manifest)) = checkpoint::latest(run_dir)? else {
         if !config_path.exists() {
@@ -514,7 +516,12 @@ pub fn load_weights(
 
 /// Commits the epoch checkpoint, refreshes the run directory's latest files, the best copy, and
 /// prunes old epochs.
-fn save_checkpoint(ck: &Checkpoint<'_>, run_dir: &Path, keep_last: usize, is_best: bool) -> Result<()> {
+fn save_checkpoint(
+    ck: &Checkpoint<'_>,
+    run_dir: &Path,
+    keep_last: usize,
+    is_best: bool,
+) -> Result<()> {
     let dir = ck.commit(run_dir)?;
     checkpoint::publish(run_dir, &dir)?;
     if is_best {
