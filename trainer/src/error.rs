@@ -112,6 +112,19 @@ pub enum Error {
         /// What to do: the last good checkpoint, if any.
         advice: String,
     },
+    /// A checkpoint that could not be written (disk full, I/O error); nothing was committed.
+    #[error(
+        "writing the checkpoint of epoch {epoch} failed: {source}; nothing was committed: {last_good}"
+    )]
+    CheckpointWrite {
+        /// The epoch whose checkpoint failed.
+        epoch: u64,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+        /// The checkpoint `--resume` continues from, in words.
+        last_good: String,
+    },
     /// `--resume` with a config (`--config`, `--set`) that differs from the run's.
     #[error(
         "--resume: the config given differs from the run's ({}): {differences}; only optim.epochs may change when resuming (start a new run for other changes)",

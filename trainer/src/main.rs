@@ -4,6 +4,7 @@
 //!   the official files of a dataset into `DIR`, verified;
 //! * `mclr train --config NAME|FILE [--set KEY=VALUE] [--run-dir DIR] [--resume]` trains SimCLR,
 //!   ManifoldCLR or an ablation into a run directory, checkpointed and resumable;
+//! * `mclr checkpoints RUN` verifies every checkpoint of a run against its manifest and loads it;
 //! * `mclr eval RUN` runs the evaluation protocols on the frozen backbone and writes
 //!   `results.json` and `results.md`;
 //! * `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
@@ -49,6 +50,15 @@ enum Command {
     Export(ExportArgs),
     /// Print a summary of a bundle file, or why it cannot be read.
     Inspect(InspectArgs),
+    /// Verify every checkpoint of a run directory against its manifest and load its tensors;
+    /// fails if any is incomplete or inconsistent.
+    Checkpoints(CheckpointsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckpointsArgs {
+    /// The run directory.
+    run: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +221,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval(&args, !cli.quiet)?,
         Command::Export(args) => export(&args)?,
         Command::Inspect(args) => inspect(&args)?,
+        Command::Checkpoints(args) => checkpoints(&args)?,
         Command::Data { command } => match command {
             DataCommand::Fetch(args) => {
                 let options = FetchOptions {
@@ -282,6 +293,41 @@ fn log_report(report: &FetchReport) {
         ),
     };
     info!("{} in {}: {how}", report.dataset, report.dir.display());
+}
+
+/// `mclr checkpoints`: one line per checkpoint, `ok` or `BAD`.
+fn checkpoints(args: &CheckpointsArgs) -> anyhow::Result<()> {
+    use mclr_trainer::train::checkpoint;
+    let all = checkpoint::check_all(&args.run, &mclr_trainer::train::parse_device("cpu")?)
+        .with_context(|| format!("while listing the checkpoints of {}", args.run.display()))?;
+    let mut bad = 0;
+    let mut report = String::new();
+    for (dir, outcome) in &all {
+        match outcome {
+            Ok(epoch) => report += &format!("ok   epoch {epoch:>5}  {}\n", dir.display()),
+            Err(problem) => {
+                bad += 1;
+                report += &format!("BAD  {}: {problem}\n", dir.display());
+            }
+        }
+    }
+    {
+        use std::io::Write as _;
+        std::io::stdout()
+            .lock()
+            .write_all(report.as_bytes())
+            .context("while printing the report")?;
+    }
+    if all.is_empty() {
+        anyhow::bail!("{} holds no checkpoint", args.run.display());
+    }
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} of {} checkpoints are incomplete or inconsistent",
+            all.len()
+        );
+    }
+    Ok(())
 }
 
 /// `mclr train`.

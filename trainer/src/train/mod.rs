@@ -522,7 +522,23 @@ fn save_checkpoint(
     keep_last: usize,
     is_best: bool,
 ) -> Result<()> {
-    let dir = ck.commit(run_dir)?;
+    let dir = ck.commit(run_dir).map_err(|e| {
+        let last_good = match checkpoint::epoch_dirs(run_dir)
+            .ok()
+            .and_then(|d| d.last().cloned())
+        {
+            Some((_, last)) => format!(
+                "the last checkpoint, {}, is intact and --resume continues from it",
+                last.display()
+            ),
+            None => "the run has no checkpoint yet; --resume starts it over".to_owned(),
+        };
+        Error::CheckpointWrite {
+            epoch: ck.state.epochs_done,
+            source: Box::new(e),
+            last_good,
+        }
+    })?;
     checkpoint::publish(run_dir, &dir)?;
     if is_best {
         checkpoint::promote_best(run_dir, &dir)?;
