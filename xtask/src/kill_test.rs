@@ -6,7 +6,7 @@
 //! plain `--resume` must then finish with the same weights.
 //!
 //! ```text
-//! cargo xtask kill-test [--kills N] [--seed S] [--epochs E] [--release] [--keep]
+//! cargo xtask kill-test [--kills 20] [--seed S] [--epochs 20] [--release] [--keep]
 //! ```
 //!
 //! Everything happens under `target/kill-test/` (synthetic CIFAR-10-format data, the runs).
@@ -40,7 +40,7 @@ const TINY: [&str; 12] = [
 /// Runs the kill test; see the module docs.
 pub fn run(args: &[String]) -> Result<()> {
     let mut kills = 20usize;
-    let mut epochs = 12u64;
+    let mut epochs = 20u64;
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -122,25 +122,37 @@ pub fn run(args: &[String]) -> Result<()> {
     let killed = work.join("killed");
     let mut rng = SplitMix(seed);
     let mut tally = Tally::default();
-    // Random moments span a whole run, so that some kills land in start-up, some in steps and
-    // some in checkpoint writes; every other kill waits for a checkpoint write to start.
-    let span = straight.as_secs_f64();
+    // A random kill lands within start-up plus two epochs of the segment's start, so some land
+    // in start-up, most in steps and some in checkpoint writes, and the run advances by about an
+    // epoch per kill; every other kill waits for the segment's first or second checkpoint write
+    // to start and kills it there.
+    let window = 2.5 * straight.as_secs_f64() / epochs as f64;
     for k in 0..kills {
         let resume = killed.join("config.toml").exists();
         let mut child = trainer.spawn(&killed, resume)?;
         let during_write = k % 2 == 1;
-        let deadline = Instant::now() + Duration::from_secs_f64(rng.unit() * span);
+        let target_write = 1 + (rng.unit() * 2.0) as usize;
+        let mut writes_seen = 0;
+        let mut writing = false;
+        // Leftovers of the previous kill (cleaned when the run starts) are not a write.
+        let leftovers = partial_entries(&killed);
+        let deadline = Instant::now() + Duration::from_secs_f64(rng.unit() * window);
         let finished = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
             if during_write {
-                if checkpoint_in_progress(&killed)
-                    || Instant::now() > deadline + Duration::from_secs_f64(span)
-                {
+                let now_writing = partial_entries(&killed)
+                    .iter()
+                    .any(|e| !leftovers.contains(e));
+                if now_writing && !writing {
+                    writes_seen += 1;
+                }
+                writing = now_writing;
+                if writes_seen >= target_write && writing {
                     break None;
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(Duration::from_micros(100));
             } else {
                 if Instant::now() >= deadline {
                     break None;
@@ -161,7 +173,7 @@ pub fn run(args: &[String]) -> Result<()> {
         child.kill().context("sending SIGKILL")?;
         child.wait()?;
         tally.kills += 1;
-        let mid_write = checkpoint_in_progress(&killed);
+        let mid_write = during_write;
         if mid_write {
             tally.mid_checkpoint += 1;
         }
@@ -321,7 +333,13 @@ impl Trainer {
 
     /// Runs `mclr checkpoints` on `run_dir`; returns how many checkpoints it verified.
     fn check_checkpoints(&self, run_dir: &Path) -> Result<usize> {
-        if !run_dir.join("checkpoints").exists() {
+        let committed = std::fs::read_dir(run_dir.join("checkpoints")).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        });
+        if !committed {
+            // Killed before its first checkpoint: nothing to load.
             return Ok(0);
         }
         let out = Command::new(&self.mclr)
@@ -340,16 +358,23 @@ impl Trainer {
     }
 }
 
-/// Whether a checkpoint write was under way: a staging folder or a temporary file is on disk.
-fn checkpoint_in_progress(run_dir: &Path) -> bool {
-    let starts = |dir: &Path, prefix: &str| {
-        std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
+/// The staging folders and temporary files of checkpoint writes on disk.
+fn partial_entries(run_dir: &Path) -> Vec<PathBuf> {
+    let list = |dir: &Path, keep: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map_or_else(
+            |_| Vec::new(),
+            |entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| keep(&e.file_name().to_string_lossy()))
+                    .map(|e| e.path())
+                    .collect()
+            },
+        )
     };
-    starts(&run_dir.join("checkpoints"), ".") || starts(run_dir, ".mclr-partial-")
+    let mut out = list(&run_dir.join("checkpoints"), &|n| n.starts_with('.'));
+    out.extend(list(run_dir, &|n| n.starts_with(".mclr-partial-")));
+    out
 }
 
 /// Checks that the two runs' `model.safetensors` hold the same tensors, byte for byte (the
@@ -375,8 +400,11 @@ fn same_weights(a: &Path, b: &Path) -> Result<usize> {
     Ok(ta.len())
 }
 
-/// The tensors of a safetensors file: name -> (dtype, shape, bytes).
-fn tensors(path: &Path) -> Result<BTreeMap<String, (String, String, Vec<u8>)>> {
+/// A tensor as stored: dtype, shape (both as JSON text) and bytes.
+type Stored = (String, String, Vec<u8>);
+
+/// The tensors of a safetensors file, by name.
+fn tensors(path: &Path) -> Result<BTreeMap<String, Stored>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let len = bytes
         .get(..8)

@@ -46,7 +46,7 @@ verbs:
   kill-test  SIGKILL `mclr train` at random moments (half of them during checkpoint writes),
           resume after each, check the final weights are bit-identical to an uninterrupted run's
           and every checkpoint loads; then a disk-full write fault (--kills 20, --seed S,
-          --epochs 12, --release, --keep; `--kills 4 --epochs 6` for CI)
+          --epochs 20, --release, --keep; `--kills 4 --epochs 6` for CI)
   help    this text";
 
 fn main() -> ExitCode {
