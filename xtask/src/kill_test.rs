@@ -185,7 +185,7 @@ pub fn run(args: &[String]) -> Result<()> {
             if mid_write {
                 "during a checkpoint write"
             } else {
-                "outside a checkpoint write"
+                "at a random moment"
             },
         );
     }
