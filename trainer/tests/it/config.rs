@@ -317,7 +317,7 @@ fn run_names_must_be_plain_folder_names() {
     // A config file's own `name` key is checked the same way.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mine.toml");
-    std::fs::write(&file, "name = \"/tmp/elsewhere\"\n").unwrap();
+    std::fs::write(&file, "name = \"/srv/elsewhere\"\n").unwrap();
     let err = Config::resolve(file.to_str().unwrap(), &[])
         .unwrap_err()
         .to_string();
