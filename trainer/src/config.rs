@@ -520,6 +520,7 @@ impl Config {
                 found,
             })
         };
+        validate_name(&self.name)?;
         self.dataset()?;
         if self.model.base_width == 0 {
             return bad("model.base_width", "a positive width", "0".into());
@@ -598,6 +599,98 @@ impl Config {
             source_name: self.name.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// Checks that a run name is a plain folder name: `runs/<name>` must stay inside `runs/`.
+fn validate_name(name: &str) -> Result<()> {
+    let problem = if name.is_empty() {
+        Some("is empty")
+    } else if name == "." || name == ".." || name.split(['/', '\\']).any(|part| part == "..") {
+        Some("contains `..`")
+    } else if Path::new(name).is_absolute() || name.starts_with(['/', '\\']) {
+        Some("is an absolute path")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.contains(['\0', ':']) {
+        Some("contains `:` or a NUL byte")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::InvalidSetting {
+            setting: "name",
+            expected: format!(
+                "a plain folder name (letters, digits, `-`, `_`, `.`), since runs go to runs/<name>; `{name}` {problem}"
+            ),
+            found: name.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One key whose value differs between two configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The dotted key, e.g. `optim.backbone.lr`.
+    pub key: String,
+    /// Its value in the first config (TOML syntax), or `(absent)`.
+    pub left: String,
+    /// Its value in the second config (TOML syntax), or `(absent)`.
+    pub right: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} -> {}", self.key, self.left, self.right)
+    }
+}
+
+impl Config {
+    /// Every key whose value differs between `self` and `other`, in key order.
+    pub fn differences(&self, other: &Config) -> Vec<Difference> {
+        let flatten = |c: &Config| -> std::collections::BTreeMap<String, String> {
+            let mut out = std::collections::BTreeMap::new();
+            if let Ok(value) = toml::Value::try_from(c) {
+                flatten_into("", &value, &mut out);
+            }
+            out
+        };
+        let (a, b) = (flatten(self), flatten(other));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (l, r) = (a.get(key), b.get(key));
+                (l != r).then(|| Difference {
+                    key: key.clone(),
+                    left: l.cloned().unwrap_or_else(|| "(absent)".into()),
+                    right: r.cloned().unwrap_or_else(|| "(absent)".into()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Flattens a TOML value into dotted keys and values in TOML syntax.
+fn flatten_into(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_into(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
     }
 }
 

@@ -102,6 +102,53 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint that is incomplete or inconsistent with its manifest.
+    #[error("checkpoint {} is incomplete or inconsistent: {problems}; {advice}", dir.display())]
+    CorruptCheckpoint {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// Each file at fault and what is wrong with it.
+        problems: String,
+        /// What to do: the last good checkpoint, if any.
+        advice: String,
+    },
+    /// A checkpoint that could not be written (disk full, I/O error); nothing was committed.
+    #[error(
+        "writing the checkpoint of epoch {epoch} failed: {source}; nothing was committed: {last_good}"
+    )]
+    CheckpointWrite {
+        /// The epoch whose checkpoint failed.
+        epoch: u64,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+        /// The checkpoint `--resume` continues from, in words.
+        last_good: String,
+    },
+    /// `--resume` with a config (`--config`, `--set`) that differs from the run's.
+    #[error(
+        "--resume: the config given differs from the run's ({}): {differences}; only optim.epochs may change when resuming (start a new run for other changes)",
+        checkpoint.display()
+    )]
+    ResumeConfigMismatch {
+        /// The checkpoint whose config the run was trained with.
+        checkpoint: PathBuf,
+        /// Each differing key, `key: run's value -> given value`.
+        differences: String,
+    },
+    /// A run's `config.toml` that was changed after the run started.
+    #[error(
+        "{} was edited after the run started: {differences}; the run's config is {} (restore it, or start a new run)",
+        path.display(), checkpoint.display()
+    )]
+    ConfigEdited {
+        /// The edited file.
+        path: PathBuf,
+        /// The config saved with the newest checkpoint.
+        checkpoint: PathBuf,
+        /// Each differing key, `key: run's value -> file's value`.
+        differences: String,
+    },
 
     // ---- dataset files on disk ----
     /// The dataset directory does not exist.
@@ -231,6 +278,26 @@ pub enum Error {
         /// The URL.
         url: String,
         /// Why (connection, HTTP status, interrupted transfer).
+        reason: String,
+    },
+    /// A download larger than the official archive: stopped at the cap.
+    #[error(
+        "downloading {url}: the server {found}, but the official archive is {limit} bytes; the download was stopped (is the URL still the official one?)"
+    )]
+    DownloadTooLarge {
+        /// The URL.
+        url: String,
+        /// The cap: the official archive's size in bytes.
+        limit: u64,
+        /// What the server did: "announces N bytes" or "sent more than N bytes".
+        found: String,
+    },
+    /// An installation that would replace something it did not create.
+    #[error("refusing to replace {}: {reason}", path.display())]
+    WouldReplace {
+        /// The existing file or folder.
+        path: PathBuf,
+        /// Why it is left alone, and what to do.
         reason: String,
     },
     /// An external program the fetch needs is not installed.

@@ -20,6 +20,7 @@
 pub mod augment;
 pub mod config;
 pub mod data;
+pub mod durable;
 mod error;
 pub mod eval;
 pub mod expm;

@@ -4,6 +4,7 @@
 //!   the official files of a dataset into `DIR`, verified;
 //! * `mclr train --config NAME|FILE [--set KEY=VALUE] [--run-dir DIR] [--resume]` trains SimCLR,
 //!   ManifoldCLR or an ablation into a run directory, checkpointed and resumable;
+//! * `mclr checkpoints RUN` verifies every checkpoint of a run against its manifest and loads it;
 //! * `mclr eval RUN` runs the evaluation protocols on the frozen backbone and writes
 //!   `results.json` and `results.md`;
 //! * `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
@@ -49,6 +50,15 @@ enum Command {
     Export(ExportArgs),
     /// Print a summary of a bundle file, or why it cannot be read.
     Inspect(InspectArgs),
+    /// Verify every checkpoint of a run directory against its manifest and load its tensors;
+    /// fails if any is incomplete or inconsistent.
+    Checkpoints(CheckpointsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckpointsArgs {
+    /// The run directory.
+    run: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -122,10 +132,12 @@ struct InspectArgs {
 #[derive(Debug, Args)]
 struct TrainArgs {
     /// A built-in config (`demo`, `cifar10-manifoldclr`, `stl10-manifoldclr-thresh`, ...) or a
-    /// TOML file. Not needed with --resume, which uses the run's saved config.
+    /// TOML file. Not needed with --resume, which uses the run's saved config; given with --resume,
+    /// it must equal the run's config (with --set applied), except that optim.epochs may grow.
     #[arg(long, required_unless_present = "resume")]
     config: Option<String>,
-    /// Override a config key, e.g. `--set optim.epochs=10` (repeatable).
+    /// Override a config key, e.g. `--set optim.epochs=10` (repeatable). With --resume only
+    /// `optim.epochs` may change (to extend the run); any other difference is refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Run directory (default: runs/<config name>).
@@ -209,6 +221,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval(&args, !cli.quiet)?,
         Command::Export(args) => export(&args)?,
         Command::Inspect(args) => inspect(&args)?,
+        Command::Checkpoints(args) => checkpoints(&args)?,
         Command::Data { command } => match command {
             DataCommand::Fetch(args) => {
                 let options = FetchOptions {
@@ -282,19 +295,70 @@ fn log_report(report: &FetchReport) {
     info!("{} in {}: {how}", report.dataset, report.dir.display());
 }
 
+/// `mclr checkpoints`: one line per checkpoint, `ok` or `BAD`.
+fn checkpoints(args: &CheckpointsArgs) -> anyhow::Result<()> {
+    use mclr_trainer::train::checkpoint;
+    let all = checkpoint::check_all(&args.run, &mclr_trainer::train::parse_device("cpu")?)
+        .with_context(|| format!("while listing the checkpoints of {}", args.run.display()))?;
+    let mut bad = 0;
+    let mut report = String::new();
+    for (dir, outcome) in &all {
+        match outcome {
+            Ok(epoch) => report += &format!("ok   epoch {epoch:>5}  {}\n", dir.display()),
+            Err(problem) => {
+                bad += 1;
+                report += &format!("BAD  {}: {problem}\n", dir.display());
+            }
+        }
+    }
+    {
+        use std::io::Write as _;
+        std::io::stdout()
+            .lock()
+            .write_all(report.as_bytes())
+            .context("while printing the report")?;
+    }
+    if all.is_empty() {
+        anyhow::bail!("{} holds no checkpoint", args.run.display());
+    }
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} of {} checkpoints are incomplete or inconsistent",
+            all.len()
+        );
+    }
+    Ok(())
+}
+
 /// `mclr train`.
 fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     use mclr_trainer::config::Config;
     use mclr_trainer::train::{self, TrainOptions};
-    let config = match (&args.config, args.resume) {
-        (Some(name), _) => Config::resolve(name, &args.overrides)
-            .with_context(|| format!("while resolving config `{name}`"))?,
-        (None, _) => Config::default(),
+    let given = match &args.config {
+        Some(name) => Some(
+            Config::resolve(name, &args.overrides)
+                .with_context(|| format!("while resolving config `{name}`"))?,
+        ),
+        None => None,
     };
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        let name = given
+            .as_ref()
+            .map_or_else(|| Config::default().name, |c| c.name.clone());
+        PathBuf::from("runs").join(name)
+    });
+    // With --resume, the config asked for (--config and --set, or the run's own config with
+    // --set) is checked against the run's checkpoint by `train`, which refuses any difference but
+    // a longer optim.epochs.
+    let config = match given {
+        Some(config) => config,
+        None => train::saved_config(&run_dir, &args.overrides).with_context(|| {
+            format!(
+                "while reading the config of the run in {}",
+                run_dir.display()
+            )
+        })?,
+    };
     let options = TrainOptions {
         run_dir: run_dir.clone(),
         resume: args.resume,

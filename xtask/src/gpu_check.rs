@@ -385,7 +385,7 @@ fn data_dir(given: Option<PathBuf>, root: &Path, work: &Path) -> Result<(PathBuf
 
 /// Writes 5 × 1,024 training and 1,024 test images in CIFAR-10's binary format: per image a
 /// label byte and the R, G, B planes, each image a class colour with a gradient and noise.
-fn write_synthetic_cifar10(dir: &Path) -> Result<()> {
+pub(crate) fn write_synthetic_cifar10(dir: &Path) -> Result<()> {
     const NAMES: [&str; 10] = [
         "airplane",
         "automobile",

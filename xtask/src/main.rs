@@ -13,6 +13,7 @@ mod cuda;
 mod demo;
 mod fuzz;
 mod gpu_check;
+mod kill_test;
 mod serve;
 mod setup;
 mod web;
@@ -46,6 +47,10 @@ verbs:
   fuzz    the libFuzzer targets in fuzz/ (bundle_decode, share_link) on nightly cargo-fuzz, from a
           corpus seeded in code (--target NAME; --seconds N or --runs N per target;
           default and --smoke: 30 s per target)
+  kill-test  SIGKILL `mclr train` at random moments (half of them during checkpoint writes),
+          resume after each, check the final weights are bit-identical to an uninterrupted run's
+          and every checkpoint loads; then a disk-full write fault (--kills 20, --seed S,
+          --epochs 20, --release, --keep; `--kills 4 --epochs 6` for CI)
   help    this text";
 
 fn main() -> ExitCode {
@@ -74,6 +79,7 @@ fn dispatch() -> Result<()> {
         "gpu-check" => gpu_check::run(rest),
         "demo" => demo::run(rest),
         "fuzz" => fuzz::run_verb(rest),
+        "kill-test" => kill_test::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

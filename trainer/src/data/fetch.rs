@@ -19,6 +19,8 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+
+use crate::durable::{partial_file, persist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -38,7 +40,7 @@ pub const NPM_INSTALL: &str = "apt-get install -y npm";
 type Member = (&'static str, Option<&'static str>);
 
 /// Prefix of every temporary file or folder a fetch creates in the target folder.
-pub const PARTIAL_PREFIX: &str = ".mclr-partial-";
+pub const PARTIAL_PREFIX: &str = crate::durable::PARTIAL_PREFIX;
 /// The lock file that serialises fetches into one folder.
 pub const LOCK_FILE: &str = ".mclr-fetch.lock";
 
@@ -180,14 +182,8 @@ pub fn md5_file(path: &Path) -> Result<String> {
     Ok(md5)
 }
 
-/// Writes `bytes` to `path` atomically: to a temporary file in the same folder, flushed to disk,
-/// then renamed over `path`. Readers see either the old file or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = partial_file(path)?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("writing", tmp.path(), e))?;
-    persist(tmp, path)
-}
+/// Writes `bytes` to `path` atomically and durably (see [`crate::durable::write_atomic`]).
+pub use crate::durable::write_atomic;
 
 // ---------------------------------------------------------------------------------------------
 // CIFAR-10
@@ -215,8 +211,14 @@ fn fetch_cifar10(dir: &Path, options: &FetchOptions) -> Result<(Source, Vec<File
         }
     } else {
         let spec = DatasetName::Cifar10.spec();
-        let online = download(spec.url, dir, spec.archive_md5, options.progress)
-            .and_then(|tmp| extract_tar_members(tmp.path(), spec.archive_root, &missing, dir));
+        let online = download(
+            spec.url,
+            dir,
+            spec.archive_md5,
+            spec.archive_bytes,
+            options.progress,
+        )
+        .and_then(|tmp| extract_tar_members(tmp.path(), spec.archive_root, &missing, dir));
         match online {
             Ok(written) => {
                 files.extend(written);
@@ -495,32 +497,79 @@ fn fetch_tiny_imagenet(dir: &Path, options: &FetchOptions) -> Result<(Source, Ve
             reason: format!("no {} at the archive's root", tiny_imagenet::WNIDS_FILE),
         });
     }
-    // Move everything into place, wnids.txt last. Entries left by an interrupted installation
-    // (which never got as far as wnids.txt) are replaced.
-    let mut entries: Vec<PathBuf> = fs::read_dir(staging.path())
-        .map_err(|e| Error::io("listing", staging.path(), e))?
+    let files = install_tiny_imagenet(staging.path(), dir)?;
+    Ok((source, files))
+}
+
+/// Name of the journal an installation of Tiny ImageNet writes into the target folder before it
+/// moves anything: the entries it is about to create, one per line. Removed once `wnids.txt` is
+/// in place.
+pub const TINY_IMAGENET_JOURNAL: &str = ".mclr-tiny-imagenet-install";
+
+/// Moves the extracted Tiny ImageNet tree in `staging` into `dir`, `wnids.txt` last (its presence
+/// marks a complete installation). An entry of `dir` is replaced only when an earlier, interrupted
+/// installation created it (it is listed in [`TINY_IMAGENET_JOURNAL`]); any other existing entry
+/// with a name from the archive (`train/`, `val/`, `test/`, ...) makes the installation stop before
+/// it moves anything, naming it.
+///
+/// # Errors
+/// [`Error::WouldReplace`] for an entry the installation did not create; I/O errors.
+pub fn install_tiny_imagenet(staging: &Path, dir: &Path) -> Result<Vec<FileRecord>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(staging)
+        .map_err(|e| Error::io("listing", staging, e))?
         .map(|e| {
             e.map(|e| e.path())
-                .map_err(|e| Error::io("listing", staging.path(), e))
+                .map_err(|e| Error::io("listing", staging, e))
         })
         .collect::<Result<_>>()?;
     entries.sort_by_key(|p| {
-        p.file_name()
-            .is_some_and(|n| n == tiny_imagenet::WNIDS_FILE)
+        (
+            p.file_name()
+                .is_some_and(|n| n == tiny_imagenet::WNIDS_FILE),
+            p.clone(),
+        )
     });
-    let mut files = Vec::new();
-    for from in entries {
-        let Some(name) = from.file_name() else {
-            continue;
-        };
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let journal = dir.join(TINY_IMAGENET_JOURNAL);
+    let ours: Vec<String> = match fs::read_to_string(&journal) {
+        Ok(text) => text.lines().map(str::to_owned).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("reading", &journal, e)),
+    };
+    for name in &names {
         let to = dir.join(name);
-        if to.is_dir() {
-            fs::remove_dir_all(&to).map_err(|e| Error::io("removing", &to, e))?;
+        if to.symlink_metadata().is_ok() && !ours.contains(name) {
+            return Err(Error::WouldReplace {
+                path: to,
+                reason: format!(
+                    "it is not from an earlier Tiny ImageNet installation (not listed in {}); move it away, or fetch into another folder",
+                    journal.display()
+                ),
+            });
         }
-        fs::rename(&from, &to).map_err(|e| Error::io("renaming into", &to, e))?;
+    }
+    let mut listed = ours.clone();
+    listed.extend(names.iter().filter(|n| !ours.contains(n)).cloned());
+    write_atomic(&journal, format!("{}\n", listed.join("\n")).as_bytes())?;
+    let mut files = Vec::new();
+    for (from, name) in entries.iter().zip(&names) {
+        let to = dir.join(name);
+        match to.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => {
+                fs::remove_dir_all(&to).map_err(|e| Error::io("removing", &to, e))?;
+            }
+            Ok(_) => fs::remove_file(&to).map_err(|e| Error::io("removing", &to, e))?,
+            Err(_) => {}
+        }
+        crate::durable::rename(from, &to)?;
         files.push(written(to, None));
     }
-    Ok((source, files))
+    fs::remove_file(&journal).map_err(|e| Error::io("removing", &journal, e))?;
+    crate::durable::sync_dir(dir)?;
+    Ok(files)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +611,13 @@ fn obtain_archive(
             dir: dir.to_path_buf(),
         });
     }
-    let tmp = download(spec.url, dir, spec.archive_md5, options.progress)?;
+    let tmp = download(
+        spec.url,
+        dir,
+        spec.archive_md5,
+        spec.archive_bytes,
+        options.progress,
+    )?;
     Ok((
         Archive::Downloaded(tmp),
         Source::Download {
@@ -704,8 +759,20 @@ fn for_each_tar_entry(
     Ok(())
 }
 
-/// Downloads `url` into a temporary file in `dir`, checking its MD5 on the way.
-fn download(url: &str, dir: &Path, expected_md5: &str, progress: bool) -> Result<NamedTempFile> {
+/// Downloads `url` into a temporary file in `dir` (named `.mclr-partial-*`), checking its MD5 on
+/// the way. At most `max_bytes` are accepted: a larger `Content-Length` is refused before the
+/// transfer, and a body that runs past the cap is stopped there.
+///
+/// # Errors
+/// [`Error::DownloadTooLarge`] past the cap, [`Error::Download`] for transfer failures,
+/// [`Error::ChecksumMismatch`] for a wrong MD5.
+pub fn download(
+    url: &str,
+    dir: &Path,
+    expected_md5: &str,
+    max_bytes: u64,
+    progress: bool,
+) -> Result<NamedTempFile> {
     let err = |reason: String| Error::Download {
         url: url.to_owned(),
         reason,
@@ -719,6 +786,13 @@ fn download(url: &str, dir: &Path, expected_md5: &str, progress: bool) -> Result
     let agent = ureq::Agent::new_with_config(config);
     let mut response = agent.get(url).call().map_err(|e| err(e.to_string()))?;
     let total = response.body().content_length();
+    if let Some(total) = total.filter(|&t| t > max_bytes) {
+        return Err(Error::DownloadTooLarge {
+            url: url.to_owned(),
+            limit: max_bytes,
+            found: format!("announces {total} bytes"),
+        });
+    }
     let bar = if progress {
         indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr())
     } else {
@@ -734,10 +808,23 @@ fn download(url: &str, dir: &Path, expected_md5: &str, progress: bool) -> Result
         .prefix(PARTIAL_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    let mut reader = bar.wrap_read(response.body_mut().as_reader());
+    // One byte more than the cap is read, to tell a body of exactly the cap from a longer one.
+    let mut reader = bar.wrap_read(
+        response
+            .body_mut()
+            .as_reader()
+            .take(max_bytes.saturating_add(1)),
+    );
     let (len, found) =
         copy_hashed(&mut reader, tmp.as_file_mut()).map_err(|e| err(e.to_string()))?;
     bar.finish_and_clear();
+    if len > max_bytes {
+        return Err(Error::DownloadTooLarge {
+            url: url.to_owned(),
+            limit: max_bytes,
+            found: format!("sent more than {max_bytes} bytes"),
+        });
+    }
     if let Some(total) = total.filter(|&t| t != len) {
         return Err(err(format!("transfer ended after {len} of {total} bytes")));
     }
@@ -772,33 +859,6 @@ fn copy_hashed(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<(u
     Ok((total, hex(&md5.finalize())))
 }
 
-/// A temporary file next to `path`, to be [`persist`]ed over it.
-fn partial_file(path: &Path) -> Result<NamedTempFile> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))
-}
-
-/// Flushes a temporary file to disk, makes it readable like a normally created file (temporary
-/// files start owner-only) and renames it to `path`.
-fn persist(tmp: NamedTempFile, path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io("setting permissions of", tmp.path(), e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("syncing", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming into", path, e.error))?;
-    Ok(())
-}
-
 /// Takes an exclusive lock on `dir`'s lock file (released when the returned file is dropped).
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
@@ -814,22 +874,8 @@ fn lock_dir(dir: &Path) -> Result<File> {
 
 /// Removes what an interrupted fetch left behind (safe: the caller holds the folder's lock).
 fn remove_partials(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
-        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(PARTIAL_PREFIX)
-        {
-            let path = entry.path();
-            tracing::info!("removing {} left by an interrupted fetch", path.display());
-            let removed = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(|e| Error::io("removing", &path, e))?;
-        }
+    for path in crate::durable::remove_partials(dir)? {
+        tracing::info!("removed {} left by an interrupted fetch", path.display());
     }
     Ok(())
 }

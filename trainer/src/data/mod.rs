@@ -189,6 +189,8 @@ pub struct DatasetSpec {
     pub url: &'static str,
     /// MD5 of the official archive, lowercase hex.
     pub archive_md5: &'static str,
+    /// Size of the official archive in bytes: a download is stopped (and refused) past it.
+    pub archive_bytes: u64,
     /// The top-level folder inside the official archive.
     pub archive_root: &'static str,
 }
@@ -209,6 +211,7 @@ const CIFAR10: DatasetSpec = DatasetSpec {
     },
     url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     archive_md5: "c32a1d4ab5d03f1284b67883e8d87530",
+    archive_bytes: 170_052_171,
     archive_root: "cifar-10-batches-bin",
 };
 
@@ -228,6 +231,7 @@ const STL10: DatasetSpec = DatasetSpec {
     },
     url: "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
     archive_md5: "91f7769df0f17e558f3565bffb0c7dfb",
+    archive_bytes: 2_640_397_119,
     archive_root: "stl10_binary",
 };
 
@@ -247,6 +251,7 @@ const TINY_IMAGENET: DatasetSpec = DatasetSpec {
     },
     url: "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
     archive_md5: "90528d7ca1a48142e341f4ef8d21d0de",
+    archive_bytes: 248_100_043,
     archive_root: "tiny-imagenet-200",
 };
 

@@ -98,6 +98,53 @@ impl MetricsWriter {
         })
     }
 
+    /// Opens `path` and cuts it back to `len` bytes: the log as it was at the checkpoint a run
+    /// resumes from (records written after it are dropped, so that the resumed run does not log
+    /// the same steps twice). `len` 0 starts an empty log. A log shorter than `len` is kept.
+    pub fn open_at(path: &Path, len: u64) -> Result<Self> {
+        let writer = Self::open(path)?;
+        let current = writer
+            .file
+            .metadata()
+            .map_err(|source| Error::Io {
+                action: "reading the length of",
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        if current > len {
+            writer.file.set_len(len).map_err(|source| Error::Io {
+                action: "truncating",
+                path: path.to_owned(),
+                source,
+            })?;
+        } else if current < len {
+            tracing::warn!(
+                "{} is {current} bytes, shorter than the {len} recorded at the checkpoint",
+                path.display()
+            );
+        }
+        Ok(writer)
+    }
+
+    /// Flushes the log to disk and returns its length in bytes.
+    pub fn sync_len(&mut self) -> Result<u64> {
+        self.file.sync_data().map_err(|source| Error::Io {
+            action: "syncing",
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|source| Error::Io {
+                action: "reading the length of",
+                path: self.path.clone(),
+                source,
+            })?
+            .len())
+    }
+
     /// Writes one record as a line.
     pub fn write(&mut self, record: &MetricsRecord) -> Result<()> {
         let line = serde_json::to_string(record).map_err(|e| Error::Io {

@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod step;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,20 +100,16 @@ pub fn describe_device(device: &Device) -> String {
     }
 }
 
-/// Trains `config` on its dataset (read from `config.data.dir`), or resumes the run in
-/// `options.run_dir` with the config saved there.
+/// Trains `config` on its dataset (read from `config.data.dir`), or, with `options.resume`,
+/// continues the run in `options.run_dir` from its newest checkpoint: `config` must then equal the
+/// run's config except for `optim.epochs` (see [`saved_config`] to start from the run's own).
 pub fn train(config: &Config, options: &TrainOptions) -> Result<TrainSummary> {
-    let config = if options.resume {
-        saved_config(options)?
-    } else {
-        config.clone()
-    };
     let name = config.dataset()?;
     let mut images = data::load(name, &config.data.dir, Split::SslTrain)?;
     if config.data.subset > 0 && config.data.subset < images.len() {
         images = first_images(&images, config.data.subset)?;
     }
-    train_on(&config, Arc::new(images), options)
+    train_on(config, Arc::new(images), options)
 }
 
 /// Trains on an image set already in memory (`config.data` only chooses the augmentation recipe).
@@ -148,31 +144,49 @@ pub fn train_on(
     let model = SslModel::new(config, image_px, &options.device)?;
     let mut optimizer = optimizer_for(config, &model, per_epoch)?;
 
-    let mut state = if options.resume {
-        let (weights, opt_tensors, state) = checkpoint::read(run_dir, &options.device)?;
-        load_weights(&model, &weights, run_dir)?;
-        optimizer.load_state(&state.optimizer, &opt_tensors)?;
-        tracing::info!(
-            epochs_done = state.epochs_done,
-            step = state.step,
-            "resuming"
-        );
-        state
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io("creating", run_dir, e))?;
+    let _lock = checkpoint::lock(run_dir)?;
+    for path in checkpoint::clean_partials(run_dir)? {
+        tracing::info!("removed {} left by an interrupted run", path.display());
+    }
+    let resumed = if options.resume {
+        resume_point(config, run_dir)?
     } else {
-        start_run_dir(config, options)?;
-        TrainState {
-            config_name: config.name.clone(),
-            epochs_done: 0,
-            step: 0,
-            optimizer: optimizer.meta(),
-            objective: Objective::new(config).state(),
-            epoch_losses: Vec::new(),
-            best: None,
-            elapsed_secs: 0.0,
+        None
+    };
+    let config_toml = config.to_toml()?;
+    let (mut state, metrics_len) = match resumed {
+        Some((dir, manifest)) => {
+            let (weights, opt_tensors, state) = checkpoint::read(&dir, &options.device)?;
+            load_weights(&model, &weights, &dir)?;
+            optimizer.load_state(&state.optimizer, &opt_tensors)?;
+            // The top-level copies may lag behind if the last run died between commit and publish.
+            checkpoint::publish(run_dir, &dir)?;
+            tracing::info!(
+                epochs_done = state.epochs_done,
+                step = state.step,
+                "resuming from {}",
+                dir.display()
+            );
+            (state, manifest.metrics_bytes)
+        }
+        None => {
+            start_run_dir(config, &config_toml, options)?;
+            let state = TrainState {
+                config_name: config.name.clone(),
+                epochs_done: 0,
+                step: 0,
+                optimizer: optimizer.meta(),
+                objective: Objective::new(config).state(),
+                epoch_losses: Vec::new(),
+                best: None,
+                elapsed_secs: 0.0,
+            };
+            (state, 0)
         }
     };
     let mut objective = Objective::with_state(config, Some(&state.objective));
-    let mut metrics = MetricsWriter::open(&run_dir.join(checkpoint::METRICS_FILE))?;
+    let mut metrics = MetricsWriter::open_at(&run_dir.join(checkpoint::METRICS_FILE), metrics_len)?;
     let last_epoch = options
         .stop_after_epochs
         .map_or(config.optim.epochs, |s| s.min(config.optim.epochs));
@@ -290,14 +304,14 @@ pub fn train_on(
             if is_best {
                 state.best = Some((done, last_epoch_loss));
             }
-            save_checkpoint(
-                &model,
-                &optimizer,
-                &state,
-                run_dir,
-                config.run.keep_last,
-                is_best,
-            )?;
+            let ck = Checkpoint {
+                model: model_tensors(&model),
+                optimizer: optimizer.state_tensors(),
+                state: &state,
+                config_toml: &config_toml,
+                metrics_bytes: metrics.sync_len()?,
+            };
+            save_checkpoint(&ck, run_dir, config.run.keep_last, is_best)?;
         }
         tracing::info!(epoch = done, loss = last_epoch_loss, "epoch done");
     }
@@ -311,7 +325,7 @@ pub fn train_on(
 }
 
 /// The error for a run that produced a NaN or infinity at some step.
-fn diverged(divergence: Divergence, run_dir: &std::path::Path) -> Error {
+fn diverged(divergence: Divergence, run_dir: &Path) -> Error {
     match divergence {
         Divergence::Loss { step, term, value } => Error::NonFiniteLoss {
             step,
@@ -347,11 +361,11 @@ fn first_images(images: &ImageSet, n: usize) -> Result<ImageSet> {
     )
 }
 
-/// Creates the run directory for a new run and writes its resolved config; refuses to overwrite
-/// an existing run.
-fn start_run_dir(config: &Config, options: &TrainOptions) -> Result<()> {
+/// Prepares the run directory for a new run and writes its resolved config; refuses to overwrite
+/// a run that has a checkpoint.
+fn start_run_dir(config: &Config, config_toml: &str, options: &TrainOptions) -> Result<()> {
     let dir = &options.run_dir;
-    if dir.join(checkpoint::STATE_FILE).exists() {
+    if dir.join(checkpoint::STATE_FILE).exists() || !checkpoint::epoch_dirs(dir)?.is_empty() {
         return Err(Error::Checkpoint {
             path: dir.clone(),
             reason:
@@ -359,27 +373,98 @@ fn start_run_dir(config: &Config, options: &TrainOptions) -> Result<()> {
                     .into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "creating",
-        path: dir.clone(),
-        source,
-    })?;
-    checkpoint::write_atomic(
-        &dir.join(checkpoint::CONFIG_FILE),
-        config.to_toml()?.as_bytes(),
-    )
+    if options.resume {
+        tracing::info!(
+            "{} has no checkpoint yet: starting {} from the beginning",
+            dir.display(),
+            config.name
+        );
+    }
+    checkpoint::write_atomic(&dir.join(checkpoint::CONFIG_FILE), config_toml.as_bytes())
 }
 
-/// The config saved in the run directory.
-fn saved_config(options: &TrainOptions) -> Result<Config> {
-    let path = options.run_dir.join(checkpoint::CONFIG_FILE);
+/// The config saved in the run directory `run_dir` (`config.toml`), for `--resume` without
+/// `--config`; `overrides` (`--set`) are applied on top, and [`train`] then checks them against
+/// the run's checkpoint.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when there is no `config.toml`, config errors for a bad file or override.
+pub fn saved_config(run_dir: &Path, overrides: &[String]) -> Result<Config> {
+    let path = run_dir.join(checkpoint::CONFIG_FILE);
     if !path.exists() {
         return Err(Error::Checkpoint {
             path,
             reason: "no run to resume here (config.toml is missing)".into(),
         });
     }
-    Config::resolve(&path.to_string_lossy(), &[])
+    Config::resolve(&path.to_string_lossy(), overrides)
+}
+
+/// For `--resume`: the newest checkpoint, verified, once the configs agree. `config` (what the
+/// caller asks for) and the run's `config.toml` must both equal the config saved with the
+/// checkpoint, except `optim.epochs`, which may be raised to extend the run (the new length is
+/// written to `config.toml`). `None` when the run has no checkpoint yet (it starts over).
+fn resume_point(
+    config: &Config,
+    run_dir: &Path,
+) -> Result<Option<(PathBuf, checkpoint::Manifest)>> {
+    let config_path = run_dir.join(checkpoint::CONFIG_FILE);
+    let Some((dir, manifest)) = checkpoint::latest(run_dir)? else {
+        if !config_path.exists() {
+            return Err(Error::Checkpoint {
+                path: config_path,
+                reason: "no run to resume here (config.toml is missing)".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let saved_path = dir.join(checkpoint::CONFIG_FILE);
+    let saved = Config::resolve(&saved_path.to_string_lossy(), &[])?;
+    let list = |diffs: Vec<crate::config::Difference>| {
+        diffs
+            .iter()
+            .filter(|d| d.key != "optim.epochs")
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if config_path.exists() {
+        let on_disk = Config::resolve(&config_path.to_string_lossy(), &[])?;
+        let edited = list(saved.differences(&on_disk));
+        if !edited.is_empty() {
+            return Err(Error::ConfigEdited {
+                path: config_path,
+                checkpoint: saved_path,
+                differences: edited,
+            });
+        }
+    }
+    let changed = list(saved.differences(config));
+    if !changed.is_empty() {
+        return Err(Error::ResumeConfigMismatch {
+            checkpoint: saved_path,
+            differences: changed,
+        });
+    }
+    if config.optim.epochs < manifest.epochs_done {
+        return Err(Error::InvalidSetting {
+            setting: "optim.epochs",
+            expected: format!(
+                "at least the {} epochs the run has completed",
+                manifest.epochs_done
+            ),
+            found: config.optim.epochs.to_string(),
+        });
+    }
+    if config.optim.epochs != saved.optim.epochs {
+        tracing::info!(
+            "optim.epochs: {} -> {} (the schedule follows the new length)",
+            saved.optim.epochs,
+            config.optim.epochs
+        );
+    }
+    checkpoint::write_atomic(&config_path, config.to_toml()?.as_bytes())?;
+    Ok(Some((dir, manifest)))
 }
 
 /// Every variable of the model, by name (sorted), for saving.
@@ -399,7 +484,7 @@ fn model_tensors(model: &SslModel) -> Vec<(String, Tensor)> {
 pub fn load_weights(
     model: &SslModel,
     weights: &std::collections::HashMap<String, Tensor>,
-    from: &std::path::Path,
+    from: &Path,
 ) -> Result<()> {
     let Ok(vars) = model.varmap.data().lock() else {
         return Err(Error::Checkpoint {
@@ -429,24 +514,32 @@ pub fn load_weights(
     Ok(())
 }
 
-/// Writes the epoch checkpoint, refreshes the run directory's latest files, the best copy, and
+/// Commits the epoch checkpoint, refreshes the run directory's latest files, the best copy, and
 /// prunes old epochs.
 fn save_checkpoint(
-    model: &SslModel,
-    optimizer: &AdamW,
-    state: &TrainState,
-    run_dir: &std::path::Path,
+    ck: &Checkpoint<'_>,
+    run_dir: &Path,
     keep_last: usize,
     is_best: bool,
 ) -> Result<()> {
-    let ck = Checkpoint {
-        model: model_tensors(model),
-        optimizer: optimizer.state_tensors(),
-        state,
-    };
-    let dir = checkpoint::epoch_dir(run_dir, state.epochs_done);
-    ck.write_to(&dir)?;
-    ck.write_to(run_dir)?;
+    let dir = ck.commit(run_dir).map_err(|e| {
+        let last_good = match checkpoint::epoch_dirs(run_dir)
+            .ok()
+            .and_then(|d| d.last().cloned())
+        {
+            Some((_, last)) => format!(
+                "the last checkpoint, {}, is intact and --resume continues from it",
+                last.display()
+            ),
+            None => "the run has no checkpoint yet; --resume starts it over".to_owned(),
+        };
+        Error::CheckpointWrite {
+            epoch: ck.state.epochs_done,
+            source: Box::new(e),
+            last_good,
+        }
+    })?;
+    checkpoint::publish(run_dir, &dir)?;
     if is_best {
         checkpoint::promote_best(run_dir, &dir)?;
     }

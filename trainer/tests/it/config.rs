@@ -295,3 +295,34 @@ fn config_file_with_unknown_key_is_rejected_and_resolved_config_round_trips() {
         original
     );
 }
+
+#[test]
+fn run_names_must_be_plain_folder_names() {
+    for (name, problem) in [
+        ("../escape", "contains `..`"),
+        ("..", "contains `..`"),
+        ("a/../../b", "contains `..`"),
+        ("/etc/cron.d", "is an absolute path"),
+        ("nested/run", "contains a path separator"),
+        ("nested\\run", "contains a path separator"),
+        ("", "is empty"),
+    ] {
+        let err = Config::resolve("demo", &[format!("name='{name}'")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid setting `name`"), "{name}: {err}");
+        assert!(err.contains(problem), "{name}: {err}");
+        assert!(err.contains("a plain folder name"), "{name}: {err}");
+    }
+    // A config file's own `name` key is checked the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(&file, "name = \"/srv/elsewhere\"\n").unwrap();
+    let err = Config::resolve(file.to_str().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is an absolute path"), "{err}");
+    for ok in ["demo", "cifar10-manifoldclr", "run_2.b"] {
+        Config::resolve("demo", &[format!("name={ok}")]).unwrap();
+    }
+}

@@ -193,3 +193,109 @@ fn cli_rejects_an_unknown_dataset_listing_the_valid_ones() {
         assert!(stderr.contains(name), "{stderr}");
     }
 }
+
+/// Serves one HTTP response on a local port: `body` bytes, with a `Content-Length` when `announce`
+/// is given (else the body ends when the connection closes). Returns the URL.
+fn serve_once(body: Vec<u8>, announce: Option<usize>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/archive.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let header = match announce {
+            Some(n) => {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n")
+            }
+            None => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_owned(),
+        };
+        let _ = stream.write_all(header.as_bytes());
+        let _ = stream.write_all(&body);
+    });
+    url
+}
+
+#[test]
+fn downloads_past_the_official_archive_size_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    // Announced too large: refused before the transfer.
+    let url = serve_once(vec![7; 5000], Some(5000));
+    let err = fetch::download(&url, dir.path(), MD5_ABC, 1000, false).unwrap_err();
+    assert!(
+        matches!(&err, Error::DownloadTooLarge { limit: 1000, .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("announces 5000 bytes"), "{msg}");
+    assert!(msg.contains("the official archive is 1000 bytes"), "{msg}");
+    // Not announced: stopped once the cap is passed.
+    let url = serve_once(vec![7; 5000], None);
+    let msg = fetch::download(&url, dir.path(), MD5_ABC, 1000, false)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("sent more than 1000 bytes"), "{msg}");
+    assert!(msg.contains("the download was stopped"), "{msg}");
+    // Within the cap, the checksum decides.
+    let url = serve_once(b"abc".to_vec(), None);
+    fetch::download(&url, dir.path(), MD5_ABC, 3, false).unwrap();
+    assert!(
+        partials(dir.path()).is_empty(),
+        "{:?}",
+        partials(dir.path())
+    );
+    // Every dataset has a cap.
+    for name in [
+        DatasetName::Cifar10,
+        DatasetName::Stl10,
+        DatasetName::TinyImageNet,
+    ] {
+        assert!(name.spec().archive_bytes > 100_000_000, "{name}");
+    }
+}
+
+#[test]
+fn tiny_imagenet_install_never_replaces_folders_it_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("data");
+    // The user's own folders, named like the archive's.
+    for folder in ["train", "val", "test"] {
+        std::fs::create_dir_all(target.join(folder)).unwrap();
+        std::fs::write(target.join(folder).join("mine.txt"), b"keep").unwrap();
+    }
+    let staging = dir.path().join("staging");
+    for folder in ["train/n01", "val", "test"] {
+        std::fs::create_dir_all(staging.join(folder)).unwrap();
+    }
+    std::fs::write(staging.join("wnids.txt"), b"n01\n").unwrap();
+    let err = fetch::install_tiny_imagenet(&staging, &target).unwrap_err();
+    assert!(matches!(err, Error::WouldReplace { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("refusing to replace"), "{msg}");
+    assert!(
+        msg.contains("not from an earlier Tiny ImageNet installation"),
+        "{msg}"
+    );
+    for folder in ["train", "val", "test"] {
+        assert_eq!(
+            std::fs::read(target.join(folder).join("mine.txt")).unwrap(),
+            b"keep"
+        );
+    }
+    assert!(!target.join("wnids.txt").exists());
+    // Into a clean folder it installs, wnids.txt included, and leaves no journal.
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    fetch::install_tiny_imagenet(&staging, &clean).unwrap();
+    assert!(clean.join("wnids.txt").exists() && clean.join("train/n01").is_dir());
+    assert!(!clean.join(fetch::TINY_IMAGENET_JOURNAL).exists());
+    // What an interrupted installation created (listed in its journal) is replaced.
+    let resumed = dir.path().join("resumed");
+    std::fs::create_dir_all(resumed.join("train/stale")).unwrap();
+    std::fs::write(resumed.join(fetch::TINY_IMAGENET_JOURNAL), "train\n").unwrap();
+    let staging2 = dir.path().join("staging2");
+    std::fs::create_dir_all(staging2.join("train/n01")).unwrap();
+    std::fs::write(staging2.join("wnids.txt"), b"n01\n").unwrap();
+    fetch::install_tiny_imagenet(&staging2, &resumed).unwrap();
+    assert!(resumed.join("train/n01").is_dir() && !resumed.join("train/stale").exists());
+}

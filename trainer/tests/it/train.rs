@@ -224,27 +224,44 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint() {
 }
 
 fn non_finite_loss_is_caught_before_the_checkpoint(log_every: u64) {
-    let config = tiny(&["optim.epochs=3", &format!("run.log_every={log_every}")]);
+    // SimCLR: NaN weights then reach the loss (in ManifoldCLR the operators' expm refuses them
+    // first, a step error).
+    let config = tiny(&[
+        "optim.epochs=3",
+        &format!("run.log_every={log_every}"),
+        "method.kind=simclr",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
-    let before = std::fs::read(dir.path().join(checkpoint::MODEL_FILE)).unwrap();
-    // Make the saved run diverge: an absurd learning rate blows the weights up within a step.
-    let saved = dir.path().join(checkpoint::CONFIG_FILE);
-    let text = std::fs::read_to_string(&saved).unwrap();
-    let blown = text.replacen(
-        "[optim.backbone]\nlr = 0.003",
-        "[optim.backbone]\nlr = 1e30",
-        1,
-    );
-    assert_ne!(text, blown, "config layout changed: {text}");
-    std::fs::write(&saved, blown).unwrap();
-    let err = train_on(
-        &Config::resolve(saved.to_str().unwrap(), &[]).unwrap(),
-        images(),
-        &options(dir.path(), true, None),
-    )
-    .unwrap_err()
-    .to_string();
+    // Make the saved run diverge: commit a checkpoint of epoch 1 whose weights are NaN (a resumed
+    // run may not change its config, and a hand-edited checkpoint fails its manifest).
+    let ck_dir = checkpoint::epoch_dir(dir.path(), 1);
+    let (model, optimizer, state) = checkpoint::read(&ck_dir, &Device::Cpu).unwrap();
+    let poisoned: Vec<(String, candle_core::Tensor)> = model
+        .into_iter()
+        .map(|(n, t)| {
+            let t = if t.dtype().is_float() {
+                t.affine(0.0, f64::NAN).unwrap()
+            } else {
+                t
+            };
+            (n, t)
+        })
+        .collect();
+    let config_toml = std::fs::read_to_string(ck_dir.join(checkpoint::CONFIG_FILE)).unwrap();
+    checkpoint::Checkpoint {
+        model: poisoned,
+        optimizer: optimizer.into_iter().collect(),
+        state: &state,
+        config_toml: &config_toml,
+        metrics_bytes: 0,
+    }
+    .commit(dir.path())
+    .unwrap();
+    let before = std::fs::read(ck_dir.join(checkpoint::MODEL_FILE)).unwrap();
+    let err = train_on(&config, images(), &options(dir.path(), true, None))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("step ") && err.contains("last checkpoint"),
         "{err}"
@@ -258,9 +275,17 @@ fn non_finite_loss_is_caught_before_the_checkpoint(log_every: u64) {
         "{err}"
     );
     assert_eq!(
-        std::fs::read(dir.path().join(checkpoint::MODEL_FILE)).unwrap(),
+        std::fs::read(ck_dir.join(checkpoint::MODEL_FILE)).unwrap(),
         before,
         "checkpoint was touched"
+    );
+    assert_eq!(
+        checkpoint::latest(dir.path())
+            .unwrap()
+            .unwrap()
+            .1
+            .epochs_done,
+        1
     );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(checkpoint::STATE_FILE)).unwrap())
@@ -291,4 +316,235 @@ fn first_non_finite_loss_term_is_named() {
         ..ok
     };
     assert_eq!(man.first_non_finite().map(|(t, _)| t), Some("manifold"));
+}
+
+// ---- crash safety -------------------------------------------------------------------------------
+
+/// The `step` of every record of a run's metrics log.
+fn logged_steps(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join(checkpoint::METRICS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn resume_refuses_mismatched_checkpoint_files_naming_them_and_the_last_good_one() {
+    // Before checkpoints were committed as one unit, a crash between writing the model and the
+    // optimiser left a new model beside old moments, and --resume used them silently.
+    let config = tiny(&["optim.epochs=3"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, Some(2))).unwrap();
+    let (one, two) = (
+        checkpoint::epoch_dir(dir.path(), 1),
+        checkpoint::epoch_dir(dir.path(), 2),
+    );
+    for base in [two.clone(), dir.path().to_owned()] {
+        std::fs::remove_file(base.join(checkpoint::OPTIMIZER_FILE)).unwrap();
+        std::fs::copy(
+            one.join(checkpoint::OPTIMIZER_FILE),
+            base.join(checkpoint::OPTIMIZER_FILE),
+        )
+        .unwrap();
+    }
+    let err = train_on(&config, images(), &options(dir.path(), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("epoch-0002 is incomplete or inconsistent"),
+        "{err}"
+    );
+    assert!(err.contains("optimizer.safetensors: "), "{err}");
+    assert!(err.contains("the manifest records"), "{err}");
+    assert!(
+        err.contains(&format!("the last good checkpoint is {}", one.display())),
+        "{err}"
+    );
+    // Moving the bad one aside resumes from the good one.
+    std::fs::rename(&two, dir.path().join("bad-epoch-0002")).unwrap();
+    let done = train_on(&config, images(), &options(dir.path(), true, None)).unwrap();
+    assert_eq!((done.epochs_done, done.steps), (3, 12));
+}
+
+#[test]
+fn a_checkpoint_that_was_never_committed_is_removed_and_not_used() {
+    let config = tiny(&["optim.epochs=3"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
+    // What a crash leaves: a staging folder with files but no manifest, an old-style partial
+    // file and a temporary file of the atomic writer.
+    let staging = dir.path().join("checkpoints/.epoch-0002.partial");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join(checkpoint::MODEL_FILE), b"half").unwrap();
+    let old_style = dir.path().join(".model.safetensors.partial");
+    std::fs::write(&old_style, b"half").unwrap();
+    let tmp = dir.path().join(".mclr-partial-abc123");
+    std::fs::write(&tmp, b"half").unwrap();
+    // A folder named like a checkpoint but without a manifest is refused by name.
+    let uncommitted = checkpoint::epoch_dir(dir.path(), 2);
+    std::fs::create_dir_all(&uncommitted).unwrap();
+    let err = train_on(&config, images(), &options(dir.path(), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("epoch-0002 is incomplete"), "{err}");
+    assert!(err.contains("manifest.json: "), "{err}");
+    assert!(err.contains("never committed"), "{err}");
+    assert!(err.contains("epoch-0001"), "{err}");
+    for leftover in [&staging, &old_style, &tmp] {
+        assert!(!leftover.exists(), "{} left behind", leftover.display());
+    }
+    std::fs::remove_dir(&uncommitted).unwrap();
+    train_on(&config, images(), &options(dir.path(), true, None)).unwrap();
+}
+
+#[test]
+fn resume_cuts_the_metrics_log_back_to_the_checkpoint() {
+    let config = tiny(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
+    assert_eq!(logged_steps(dir.path()), [0, 1, 2, 3]);
+    // Records written after the checkpoint by a run that then died.
+    let log = dir.path().join(checkpoint::METRICS_FILE);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text
+        .lines()
+        .last()
+        .unwrap()
+        .replace("\"step\":3", "\"step\":4");
+    std::fs::write(&log, format!("{text}{last}\n")).unwrap();
+    assert_eq!(logged_steps(dir.path()), [0, 1, 2, 3, 4]);
+    train_on(&config, images(), &options(dir.path(), true, None)).unwrap();
+    assert_eq!(logged_steps(dir.path()), [0, 1, 2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn prune_keeps_the_newest_epochs_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    for epoch in [998, 999, 1000, 9999, 10000] {
+        std::fs::create_dir_all(checkpoint::epoch_dir(dir.path(), epoch)).unwrap();
+    }
+    checkpoint::prune(dir.path(), 2).unwrap();
+    let left: Vec<u64> = checkpoint::epoch_dirs(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(left, [9999, 10000]);
+}
+
+#[test]
+fn best_is_never_absent_while_it_is_replaced() {
+    let config = tiny(&["optim.epochs=2"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
+    let best = dir.path().join("checkpoints/best");
+    let state = best.join(checkpoint::STATE_FILE);
+    assert!(state.exists());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, state) = (Arc::clone(&stop), state.clone());
+        std::thread::spawn(move || {
+            let mut misses = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::fs::metadata(&state).is_err() {
+                    misses += 1;
+                }
+            }
+            misses
+        })
+    };
+    for i in 0..200 {
+        let from = checkpoint::epoch_dir(dir.path(), 1 + i % 2);
+        checkpoint::promote_best(dir.path(), &from).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(watcher.join().unwrap(), 0, "checkpoints/best was missing");
+    // Only the current copy is kept.
+    let copies = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("best-")
+        })
+        .count();
+    assert_eq!(copies, 1);
+    checkpoint::verify(&best).unwrap();
+}
+
+// ---- resume and config --------------------------------------------------------------------------
+
+#[test]
+fn resume_refuses_a_different_config_listing_the_keys() {
+    let config = tiny(&["optim.epochs=3"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
+    let other = tiny(&["optim.epochs=3", "optim.backbone.lr=0.1", "run.seed=9"]);
+    let err = train_on(&other, images(), &options(dir.path(), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--resume: the config given differs"), "{err}");
+    assert!(err.contains("optim.backbone.lr: 0.003 -> 0.1"), "{err}");
+    assert!(err.contains("run.seed: ") && err.contains(" -> 9"), "{err}");
+    assert!(err.contains("only optim.epochs may change"), "{err}");
+    // The run's own config resumes.
+    let saved = mclr_trainer::train::saved_config(dir.path(), &[]).unwrap();
+    assert_eq!(saved, config);
+}
+
+#[test]
+fn resume_may_extend_the_run_with_more_epochs() {
+    let config = tiny(&["optim.epochs=2"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
+    let longer =
+        mclr_trainer::train::saved_config(dir.path(), &["optim.epochs=3".to_owned()]).unwrap();
+    let done = train_on(&longer, images(), &options(dir.path(), true, None)).unwrap();
+    assert_eq!((done.epochs_done, done.steps), (3, 12));
+    assert_eq!(
+        mclr_trainer::train::saved_config(dir.path(), &[]).unwrap(),
+        longer
+    );
+    let shorter = tiny(&["optim.epochs=1"]);
+    let err = train_on(&shorter, images(), &options(dir.path(), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("optim.epochs"), "{err}");
+    assert!(err.contains("at least the 3 epochs"), "{err}");
+}
+
+#[test]
+fn resume_refuses_a_hand_edited_config_toml() {
+    let config = tiny(&["optim.epochs=3"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, Some(1))).unwrap();
+    let saved = dir.path().join(checkpoint::CONFIG_FILE);
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let edited = text.replacen(
+        "[optim.backbone]\nlr = 0.003",
+        "[optim.backbone]\nlr = 0.004",
+        1,
+    );
+    assert_ne!(text, edited, "config layout changed: {text}");
+    std::fs::write(&saved, edited).unwrap();
+    // Whether the config comes from the edited file or is given as it was.
+    let from_file = mclr_trainer::train::saved_config(dir.path(), &[]).unwrap();
+    for requested in [from_file, config] {
+        let err = train_on(&requested, images(), &options(dir.path(), true, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.toml was edited after the run started"),
+            "{err}"
+        );
+        assert!(err.contains("optim.backbone.lr: 0.003 -> 0.004"), "{err}");
+        assert!(err.contains("epoch-0001/config.toml"), "{err}");
+    }
 }
