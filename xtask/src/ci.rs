@@ -108,6 +108,12 @@ pub fn run(args: &[String]) -> Result<()> {
         ..demo::Options::default()
     })?;
 
+    // Crash-safe training: SIGKILLs during training and checkpoint writes, then a disk-full
+    // fault, each followed by a resume that must end bit-identical (RELIABILITY.md).
+    let short_kill_test = ["--kills", "4", "--epochs", "6", "--seed", "1"];
+    crate::kill_test::run(&short_kill_test.map(str::to_owned))
+        .map_err(|e| e.context("the kill test failed; rerun with `cargo xtask kill-test`"))?;
+
     setup::report_free_disk(&root.join("target"));
     let mut total = TestTally::default();
     let mut ok = true;

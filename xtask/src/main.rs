@@ -27,8 +27,8 @@ usage: cargo xtask <verb>
 
 verbs:
   ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, the site,
-          the CUDA build (cuda-check),
-          `demo --smoke`, tests (native, browser end-to-end, GPU shaders in the browser)
+          the CUDA build (cuda-check), the fuzz smoke, `demo --smoke`, a short kill test,
+          tests (native, browser end-to-end, GPU shaders in the browser)
   web     build the site into www/dist (--dev: debug build, no wasm-opt)
   serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
   cuda-check  compile the trainer with `cuda` and `cudnn` without a GPU (NVIDIA's compiler
