@@ -1,4 +1,4 @@
-//! Throughput of the CPU matrix exponential on the per-step workload of SPEC §3: 2·B·K = 8192
+//! Throughput of the CPU matrix exponential on the per-step workload of docs/method.md §3: 2·B·K = 8192
 //! exponentials of 64×64 blocks with ‖A‖₁ ≈ 3. Reported in matrices/s (criterion "elem/s").
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p mclr-shared --bench expm`).

@@ -1,4 +1,4 @@
-//! Training configurations: one TOML file per experiment of the paper (SPEC §9) plus a CPU-sized
+//! Training configurations: one TOML file per experiment of the paper (docs/method.md §9) plus a CPU-sized
 //! `demo`, `--set key=value` overrides, and the resolved config a run saves next to its weights.
 //!
 //! The paper's base setting (CIFAR-10 ManifoldCLR without a projection head) is [`Config::default`]
@@ -13,7 +13,7 @@ use crate::data::DatasetName;
 use crate::error::{Error, Result};
 use crate::model::{projection, resnet};
 
-/// The built-in configurations, by name: every row of SPEC §9, the paper's feature-augmentation
+/// The built-in configurations, by name: every row of docs/method.md §9, the paper's feature-augmentation
 /// ablations and `demo`.
 pub const BUILTIN: [(&str, &str); 22] = [
     ("demo", include_str!("../configs/demo.toml")),
@@ -115,24 +115,24 @@ pub struct Config {
     pub optim: OptimConfig,
     /// Seed, device, logging and checkpointing.
     pub run: RunConfig,
-    /// How `mclr eval` evaluates the run (absent in older run configs: SPEC §10's defaults).
+    /// How `mclr eval` evaluates the run (absent in older run configs: docs/method.md §10's defaults).
     pub eval: EvalConfig,
 }
 
-/// Evaluation settings (SPEC §10). [`Default`] is the paper's protocol; CPU-sized configs shrink
+/// Evaluation settings (docs/method.md §10). [`Default`] is the paper's protocol; CPU-sized configs shrink
 /// the semi-supervised trials, which dominate the cost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
-    /// Linear probe epochs (SPEC: 500).
+    /// Linear probe epochs (the paper: 500).
     pub linear_epochs: usize,
-    /// Semi-supervised trials per method (SPEC: 50).
+    /// Semi-supervised trials per method (the paper: 50).
     pub semisup_trials: usize,
-    /// Semi-supervised training iterations per trial (SPEC: 10,000).
+    /// Semi-supervised training iterations per trial (the paper: 10,000).
     pub semisup_iterations: usize,
-    /// Hidden width of the semi-supervised classifier (SPEC: 2048).
+    /// Hidden width of the semi-supervised classifier (the paper: 2048).
     pub semisup_hidden: usize,
-    /// Test rows k-means clusters (SPEC: 5000).
+    /// Test rows k-means clusters (the paper: 5000).
     pub kmeans_rows: usize,
     /// Which augmentation-nearest-neighbour setting runs: `reference` (the authors': 20 training
     /// images from index 1337, Euclidean) or `cosine-sample` (sampled test images, cosine).
@@ -304,7 +304,7 @@ pub struct GroupConfig {
     pub clip: f64,
 }
 
-/// Optimisation settings (SPEC §7).
+/// Optimisation settings (docs/method.md §7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {

@@ -1,6 +1,6 @@
 //! Differentiable, batched matrix exponential on candle tensors.
 //!
-//! The transport operator `T(c) = blockdiag_k expm(Σ_m c_m Ψ[m,k])` (SPEC §2) needs thousands of
+//! The transport operator `T(c) = blockdiag_k expm(Σ_m c_m Ψ[m,k])` (docs/method.md §2) needs thousands of
 //! n×n exponentials per step, and their gradients with respect to both Ψ and c. candle has no
 //! `matrix_exp`, so this module provides one, in two implementations of the same algorithm as the
 //! CPU reference [`mclr_shared::expm`] and the viewer's shader (so the three agree to rounding):
@@ -39,7 +39,7 @@
 //! differentiate the approximant `e^μ · P(A/2ˢ)^(2ˢ)` exactly. Because the polynomial's
 //! truncation error is below the unit roundoff, that derivative agrees with the true Fréchet
 //! derivative of expm (the block identity `d expm(A)ᵀ[G] = [expm([[Aᵀ, G], [0, Aᵀ]])]₁₂` of
-//! SPEC §3) to rounding error; the tests check both that and central finite differences in f64.
+//! docs/method.md §3) to rounding error; the tests check both that and central finite differences in f64.
 
 use std::any::TypeId;
 

@@ -1,17 +1,17 @@
 //! The mclr trainer as a library: datasets, augmentations, models, training, evaluation and
 //! export. The `mclr` binary is a thin command line over it.
 //!
-//! * [`data`]: dataset constants (SPEC §8), fetching and verifying the official files, reading
+//! * [`data`]: dataset constants (docs/method.md §8), fetching and verifying the official files, reading
 //!   them into an in-memory [`data::ImageSet`], and the batch loaders;
 //! * [`augment`]: the SSL augmentation recipe and the evaluation transform;
 //! * [`model`], [`expm`]: ResNet-18, projection head, operators with a differentiable matrix
-//!   exponential, coefficient encoder and prior (SPEC §2–4);
-//! * [`losses`], [`sampling`]: the objective of SPEC §5–6;
+//!   exponential, coefficient encoder and prior (docs/method.md §2–4);
+//! * [`losses`], [`sampling`]: the objective of docs/method.md §5–6;
 //! * [`feature_aug`]: the paper's feature-space Gaussian-noise and mixup ablations;
 //! * [`optim`], [`schedule`], [`config`], [`train`]: AdamW with parameter groups, the learning-rate
-//!   schedule, the paper's configs and the training loop with checkpoints (SPEC §7, §9);
+//!   schedule, the paper's configs and the training loop with checkpoints (docs/method.md §7, §9);
 //! * [`readback`]: the training loop's counted device-to-host reads;
-//! * [`eval`]: the protocols of SPEC §10 on frozen features;
+//! * [`eval`]: the protocols of docs/method.md §10 on frozen features;
 //! * [`run`]: a run directory opened for evaluation or export;
 //! * [`export`]: a run as a `.mclr` bundle for the viewer.
 //!

@@ -44,7 +44,7 @@ enum Command {
     },
     /// Train SimCLR or ManifoldCLR with a built-in config (see `--config`) or a TOML file.
     Train(TrainArgs),
-    /// Evaluate a run's frozen features (SPEC §10 protocols); writes results.json and results.md.
+    /// Evaluate a run's frozen features (docs/method.md §10 protocols); writes results.json and results.md.
     Eval(EvalArgs),
     /// Export a ManifoldCLR run as a viewer bundle (`.mclr`).
     Export(ExportArgs),

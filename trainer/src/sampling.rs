@@ -1,4 +1,4 @@
-//! Coefficient sampling on candle tensors (SPEC §5, fixtures README §c, §e, §g): the Laplace
+//! Coefficient sampling on candle tensors (docs/method.md §5, fixtures README §c, §e, §g): the Laplace
 //! reparameterisation with the straight-through soft threshold, seeded noise, the prior's warm-up
 //! and best-of-J selection (the paper's Algorithm 1).
 //!
@@ -46,7 +46,7 @@ pub fn laplace_deviation(logscale: &Tensor, noise: &Tensor) -> Result<Tensor> {
 }
 
 /// Laplace reparameterisation with the soft threshold ζ and the straight-through estimator
-/// (SPEC §5, quirk 4).
+/// (docs/method.md §5, quirk 4).
 ///
 /// With ε from [`laplace_deviation`], the forward value is `μ + sign(ε)(|ε| − ζ)` where |ε| > ζ
 /// and exactly 0 elsewhere (also where ε = 0 with ζ = 0): the threshold acts on the deviation, as
@@ -174,7 +174,7 @@ impl NoiseSource {
     }
 }
 
-/// The prior's warm-up at training iteration `iter` (SPEC §4): with w = min(iter / W, 1),
+/// The prior's warm-up at training iteration `iter` (docs/method.md §4): with w = min(iter / W, 1),
 /// `ln b ← w·ln b_p + (1−w)·ln 0.01` and `μ ← w·μ_p + (1−w)·0.05·sign(w·μ_p)`, the sign detached.
 /// At iteration 0 the location is exactly 0 (quirk 6); from W on the learned prior is returned
 /// unchanged in value. `warmup_iters` = W (5000 without a head, 10000 with one; 0 = no warm-up).
@@ -228,7 +228,7 @@ pub struct BestOfJ {
     pub score: Tensor,
 }
 
-/// Best-of-J coefficient selection (SPEC §5, the paper's Algorithm 1; the reference's
+/// Best-of-J coefficient selection (docs/method.md §5, the paper's Algorithm 1; the reference's
 /// `max_elbo_sample` followed by `reparameterize`).
 ///
 /// For J noise draws `noise` (J, B, M) the coefficients of every draw are computed without

@@ -59,7 +59,7 @@ impl LinearWarmupCosine {
     /// Builds a schedule the way the reference trainer does, from epochs: warm-up
     /// `W = warmup_epochs · iters_per_epoch` and `T = epochs · iters_per_epoch`.
     ///
-    /// SPEC §7 warms up over 10 epochs, so `W = 10 · iters_per_epoch`.
+    /// docs/method.md §7 warms up over 10 epochs, so `W = 10 · iters_per_epoch`.
     pub fn from_epochs(
         base_lr: f64,
         floor: f64,

@@ -1,5 +1,5 @@
 //! The coefficient distributions: the encoder's posterior q(c | z0, z1) and the learned prior
-//! p(c | z0), both Laplace, with the clamps and offsets of SPEC §4, and the prior's warm-up.
+//! p(c | z0), both Laplace, with the clamps and offsets of docs/method.md §4, and the prior's warm-up.
 
 use super::{Mlp, sign};
 use crate::{Error, Result};
@@ -142,7 +142,7 @@ pub fn prior_warmup_weight(iter: u64, warmup_iters: u64) -> f32 {
     }
 }
 
-/// Blends the learned prior with the fixed one during warm-up (SPEC §4):
+/// Blends the learned prior with the fixed one during warm-up (docs/method.md §4):
 /// ln b ← w·ln b_p + (1−w)·ln 0.01 and μ ← w·μ_p + (1−w)·0.05·sign(w·μ_p).
 /// At w = 0 the location is exactly 0 (sign(0) = 0), as in the reference.
 pub fn warm_up_prior(learned: &LaplaceParams, w: f32) -> LaplaceParams {

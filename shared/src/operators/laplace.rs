@@ -1,4 +1,4 @@
-//! Laplace sampling of coefficients with the soft threshold (SPEC §5, fixtures README §c).
+//! Laplace sampling of coefficients with the soft threshold (docs/method.md §5, fixtures README §c).
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};

@@ -1,8 +1,8 @@
 //! Lie group operators: the dictionary Ψ, block-diagonal transport `T(c) = blockdiag_k expm(Σ_m c_m Ψ[m,k])`,
 //! paths along it, Laplace sampling of coefficients and the prior / encoder networks that produce
-//! their distributions (SPEC §2, §4, §5).
+//! their distributions (docs/method.md §2, §4, §5).
 //!
-//! Shapes follow SPEC §2: Ψ is (M, K, n, n), a feature is d = K·n values split into K contiguous
+//! Shapes follow docs/method.md §2: Ψ is (M, K, n, n), a feature is d = K·n values split into K contiguous
 //! chunks of n, and coefficients are rows of M values. Coefficient rows may carry extra leading
 //! axes, e.g. (S, B, M) for S samples per point: row `r` then acts on feature row `r mod B`, which is
 //! how a (B, d) batch of features broadcasts over samples.
@@ -26,7 +26,7 @@ pub use path::{PathStepper, path};
 use crate::error::ensure_finite;
 use crate::{Error, Result, expm};
 
-/// Stable-init ranges (SPEC §2): each 2×2 sub-block starts as `[[r, −w], [w, r]]`.
+/// Stable-init ranges (docs/method.md §2): each 2×2 sub-block starts as `[[r, −w], [w, r]]`.
 pub const STABLE_INIT_REAL_RANGE: f32 = 5e-5;
 /// Half-width of the uniform draw of the rotation frequency `w` in the stable init.
 pub const STABLE_INIT_IMAG_RANGE: f32 = 3.0;

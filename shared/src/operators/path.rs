@@ -4,7 +4,7 @@ use super::{BlockDiagonal, Operators};
 use crate::{Error, Result};
 
 /// `z(t) = T(t·c) z0` for each t in `ts`: one coefficient vector `c` (M), one feature `z0` (d).
-/// Returns `ts.len()` × d values. Used for the operator sweeps of SPEC §11.
+/// Returns `ts.len()` × d values. Used for the operator sweeps of docs/method.md §11.
 pub fn path(ops: &Operators, c: &[f32], z0: &[f32], ts: &[f32]) -> Result<Vec<f32>> {
     check_single(ops, c, z0)?;
     let scaled: Vec<f32> = ts

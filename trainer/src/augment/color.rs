@@ -51,7 +51,7 @@ pub struct ColorJitter {
 }
 
 impl ColorJitter {
-    /// SimCLR's setting, used by the reference (SPEC §8): 0.4, 0.4, 0.4, 0.1 with p = 0.8.
+    /// SimCLR's setting, used by the reference (docs/method.md §8): 0.4, 0.4, 0.4, 0.1 with p = 0.8.
     pub const SIMCLR: Self = Self {
         brightness: 0.4,
         contrast: 0.4,

@@ -1,4 +1,4 @@
-//! Image augmentations: the SSL recipe of SPEC §8 and the evaluation transform.
+//! Image augmentations: the SSL recipe of docs/method.md §8 and the evaluation transform.
 //!
 //! The SSL recipe, applied independently to each of the two views, in this order:
 //! 1. colour jitter (brightness 0.4, contrast 0.4, saturation 0.4, hue 0.1, in a random order)
@@ -42,7 +42,7 @@ pub struct SslConfig {
 }
 
 impl SslConfig {
-    /// The recipe of SPEC §8 for a dataset (crop size and normalisation from its spec).
+    /// The recipe of docs/method.md §8 for a dataset (crop size and normalisation from its spec).
     pub fn for_dataset(name: DatasetName) -> Self {
         let spec = name.spec();
         Self {
@@ -76,7 +76,7 @@ impl SslAugment {
         })
     }
 
-    /// The recipe of SPEC §8 for a dataset.
+    /// The recipe of docs/method.md §8 for a dataset.
     pub fn for_dataset(name: DatasetName) -> Self {
         let config = SslConfig::for_dataset(name);
         Self {
@@ -169,7 +169,7 @@ impl EvalTransform {
         })
     }
 
-    /// SPEC §8's eval transform of a dataset (STL-10: resize 70, centre crop 64; others: none).
+    /// docs/method.md §8's eval transform of a dataset (STL-10: resize 70, centre crop 64; others: none).
     pub fn for_dataset(name: DatasetName) -> Self {
         let spec = name.spec();
         Self {

@@ -38,7 +38,7 @@ pub struct LoaderConfig {
 }
 
 impl Default for LoaderConfig {
-    /// Batch 512 (SPEC §7), drop last, shuffled, seed 0, 4 batches ahead, the global pool.
+    /// Batch 512 (docs/method.md §7), drop last, shuffled, seed 0, 4 batches ahead, the global pool.
     fn default() -> Self {
         Self {
             batch_size: 512,

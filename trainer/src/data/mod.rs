@@ -1,4 +1,4 @@
-//! Datasets: what they are (SPEC §8), how they are fetched, how they are read into memory and how
+//! Datasets: what they are (docs/method.md §8), how they are fetched, how they are read into memory and how
 //! they are served in batches.
 //!
 //! Every dataset becomes one [`ImageSet`]: `N` images of one size, as `N×H×W×3` RGB bytes, with
@@ -46,7 +46,7 @@ impl DatasetName {
         self.spec().name
     }
 
-    /// The dataset's constants: one row of SPEC §8's table.
+    /// The dataset's constants: one row of docs/method.md §8's table.
     pub fn spec(self) -> &'static DatasetSpec {
         match self {
             Self::Cifar10 => &CIFAR10,
@@ -76,7 +76,7 @@ impl FromStr for DatasetName {
     }
 }
 
-/// Which part of a dataset to load, named for its use (SPEC §8's "SSL split" and "eval split").
+/// Which part of a dataset to load, named for its use (docs/method.md §8's "SSL split" and "eval split").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Split {
     /// The images self-supervised training sees (CIFAR-10 train; STL-10 train + unlabeled;
@@ -158,7 +158,7 @@ impl Normalization {
 }
 
 /// The evaluation transform's geometry: an optional resize of the shorter side, then an optional
-/// centre crop (SPEC §8: STL-10 resizes to 70 and crops 64; the others use the image as is).
+/// centre crop (docs/method.md §8: STL-10 resizes to 70 and crops 64; the others use the image as is).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvalGeometry {
     /// Resize so that the shorter side has this many pixels (bicubic), keeping the aspect ratio.
@@ -167,7 +167,7 @@ pub struct EvalGeometry {
     pub centre_crop: Option<usize>,
 }
 
-/// One row of SPEC §8's data table plus what the fetcher needs: the single source of truth for a
+/// One row of docs/method.md §8's data table plus what the fetcher needs: the single source of truth for a
 /// dataset's constants.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatasetSpec {

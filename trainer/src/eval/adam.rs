@@ -1,6 +1,6 @@
 //! The optimiser of the evaluation heads: `torch.optim.Adam` with its L2-style weight decay.
 //!
-//! SPEC §10's probes use torch's `Adam(weight_decay=wd)`, which adds `wd · p` to the gradient
+//! docs/method.md §10's probes use torch's `Adam(weight_decay=wd)`, which adds `wd · p` to the gradient
 //! *before* the moment updates (unlike AdamW's decoupled decay in [`crate::optim`]). candle-nn's
 //! `AdamW` only decouples, so this small optimiser reproduces torch's update exactly:
 //!

@@ -1,4 +1,4 @@
-//! Augmentation nearest neighbours (SPEC §10): are the learned prior's moves still the same kind
+//! Augmentation nearest neighbours (docs/method.md §10): are the learned prior's moves still the same kind
 //! of image?
 //!
 //! The paper shows, for an image, the nearest training image of each of 8 prior-moved copies of

@@ -1,4 +1,4 @@
-//! Identity preservation (SPEC §10): do the learned operators move a feature without changing what
+//! Identity preservation (docs/method.md §10): do the learned operators move a feature without changing what
 //! it depicts?
 //!
 //! The default is the authors' protocol (`notebooks/transop_identity-preserve.ipynb` in the
@@ -54,7 +54,7 @@ pub(crate) const CHUNK_ROWS: usize = 64;
 pub struct IdentityConfig {
     /// Prior samples drawn per test row; each moved copy is scored (the authors: 1).
     pub samples_per_image: usize,
-    /// The linear probe trained on the clean training features (default: SPEC §10's).
+    /// The linear probe trained on the clean training features (default: docs/method.md §10's).
     pub probe: LinearProbeConfig,
     /// Repeats, each with a freshly trained probe and fresh samples (the authors: 20).
     pub repeats: usize,

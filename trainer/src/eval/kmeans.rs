@@ -1,4 +1,4 @@
-//! k-means clustering of features and the purity of the clusters (SPEC §10: C clusters, purity on
+//! k-means clustering of features and the purity of the clusters (docs/method.md §10: C clusters, purity on
 //! 5,000 test features). As the reference (`src/eval/clustering.py`), the rows clustered are an
 //! evenly spaced subset of the test set ([`evenly_spaced`], numpy's `linspace(0, n − 1, k,
 //! dtype=int)`), not its first rows (Tiny ImageNet's validation set is sorted by class), and the
@@ -27,7 +27,7 @@ const KMEANS_DOMAIN: u64 = 0x6b6d_6e73; // "kmns"
 /// k-means settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KMeansConfig {
-    /// Number of clusters; `None` means one per class (SPEC §10).
+    /// Number of clusters; `None` means one per class (docs/method.md §10).
     pub clusters: Option<usize>,
     /// Cap on Lloyd iterations (scikit-learn's default: 300).
     pub max_iterations: usize,

@@ -1,4 +1,4 @@
-//! k-nearest-neighbour classification of test features by the training features (SPEC §10).
+//! k-nearest-neighbour classification of test features by the training features (docs/method.md §10).
 //!
 //! Neighbours are found by [`mclr_shared::geometry::KnnIndex`] under cosine similarity (the one
 //! implementation of exact kNN in the project, shared with the viewer), and vote in one of two
@@ -16,7 +16,7 @@ use crate::Result;
 pub enum KnnVote {
     /// Each neighbour casts one vote; the class with most votes wins, and a tie goes to the
     /// smallest class index among the tied classes (deterministic, unlike a random tie-break, and
-    /// what `argmax` over the vote counts gives). SPEC: `k = 5`.
+    /// what `argmax` over the vote counts gives). The paper: `k = 5`.
     Majority {
         /// Neighbours consulted.
         k: usize,
@@ -33,8 +33,8 @@ pub enum KnnVote {
 }
 
 impl KnnVote {
-    /// SPEC §10's vote: `k = 5`, majority.
-    pub const SPEC: Self = Self::Majority { k: 5 };
+    /// docs/method.md §10's vote: `k = 5`, majority.
+    pub const PAPER: Self = Self::Majority { k: 5 };
     /// lightly's vote: `k = 200`, weights `exp(sim / 0.1)`.
     pub const LIGHTLY: Self = Self::Weighted {
         k: 200,

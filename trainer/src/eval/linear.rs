@@ -1,4 +1,4 @@
-//! The linear probe (SPEC §10): a linear layer `d → C` trained on frozen training features and
+//! The linear probe (docs/method.md §10): a linear layer `d → C` trained on frozen training features and
 //! scored top-1 / top-5 on the test features.
 //!
 //! Training follows the reference: torch's `Adam` (lr 1e-2, L2-style weight decay 5e-6, see
@@ -19,19 +19,19 @@ use crate::augment::rng::StreamRng;
 /// Domain tag of the probe's random streams (initialisation and shuffles).
 const PROBE_DOMAIN: u64 = 0x7072_6f62; // "prob"
 
-/// The linear probe's training settings; [`Default`] is SPEC §10's.
+/// The linear probe's training settings; [`Default`] is docs/method.md §10's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearProbeConfig {
-    /// Epochs `E` (SPEC: 500).
+    /// Epochs `E` (the paper: 500).
     pub epochs: usize,
-    /// Minibatch size (SPEC: 1000).
+    /// Minibatch size (the paper: 1000).
     pub batch_size: usize,
-    /// Initial learning rate (SPEC: 1e-2).
+    /// Initial learning rate (the paper: 1e-2).
     pub lr: f64,
-    /// Learning rate reached after the last epoch (SPEC: 1e-6); the per-epoch factor is
+    /// Learning rate reached after the last epoch (the paper: 1e-6); the per-epoch factor is
     /// `(final_lr / lr)^(1/epochs)`.
     pub final_lr: f64,
-    /// L2-style weight decay added to the gradient (SPEC: 5e-6).
+    /// L2-style weight decay added to the gradient (the paper: 5e-6).
     pub weight_decay: f64,
     /// Seed of the initialisation and the shuffles.
     pub seed: u64,
@@ -70,7 +70,7 @@ impl LinearProbeConfig {
 
 /// A trained linear probe: `logits = x Wᵀ + b`.
 ///
-/// Kept (rather than only its scores) because SPEC §10's identity-preservation protocol trains one
+/// Kept (rather than only its scores) because docs/method.md §10's identity-preservation protocol trains one
 /// probe on clean features and scores it on several perturbed test sets.
 #[derive(Debug, Clone)]
 pub struct LinearProbe {
@@ -198,7 +198,7 @@ impl LinearProbe {
     }
 }
 
-/// Trains a probe on `train` (on `device`) and scores it on `test` (SPEC §10's linear evaluation).
+/// Trains a probe on `train` (on `device`) and scores it on `test` (docs/method.md §10's linear evaluation).
 ///
 /// # Errors
 /// As [`LinearProbe::fit`] and [`LinearProbe::evaluate`].

@@ -1,4 +1,4 @@
-//! Evaluation protocols on frozen features (SPEC §10).
+//! Evaluation protocols on frozen features (docs/method.md §10).
 //!
 //! Every protocol here works on in-memory features, independent of the backbone that produced
 //! them: a [`Features`] set holds `N × d` row-major `f32` features and their `u16` class labels,
@@ -174,7 +174,7 @@ impl Features {
     }
 
     /// A seeded uniform random subset of `n` distinct rows (all rows, shuffled, when `n >= len`):
-    /// SPEC §10 clusters 5,000 test features.
+    /// docs/method.md §10 clusters 5,000 test features.
     pub fn sample(&self, n: usize, seed: u64) -> Self {
         let mut indices: Vec<usize> = (0..self.len()).collect();
         StreamRng::from_words(&[SAMPLE_DOMAIN, seed]).shuffle(&mut indices);

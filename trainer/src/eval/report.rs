@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Linear probe accuracy on the test features (SPEC §10).
+/// Linear probe accuracy on the test features (docs/method.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
     /// Fraction of test rows whose highest logit is the true class.
@@ -32,7 +32,7 @@ pub struct KnnResult {
     pub temperature: Option<f64>,
 }
 
-/// k-means clustering quality (SPEC §10).
+/// k-means clustering quality (docs/method.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClusteringResult {
     /// Σ over clusters of the count of the cluster's most common class, divided by the rows.
@@ -83,7 +83,7 @@ impl MeanStd {
     }
 }
 
-/// Identity preservation (SPEC §10), the authors' protocol: linear probes trained on clean
+/// Identity preservation (docs/method.md §10), the authors' protocol: linear probes trained on clean
 /// training features, scored top-1 on the test features as they are and moved (see
 /// [`crate::eval::identity`]); each row a mean ± std over the repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub struct IdentityResult {
     pub threshold: f32,
 }
 
-/// Augmentation nearest neighbours (SPEC §10): how often the nearest training row of a
+/// Augmentation nearest neighbours (docs/method.md §10): how often the nearest training row of a
 /// prior-moved test feature shares the test row's label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AugmentationNnResult {
@@ -138,7 +138,7 @@ pub struct AugmentationNnResult {
 pub struct Report {
     /// Linear probe.
     pub linear: Option<ProbeResult>,
-    /// k-NN with the SPEC's k = 5 cosine majority vote.
+    /// k-NN with the paper's k = 5 cosine majority vote.
     pub knn: Option<KnnResult>,
     /// lightly's k = 200, τ = 0.1 weighted k-NN, for comparison with other libraries.
     pub weighted_knn: Option<KnnResult>,

@@ -1,4 +1,4 @@
-//! Semi-supervised classification with few labels (SPEC §10), as the authors' `src/eval_ssl.py`
+//! Semi-supervised classification with few labels (docs/method.md §10), as the authors' `src/eval_ssl.py`
 //! (kfallah/manifold-contrastive, commit 15294ef): how much do feature-space augmentations help a
 //! classifier trained on frozen features with 5 labels per class?
 //!
@@ -133,33 +133,33 @@ impl Method<'_> {
     }
 }
 
-/// The protocol's settings; [`Default`] is SPEC §10's (the reference's).
+/// The protocol's settings; [`Default`] is docs/method.md §10's (the reference's).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SemiSupervisedConfig {
-    /// Labelled rows per class (SPEC: 5).
+    /// Labelled rows per class (the paper: 5).
     pub labels_per_class: usize,
-    /// Number of trials (SPEC: 50).
+    /// Number of trials (the paper: 50).
     pub trials: usize,
-    /// Seed of the first trial; trial `t` uses `first_seed + t` (SPEC: seeds 0..49).
+    /// Seed of the first trial; trial `t` uses `first_seed + t` (the paper: seeds 0..49).
     pub first_seed: u64,
-    /// Training iterations per trial (SPEC: 10,000).
+    /// Training iterations per trial (the paper: 10,000).
     pub iterations: usize,
-    /// Labelled rows per iteration, distinct (SPEC: 32; all labelled rows when there are fewer).
+    /// Labelled rows per iteration, distinct (the paper: 32; all labelled rows when there are fewer).
     pub labelled_batch: usize,
-    /// Unlabelled rows per iteration, distinct (SPEC: 480; all unlabelled rows when there are
+    /// Unlabelled rows per iteration, distinct (the paper: 480; all unlabelled rows when there are
     /// fewer); the batch's row count is also the consistency term's divisor.
     pub unlabelled_batch: usize,
-    /// Width of the classifier's hidden layer (SPEC: 2048).
+    /// Width of the classifier's hidden layer (the paper: 2048).
     pub hidden: usize,
-    /// Adam learning rate (SPEC: 5e-4).
+    /// Adam learning rate (the paper: 5e-4).
     pub lr: f64,
-    /// Adam's L2-style weight decay (SPEC: 5e-4).
+    /// Adam's L2-style weight decay (the paper: 5e-4).
     pub weight_decay: f64,
-    /// Confidence a pseudo-label needs, strictly exceeded (SPEC: 0.95).
+    /// Confidence a pseudo-label needs, strictly exceeded (the paper: 0.95).
     pub threshold: f64,
-    /// Weight of the consistency term (SPEC: 1.0).
+    /// Weight of the consistency term (the paper: 1.0).
     pub consistency_weight: f64,
-    /// Decay of the evaluated weight average (SPEC: 0.999).
+    /// Decay of the evaluated weight average (the paper: 0.999).
     pub ema_decay: f64,
 }
 
@@ -214,7 +214,7 @@ impl SemiSupervisedConfig {
 }
 
 /// Runs `config.trials` trials of `method` on `device` (the CPU, or a GPU under the `cuda`
-/// feature: at SPEC size a trial is ~3 GFLOP per iteration) and reports the EMA classifier's test
+/// feature: at the paper's size a trial is ~3 GFLOP per iteration) and reports the EMA classifier's test
 /// accuracy as mean ± std (population std, as numpy's default).
 ///
 /// # Errors

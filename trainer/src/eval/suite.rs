@@ -1,4 +1,4 @@
-//! `mclr eval RUN`: every protocol of SPEC §10 on one run's frozen features, with progress bars,
+//! `mclr eval RUN`: every protocol of docs/method.md §10 on one run's frozen features, with progress bars,
 //! written as `results.json` (machine-readable) and `results.md` (a table with mean ± std where
 //! there are trials).
 //!
@@ -42,7 +42,7 @@ pub use crate::export::RESULTS_FILE;
 /// File the results table is written to, in Markdown.
 pub const RESULTS_TABLE_FILE: &str = "results.md";
 
-/// One evaluation protocol of SPEC §10.
+/// One evaluation protocol of docs/method.md §10.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     /// Linear probe, top-1 and top-5.
@@ -190,7 +190,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
     let mut skipped = BTreeMap::new();
     let seed = run.config.run.seed;
     // One linear probe, trained on the clean training features, serves both the linear protocol
-    // and identity preservation (SPEC §10 scores the same probe on perturbed test features).
+    // and identity preservation (docs/method.md §10 scores the same probe on perturbed test features).
     let mut probe = LazyProbe::new(LinearProbeConfig {
         epochs: eval.linear_epochs,
         seed,
@@ -215,7 +215,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
                 report.linear = Some(probe.get(&train, device)?.evaluate(&test)?);
             }
             Protocol::Knn => {
-                report.knn = Some(knn_accuracy(&train, &test, KnnVote::SPEC)?);
+                report.knn = Some(knn_accuracy(&train, &test, KnnVote::PAPER)?);
                 report.weighted_knn = Some(knn_accuracy(&train, &test, KnnVote::LIGHTLY)?);
             }
             Protocol::Kmeans => {
@@ -390,7 +390,7 @@ fn semi_supervised(
 }
 
 /// The learned-operator augmentation of the semi-supervised protocol: one sample c̃ from the
-/// fully warmed prior at z with threshold 0 (SPEC §10), then T(c̃) z.
+/// fully warmed prior at z with threshold 0 (docs/method.md §10), then T(c̃) z.
 fn operator_augment(parts: &ManifoldParts, z: &Tensor, rng: &mut StreamRng) -> Result<Tensor> {
     let heads = parts.prior.forward(z)?;
     let (rows, m) = heads.loc.dims2()?;

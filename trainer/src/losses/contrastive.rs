@@ -1,4 +1,4 @@
-//! Contrastive terms (SPEC §6, fixtures README §a): the MSE-mode Lie-InfoNCE used without a
+//! Contrastive terms (docs/method.md §6, fixtures README §a): the MSE-mode Lie-InfoNCE used without a
 //! projection head, and the cosine NT-Xent used with a head and by the SimCLR baseline.
 
 use candle_core::{D, DType, Result, Tensor, bail};
@@ -115,7 +115,7 @@ pub fn nt_xent_cosine(a: &Tensor, b: &Tensor, tau: f64) -> Result<Tensor> {
     (log_sum_exp_plus(&logits, CONTRASTIVE_DENOMINATOR_EPS)? - positive)?.mean_all()
 }
 
-/// The SimCLR baseline's loss (SPEC §6): cosine NT-Xent between the two views' projections
+/// The SimCLR baseline's loss (docs/method.md §6): cosine NT-Xent between the two views' projections
 /// `h0` = proj(z0) and `h1` = proj(z1), or the backbone features themselves without a head.
 /// Same function as [`nt_xent_cosine`]; this name is the entry point the baseline trainer calls.
 pub fn simclr_nt_xent(h0: &Tensor, h1: &Tensor, tau: f64) -> Result<Tensor> {

@@ -1,5 +1,5 @@
 //! KL(q‖p) between the encoder's and the prior's Laplace distributions, and the schedules of its
-//! weight (SPEC §6, fixtures README §b and §f `kl_weight_warmup`).
+//! weight (docs/method.md §6, fixtures README §b and §f `kl_weight_warmup`).
 
 use candle_core::{D, Result, Tensor, bail};
 

@@ -1,4 +1,4 @@
-//! Manifold matching and the encoder-location penalty (SPEC §6).
+//! Manifold matching and the encoder-location penalty (docs/method.md §6).
 
 use candle_core::{Result, Tensor, bail};
 
@@ -7,7 +7,7 @@ use super::{ensure_same_shape, matrix_dims};
 /// Manifold-matching loss `L_m = mean (T(c) z0 − sg z1)²` over every element.
 ///
 /// `z_hat` = T(c) z0 comes from the caller (neither z0 nor Ψ detached, so the loss trains the
-/// backbone, the operators and the encoder); `z1` is detached here, as SPEC §6 prescribes. Both
+/// backbone, the operators and the encoder); `z1` is detached here, as docs/method.md §6 prescribes. Both
 /// must have the same shape.
 pub fn manifold_matching(z_hat: &Tensor, z1: &Tensor) -> Result<Tensor> {
     ensure_same_shape("z1", z1, "z_hat", z_hat)?;
@@ -18,7 +18,7 @@ pub fn manifold_matching(z_hat: &Tensor, z1: &Tensor) -> Result<Tensor> {
 }
 
 /// Encoder-location L2 penalty `mean_b Σ_m μ_bm²` on the encoder's locations `mu` (B, M). It keeps
-/// the inferred coefficients near 0 so that T(c) stays close to the identity (SPEC §6, weighted by
+/// the inferred coefficients near 0 so that T(c) stays close to the identity (docs/method.md §6, weighted by
 /// `w_shift` in head and thresholded configs).
 pub fn encoder_location_l2(mu: &Tensor) -> Result<Tensor> {
     let (b, _) = matrix_dims("mu", mu)?;

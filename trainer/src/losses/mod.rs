@@ -1,8 +1,8 @@
-//! The training losses of SPEC §6 on candle tensors: the contrastive terms (Lie-InfoNCE in MSE
+//! The training losses of docs/method.md §6 on candle tensors: the contrastive terms (Lie-InfoNCE in MSE
 //! mode, cosine NT-Xent, the SimCLR baseline), manifold matching, the Laplace KL with its weight
 //! warm-up, and the encoder-location L2 penalty.
 //!
-//! Every loss returns a differentiable f32 scalar (a 0-d tensor) reduced as SPEC §6 says, and
+//! Every loss returns a differentiable f32 scalar (a 0-d tensor) reduced as docs/method.md §6 says, and
 //! matches the authors' functions recorded in `fixtures/reference/` (README §a, §b, §f) in value
 //! and gradient. Shape mistakes are reported through `candle_core::bail!` naming the argument.
 

@@ -1,4 +1,4 @@
-//! The coefficient encoder q(c | z0, z1) and the learned prior p(c | z0) (SPEC §4): two MLPs whose
+//! The coefficient encoder q(c | z0, z1) and the learned prior p(c | z0) (docs/method.md §4): two MLPs whose
 //! heads give the location μ and log-scale ln b of a Laplace distribution over the M coefficients.
 //!
 //! * Encoder: input concat(sg z0, sg z1) (2d), trunk 2d→2048→2048→512;
@@ -27,7 +27,7 @@ use mclr_shared::operators::{
 use super::projection::torch_linear;
 
 /// Prefix of the encoder's variables in the [`candle_nn::VarMap`] (the optimiser's "encoder +
-/// prior" group, SPEC §7).
+/// prior" group, docs/method.md §7).
 pub const ENCODER_PREFIX: &str = "encoder";
 /// Prefix of the prior network's variables in the [`candle_nn::VarMap`].
 pub const PRIOR_PREFIX: &str = "prior";

@@ -1,4 +1,4 @@
-//! The networks and learned parameters of SimCLR and ManifoldCLR (SPEC §4): the backbone, the
+//! The networks and learned parameters of SimCLR and ManifoldCLR (docs/method.md §4): the backbone, the
 //! optional projection head, the coefficient encoder and prior, and the operator dictionary Ψ.
 
 pub mod batch_norm;

@@ -1,4 +1,4 @@
-//! The learned operator dictionary Ψ and the transport `T(c) z` it defines (SPEC §2).
+//! The learned operator dictionary Ψ and the transport `T(c) z` it defines (docs/method.md §2).
 //!
 //! Ψ has shape (M, K, n, n): M generators, each block-diagonal with K blocks of n×n acting on a
 //! feature of d = K·n values split into K contiguous chunks. A coefficient row c ∈ R^M gives the
@@ -16,7 +16,7 @@ use mclr_shared::operators::Operators;
 use crate::expm::expm;
 
 /// The name the trainer registers Ψ under in its [`VarMap`], so the optimiser can find it and give
-/// it its own parameter group (lr 1e-3, weight decay 1e-3, gradient clipping 0.1; SPEC §7).
+/// it its own parameter group (lr 1e-3, weight decay 1e-3, gradient clipping 0.1; docs/method.md §7).
 pub const PSI_VAR_NAME: &str = "operators.psi";
 
 /// The operator dictionary Ψ (M, K, n, n) as a trainable f32 variable, with the transport it
@@ -226,7 +226,7 @@ impl TransportOperator {
     }
 
     /// Frobenius norm of each operator Ψ_m over all its blocks, shape (M,), detached: a training
-    /// diagnostic (SPEC §11) that stays on the device until the caller reads it.
+    /// diagnostic (docs/method.md §11) that stays on the device until the caller reads it.
     ///
     /// # Errors
     /// Only if the reduction fails on the device.

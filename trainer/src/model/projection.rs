@@ -1,6 +1,6 @@
-//! The optional SimCLR projection head (SPEC §4): Linear d→1024, BatchNorm1d, ReLU, Linear
+//! The optional SimCLR projection head (docs/method.md §4): Linear d→1024, BatchNorm1d, ReLU, Linear
 //! 1024→128, as in the authors' `ProjectionHeader`. The contrastive loss reads its output in the
-//! "with head" configurations; evaluation never does (it uses the backbone features, SPEC §10).
+//! "with head" configurations; evaluation never does (it uses the backbone features, docs/method.md §10).
 
 use candle_core::{Result, Tensor, bail};
 use candle_nn::{Init, Linear, Module, ModuleT, VarBuilder};
@@ -8,7 +8,7 @@ use candle_nn::{Init, Linear, Module, ModuleT, VarBuilder};
 use super::batch_norm::BatchNorm;
 
 /// Prefix of every projection-head variable in the [`candle_nn::VarMap`] (the optimiser puts them
-/// in the backbone's parameter group, SPEC §7).
+/// in the backbone's parameter group, docs/method.md §7).
 pub const VAR_PREFIX: &str = "projection";
 /// The paper's hidden width.
 pub const PAPER_HIDDEN_DIM: usize = 1024;

@@ -1,4 +1,4 @@
-//! The ResNet-18 backbone (SPEC §4): images (B, 3, H, W) to features (B, 8w), where w is the base
+//! The ResNet-18 backbone (docs/method.md §4): images (B, 3, H, W) to features (B, 8w), where w is the base
 //! width (64 in the paper, so 512-d features; a smaller w such as 16 makes CPU-sized runs).
 //!
 //! Architecture, as torchvision's `resnet18` with the CIFAR stem and without `fc`:
@@ -7,7 +7,7 @@
 //! * four stages of two [`BasicBlock`]s each, widths w·(1, 2, 4, 8); the first block of stages 2–4
 //!   downsamples with stride 2 and a 1×1 conv + BatchNorm shortcut;
 //! * global average pooling. There is no classifier: evaluation trains its own on frozen features
-//!   (SPEC §10).
+//!   (docs/method.md §10).
 //!
 //! Parameters are registered under [`VAR_PREFIX`] with torchvision's names (`backbone.conv1.weight`,
 //! `backbone.layer2.0.downsample.1.running_var`, ...), so checkpoints read like a torch state dict
@@ -396,7 +396,7 @@ impl ModuleT for ResNet {
     /// Features (B, 8w) of images (B, 3, H, W). `train` selects BatchNorm's mode: batch
     /// statistics and running-statistics updates in training, running statistics in evaluation.
     /// Each call normalises its own batch, so two views passed separately get their own statistics
-    /// (SPEC §4).
+    /// (docs/method.md §4).
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         check_images(x)?;
         let mut h = self.bn1.forward_act(&self.conv1.forward(x)?, train, true)?;

@@ -1,6 +1,6 @@
 //! The whole self-supervised model of one run: backbone, optional projection head and, for
 //! ManifoldCLR, the operators with their coefficient encoder and prior — built reproducibly from a
-//! config, with its parameters split into the optimiser's three groups (SPEC §7).
+//! config, with its parameters split into the optimiser's three groups (docs/method.md §7).
 
 use candle_core::{Device, Result, Tensor, Var};
 use candle_nn::{ModuleT, VarMap};
@@ -39,7 +39,7 @@ pub struct SslModel {
     bn_group: Option<usize>,
 }
 
-/// Which optimiser group a variable belongs to, by its name (SPEC §7).
+/// Which optimiser group a variable belongs to, by its name (docs/method.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     /// Backbone and projection head.

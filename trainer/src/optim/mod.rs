@@ -1,7 +1,7 @@
 //! AdamW with parameter groups, per-group gradient clipping and checkpointable state.
 //!
 //! candle-nn's `AdamW` has a single learning rate and weight decay and keeps its moments private.
-//! ManifoldCLR trains three groups with their own rates, decays, floors and clipping (SPEC §7), and a
+//! ManifoldCLR trains three groups with their own rates, decays, floors and clipping (docs/method.md §7), and a
 //! resumed run must continue bit-for-bit. This optimiser follows
 //! `torch.optim.AdamW` (default betas and eps, decoupled weight decay, bias correction with a
 //! per-parameter step count) and `torch.nn.utils.clip_grad_norm_` applied per group.
@@ -17,7 +17,7 @@ use update::update_param;
 
 mod update;
 
-/// The settings of one parameter group, as the configuration states them (SPEC §7's table: lr,
+/// The settings of one parameter group, as the configuration states them (docs/method.md §7's table: lr,
 /// weight decay, the floor the schedule anneals to, and the gradient-norm clip).
 ///
 /// The optimiser holds no defaults: the configuration supplies every number.

@@ -1,5 +1,5 @@
 //! The training log: one JSON object per line in `metrics.jsonl`, with every loss term and the
-//! diagnostics the authors logged (SPEC §11).
+//! diagnostics the authors logged (docs/method.md §11).
 // Diagnostics run at logging steps only, where the loop reads back anyway.
 #![allow(clippy::disallowed_methods)]
 

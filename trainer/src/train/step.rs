@@ -1,4 +1,4 @@
-//! One training step's objective (SPEC §5–6): the two views through the backbone, then either
+//! One training step's objective (docs/method.md §5–6): the two views through the backbone, then either
 //! SimCLR's NT-Xent, ManifoldCLR's contrastive + manifold-matching + KL + location terms, or the
 //! feature-augmentation ablations' contrastive term alone (see [`crate::feature_aug`]).
 
@@ -66,7 +66,7 @@ impl LossTerms {
     }
 }
 
-/// What a step leaves for the diagnostics of SPEC §11 (detached).
+/// What a step leaves for the diagnostics of docs/method.md §11 (detached).
 #[derive(Debug, Clone)]
 pub struct StepTensors {
     /// Backbone features of the first view (B, d).

@@ -1,4 +1,4 @@
-//! The paper's configurations (SPEC §9), overrides and the resolved config a run saves.
+//! The paper's configurations (docs/method.md §9), overrides and the resolved config a run saves.
 
 // A panic in a test is a failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -171,7 +171,7 @@ fn builtin_configs_match_the_papers_table() {
         // Ghost batch norm (groups of 256) where the reference trained on two GPUs.
         let ghost = if name.ends_with("-thresh") { 256 } else { 0 };
         assert_eq!(c.model.bn_group, ghost, "{name}");
-        // Shared by every row (SPEC §2, §7).
+        // Shared by every row (docs/method.md §2, §7).
         assert_eq!(
             (c.model.base_width, c.method.block_size),
             (64, 64),

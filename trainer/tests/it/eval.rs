@@ -191,7 +191,7 @@ fn linear_probe_rejects_zero_epochs_and_mismatched_test_features() {
 fn knn_votes_classify_separated_clusters() {
     let train = clusters(8, 60, 16, 5.0, 0.5, 1);
     let test = clusters(8, 30, 16, 5.0, 0.5, 2);
-    let majority = knn_accuracy(&train, &test, KnnVote::SPEC).unwrap();
+    let majority = knn_accuracy(&train, &test, KnnVote::PAPER).unwrap();
     let weighted = knn_accuracy(&train, &test, KnnVote::LIGHTLY).unwrap();
     assert!(majority.top1 > 0.99, "majority {}", majority.top1);
     assert!(weighted.top1 > 0.99, "weighted {}", weighted.top1);
@@ -204,7 +204,7 @@ fn knn_votes_on_shuffled_labels_are_at_chance() {
     let train = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 1), 1);
     let test = shuffled(&clusters(8, 60, 16, 5.0, 0.5, 2), 2);
     let knn = KnnClassifier::new(&train).unwrap();
-    for vote in [KnnVote::SPEC, KnnVote::LIGHTLY] {
+    for vote in [KnnVote::PAPER, KnnVote::LIGHTLY] {
         let top1 = knn.evaluate(&test, vote).unwrap().top1;
         assert!((top1 - 1.0 / 8.0).abs() < 0.06, "{vote:?}: {top1}");
     }
@@ -235,7 +235,7 @@ fn knn_predictions_match_a_brute_force_oracle() {
     let train = clusters(4, 15, 6, 1.0, 1.0, 5); // overlapping clusters: votes are not unanimous
     let queries = clusters(4, 10, 6, 1.0, 1.0, 6);
     for (vote, k, temperature) in [
-        (KnnVote::SPEC, 5, None),
+        (KnnVote::PAPER, 5, None),
         (
             KnnVote::Weighted {
                 k: 7,
@@ -567,7 +567,7 @@ fn augmentation_that_changes_the_shape_is_rejected() {
 fn report_round_trips_through_json() {
     let train = clusters(3, 10, 4, 5.0, 0.5, 1);
     let report = Report {
-        knn: Some(knn_accuracy(&train, &train, KnnVote::SPEC).unwrap()),
+        knn: Some(knn_accuracy(&train, &train, KnnVote::PAPER).unwrap()),
         kmeans: Some(kmeans_purity(&train, &KMeansConfig::default()).unwrap()),
         ..Report::default()
     };

@@ -270,7 +270,7 @@ fn f64_gradient_matches_central_finite_differences() {
 
 #[test]
 fn f64_gradient_equals_upper_right_block_of_expm_of_block_matrix() {
-    // SPEC §3: d/dA Σ G ⊙ expm(A) = [expm([[Aᵀ, G], [0, Aᵀ]])]₁₂. One batch mixes norms, so the
+    // docs/method.md §3: d/dA Σ G ⊙ expm(A) = [expm([[Aᵀ, G], [0, Aᵀ]])]₁₂. One batch mixes norms, so the
     // smaller matrices are differentiated through extra squarings.
     let n = 6;
     let norms = [0.05, 2.0, 8.0, 25.0];

@@ -1,4 +1,4 @@
-//! The losses of SPEC §6 against the authors' recorded outputs and gradients
+//! The losses of docs/method.md §6 against the authors' recorded outputs and gradients
 //! (`fixtures/reference/`, README §a, §b, §f) and against naive f64 loops.
 // Tests: a panic is a test failure with a message, which is what we want; the measured errors
 // are printed (see them with `--nocapture`).

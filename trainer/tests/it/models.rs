@@ -1,4 +1,4 @@
-//! The networks of SPEC §4 in candle: the ResNet-18 backbone (parameter count, shapes, BatchNorm
+//! The networks of docs/method.md §4 in candle: the ResNet-18 backbone (parameter count, shapes, BatchNorm
 //! modes, gradients), the projection head, and the coefficient encoder and prior against the
 //! authors' PyTorch outputs (fixtures README §e) and against the shared CPU reference the viewer
 //! runs.
@@ -968,7 +968,7 @@ fn reference() -> Reference {
     }
 }
 
-/// The prior warm-up blend of SPEC §4 at weight `w` (the sampling module owns the production
+/// The prior warm-up blend of docs/method.md §4 at weight `w` (the sampling module owns the production
 /// version): ln b ← w·ln b_p + (1−w)·ln 0.01 and μ ← w·μ_p + (1−w)·0.05·sign(w·μ_p), sign
 /// detached.
 fn warm_up(prior: &CoefficientHeads, w: f64) -> (Tensor, Tensor) {

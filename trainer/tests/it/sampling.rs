@@ -1,4 +1,4 @@
-//! Coefficient sampling (SPEC §5) against the authors' recorded outputs and gradients
+//! Coefficient sampling (docs/method.md §5) against the authors' recorded outputs and gradients
 //! (`fixtures/reference/`, README §c, §e, §g) and against the scalar CPU reference in
 //! `mclr_shared::operators`.
 // Tests: a panic is a test failure with a message, which is what we want; the measured errors
@@ -187,7 +187,7 @@ fn noise_source_matches_the_shared_sampler_and_resumes_from_its_state() {
 fn prior_warmup_matches_reference_at_iterations_0_2500_5000() {
     let f = Fixture::load("coeff_encoder.safetensors");
     let warmup = f.scalar("param.prior_warmup_iters") as u64;
-    // The learned prior from the raw heads, with shared's clamps (SPEC §4).
+    // The learned prior from the raw heads, with shared's clamps (docs/method.md §4).
     let logscale_p = var(&f
         .get("output.prior_scale_raw")
         .clamp(f32::NEG_INFINITY, PRIOR_LOGSCALE_MAX)
