@@ -1,7 +1,7 @@
 //! `cargo xtask bench-torch`: mclr and PyTorch side by side on the same workloads, in one run.
 //!
 //! PyTorch (CPU) is installed from the Python package registry into a virtual environment under
-//! `target/bench-torch/venv` (no root). Each workload then runs in torch
+//! `bench-torch/venv` of the target directory (no root). Each workload then runs in torch
 //! (`bench/torch/workloads.py`) and in mclr (`trainer/benches/workloads.rs`) alternately, each run
 //! a fresh process, for a number of rounds; the table reports medians over every timed
 //! iteration, the ratio mclr / torch of their throughputs, and each side's peak RSS. The expm
@@ -17,7 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, command};
-use crate::web;
+use crate::workspace;
 
 /// What one workload measures, in the order of the table.
 const WORKLOADS: [(&str, &str); 13] = [
@@ -75,8 +75,8 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// The venv's python, creating the venv and installing [`PACKAGES`] when missing.
-pub fn venv_python(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/bench-torch/venv");
+pub fn venv_python() -> Result<PathBuf> {
+    let venv = workspace::target_dir()?.join("bench-torch/venv");
     let python = venv.join("bin/python");
     let ready = venv.join(".installed");
     if ready.exists() {
@@ -190,8 +190,8 @@ pub fn interop(root: &Path, python: &Path) -> Result<()> {
 /// of the names `--only` takes).
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    let root = web::workspace_root()?;
-    let python = venv_python(&root)?;
+    let root = workspace::root()?;
+    let python = venv_python()?;
     let script = root.join("bench/torch/workloads.py");
     let threads = options.threads.to_string();
     let iters = options.iters.to_string();

@@ -12,6 +12,7 @@ use crate::cuda;
 use crate::demo;
 use crate::setup::{self, WASM_TARGET};
 use crate::web;
+use crate::workspace;
 
 /// Crates that are compiled for the browser and so are linted and built for wasm32 as well.
 const WASM_CRATES: [&str; 2] = ["mclr-shared", "mclr-viewer"];
@@ -28,8 +29,8 @@ pub fn run(args: &[String]) -> Result<()> {
     setup::rust_toolchain()?;
     setup::npm()?;
     setup::system_packages()?;
-    let root = web::workspace_root()?;
-    setup::report_free_disk(&root.join("target"));
+    let target = workspace::target_dir()?;
+    setup::report_free_disk(&target);
     // Installed first, so that a failure to build it shows in minutes, not after the test runs.
     let runner = bindgen_test_runner()?;
     cargo(&["fmt", "--all", "--", "--check"])
@@ -103,7 +104,7 @@ pub fn run(args: &[String]) -> Result<()> {
         serve: false,
         // CI may not reach the dataset's web server; npm it can (the real-data test uses it too).
         offline: true,
-        mclr: Some(root.join("target/debug/mclr")),
+        mclr: Some(target.join("debug/mclr")),
         site: demo::SiteBuild::AlreadyBuilt,
         ..demo::Options::default()
     })?;
@@ -114,7 +115,7 @@ pub fn run(args: &[String]) -> Result<()> {
     crate::kill_test::run(&short_kill_test.map(str::to_owned))
         .map_err(|e| e.context("the kill test failed; rerun with `cargo xtask kill-test`"))?;
 
-    setup::report_free_disk(&root.join("target"));
+    setup::report_free_disk(&target);
     let mut total = TestTally::default();
     let mut ok = true;
     for scope in ["--doc", "--all-targets"] {
@@ -171,20 +172,18 @@ pub fn gpu_browser(args: &[String]) -> Result<()> {
 
 /// `wasm-bindgen-test-runner` of the release Cargo.lock pins, installed if missing.
 fn bindgen_test_runner() -> Result<PathBuf> {
-    let root = web::workspace_root()?;
+    let root = workspace::root()?;
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
     let version = web::check_bindgen_version(&lock)?;
-    setup::wasm_bindgen_test_runner(&root, &version)
+    setup::wasm_bindgen_test_runner(&version)
 }
 
 /// The WGSL engine's tests in headless Chromium over WebGPU (`shared/tests/gpu_browser.rs`),
 /// through `runner` (see [`bindgen_test_runner`]) and chromedriver.
 fn gpu_browser_tests(runner: &Path) -> Result<(TestTally, bool)> {
-    let root = web::workspace_root()?;
-
     // The runner reads the browser's capabilities from this file: the project's Chromium flags
     // with WebGPU on, and a fresh profile folder.
-    let e2e = root.join("target/e2e");
+    let e2e = workspace::target_dir()?.join("e2e");
     let profile = e2e.join("gpu-browser-profile");
     if profile.exists() {
         std::fs::remove_dir_all(&profile)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, command};
-use crate::web;
+use crate::workspace;
 
 /// The compiler wheels, pinned so every machine compiles with the same toolkit.
 const WHEELS: [&str; 5] = [
@@ -133,7 +133,7 @@ pub fn check(args: &[String]) -> Result<()> {
     let cache = cache_dir()?;
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let cuda_root = toolkit(&cache)?;
-    let root = web::workspace_root()?;
+    let root = workspace::root()?;
     let target = cache.join("target");
     for feature in ["cuda", "cudnn"] {
         let mut c = cuda_cargo(

@@ -17,7 +17,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, command, output};
 use crate::setup;
-use crate::web::{self, DIST, workspace_root};
+use crate::web::{self, DIST};
+use crate::workspace;
 
 /// Where the dataset goes, relative to the workspace root (the `demo` config's `data.dir`).
 pub const DATA_DIR: &str = "data/cifar10";
@@ -171,7 +172,7 @@ impl Steps {
 
 /// Runs the whole demo; see the module docs.
 pub fn pipeline(opts: &Options) -> Result<()> {
-    let root = workspace_root()?;
+    let root = workspace::root()?;
     let run_dir = PathBuf::from(if opts.smoke {
         "runs/demo-smoke"
     } else {
@@ -317,7 +318,7 @@ fn build_mclr(root: &Path, opts: &Options) -> Result<PathBuf> {
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
     cmd::run(command("cargo", &args).current_dir(root))?;
     let profile = if opts.smoke { "debug" } else { "release" };
-    let bin = root.join("target").join(profile).join("mclr");
+    let bin = workspace::target_dir()?.join(profile).join("mclr");
     if !bin.is_file() {
         bail!("{} was not produced by `{line}`", bin.display());
     }

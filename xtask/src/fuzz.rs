@@ -11,7 +11,7 @@ use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{self, HEADER_LEN};
 
 use crate::cmd::{command, run};
-use crate::web::workspace_root;
+use crate::workspace;
 
 /// The targets, in the order they run.
 const TARGETS: [&str; 2] = ["bundle_decode", "share_link"];
@@ -53,7 +53,7 @@ pub fn run_verb(args: &[String]) -> Result<()> {
         }
     }
     crate::setup::fuzz_tools()?;
-    let root = workspace_root()?;
+    let root = workspace::root()?;
     let fuzz_dir = root.join("fuzz");
     for target in targets {
         let corpus = fuzz_dir.join("corpus").join(target);

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, command};
-use crate::{cuda, web};
+use crate::{cuda, workspace};
 
 /// How far the GPU's total loss may stray from the CPU's at a logged step of the 100-step run:
 /// `|gpu − cpu| ≤ CURVE_TOLERANCE · |cpu|`. The two runs differ only in rounding, which training
@@ -82,9 +82,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "gpu-check on {} (compute capability {})",
         gpu.name, gpu.compute_cap
     );
-    let root = web::workspace_root()?;
+    let root = workspace::root()?;
     let cache = cuda::cache_dir()?;
-    let work = root.join("target/gpu-check");
+    let work = workspace::target_dir()?.join("gpu-check");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let cargo = |args: &[&str]| -> Result<std::process::Command> {
         let mut c = match system_cuda_root() {

@@ -9,7 +9,7 @@
 //! cargo xtask kill-test [--kills 20] [--seed S] [--epochs 20] [--release] [--keep]
 //! ```
 //!
-//! Everything happens under `target/kill-test/` (synthetic CIFAR-10-format data, the runs).
+//! Everything happens under `kill-test/` of the target directory (synthetic CIFAR-10-format data, the runs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::{cmd, gpu_check, web};
+use crate::{cmd, gpu_check, workspace};
 
 /// `--set` overrides of the tiny run: 64 images in batches of 8 (8 steps per epoch), a
 /// checkpoint after every epoch.
@@ -64,7 +64,7 @@ pub fn run(args: &[String]) -> Result<()> {
             ),
         }
     }
-    let root = web::workspace_root()?;
+    let root = workspace::root()?;
     let started = Instant::now();
 
     // 1. Build.
@@ -85,13 +85,7 @@ pub fn run(args: &[String]) -> Result<()> {
         )
         .current_dir(&root),
     )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let target = if target.is_absolute() {
-        target
-    } else {
-        root.join(target)
-    };
+    let target = workspace::target_dir()?;
     let mclr = target
         .join(if release { "release" } else { "debug" })
         .join("mclr");

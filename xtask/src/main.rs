@@ -17,6 +17,7 @@ mod kill_test;
 mod serve;
 mod setup;
 mod web;
+mod workspace;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::web::{DIST, workspace_root};
+use crate::web::DIST;
+use crate::workspace;
 
 /// Parses the options and serves until interrupted.
 pub fn run(args: &[String]) -> Result<()> {
@@ -29,7 +30,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let dir = match dir {
         Some(d) => d,
-        None => workspace_root()?.join(DIST),
+        None => workspace::root()?.join(DIST),
     };
     if !dir.join("index.html").is_file() {
         bail!(

@@ -135,7 +135,7 @@ fn is_installed(package: &str) -> bool {
     .is_some_and(|s| s.trim() == "installed")
 }
 
-/// Roughly what a clean `cargo xtask ci` writes under `target/` (4.2 GiB measured on Debian x86_64,
+/// Roughly what a clean `cargo xtask ci` writes in the target directory (4.2 GiB measured on Debian x86_64,
 /// with line tables only; full debug info made it 19 GiB).
 const CI_DISK_GIB: u64 = 5;
 
@@ -159,7 +159,7 @@ pub fn report_free_disk(dir: &Path) {
     eprintln!("disk: {gib} GiB free at {}", probe.display());
     if gib < CI_DISK_GIB {
         eprintln!(
-            "warning: a clean build and test run writes about {CI_DISK_GIB} GiB under target/; \
+            "warning: a clean build and test run writes about {CI_DISK_GIB} GiB in the target directory; \
              free some space if it fails with a bus error or `No space left on device`"
         );
     }
@@ -181,9 +181,9 @@ fn apt_install(packages: &[&str], why: &str) -> Result<()> {
 }
 
 /// The path of `wasm-bindgen-test-runner` at exactly `version` (the `wasm-bindgen` in Cargo.lock),
-/// installed once under `target/tools` with `cargo install` and reused after.
-pub fn wasm_bindgen_test_runner(root: &Path, version: &str) -> Result<PathBuf> {
-    let tools = root.join("target/tools");
+/// installed once under `tools/` of the target directory with `cargo install` and reused after.
+pub fn wasm_bindgen_test_runner(version: &str) -> Result<PathBuf> {
+    let tools = crate::workspace::target_dir()?.join("tools");
     let runner = tools.join("bin/wasm-bindgen-test-runner");
     let installed = output(&mut command(&runner.to_string_lossy(), &["--version"]))
         .is_some_and(|v| v.split_whitespace().nth(1) == Some(version));

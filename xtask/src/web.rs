@@ -13,6 +13,7 @@ use mclr_shared::bundle::{self, synthetic::SyntheticSpec};
 
 use crate::cmd::{self, command, output};
 use crate::setup::WASM_TARGET;
+use crate::workspace;
 
 /// Where `www/` is, relative to the workspace root.
 pub const WWW: &str = "www";
@@ -42,7 +43,7 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Builds the site into [`DIST`] and returns that folder. `dev` builds the debug profile and
 /// skips wasm-opt: faster to build, slower and bigger to load.
 pub fn build(dev: bool) -> Result<PathBuf> {
-    let root = workspace_root()?;
+    let root = workspace::root()?;
     let lock = fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
     check_bindgen_version(&lock)?;
 
@@ -61,14 +62,14 @@ pub fn build(dev: bool) -> Result<PathBuf> {
         ],
     ))?;
     let profile_dir = if dev { "debug" } else { profile };
-    let wasm = root
-        .join("target")
+    let wasm = workspace::target_dir()?
         .join(WASM_TARGET)
         .join(profile_dir)
         .join(format!("{OUT_NAME}.wasm"));
     if !wasm.is_file() {
         bail!(
-            "{} was not produced: the viewer must be a `cdylib` crate",
+            "{} was not produced although the build succeeded: the viewer must be a `cdylib` \
+             crate",
             wasm.display()
         );
     }
@@ -119,15 +120,6 @@ pub fn build(dev: bool) -> Result<PathBuf> {
         dist.display()
     );
     Ok(dist)
-}
-
-/// The workspace root: xtask lives one folder below it.
-pub fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .context("xtask's manifest folder has no parent")
 }
 
 /// The versions of package `name` recorded in a Cargo.lock text.
