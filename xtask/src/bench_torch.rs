@@ -39,39 +39,21 @@ const WORKLOADS: [(&str, &str); 13] = [
 /// Python packages the comparison needs.
 const PACKAGES: [&str; 5] = ["torch", "torchvision", "numpy", "pillow", "safetensors"];
 
-struct Options {
-    rounds: usize,
-    iters: usize,
-    threads: usize,
-    only: Option<Vec<String>>,
-}
-
-fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        rounds: 2,
-        iters: 3,
-        threads: std::thread::available_parallelism().map_or(2, usize::from),
-        only: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("`{flag}` needs a value"))
-                .cloned()
-        };
-        match flag.as_str() {
-            "--rounds" => options.rounds = value()?.parse().context("--rounds takes a count")?,
-            "--iters" => options.iters = value()?.parse().context("--iters takes a count")?,
-            "--threads" => options.threads = value()?.parse().context("--threads takes a count")?,
-            "--only" => options.only = Some(value()?.split(',').map(str::to_owned).collect()),
-            other => bail!(
-                "unknown option `{other}` (bench-torch takes --rounds N, --iters N, --threads N, \
-                 --only a,b,...)"
-            ),
-        }
-    }
-    Ok(options)
+/// What `cargo xtask bench-torch` was asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Rounds of each workload (each side a fresh process per round).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub rounds: usize,
+    /// Timed iterations per run.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub iters: usize,
+    /// Threads of both sides [default: the available parallelism].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Only these workloads (`interop` is one of the names).
+    #[arg(long, value_name = "a,b,...", value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
 }
 
 /// The venv's python, creating the venv and installing [`PACKAGES`] when missing.
@@ -188,12 +170,14 @@ pub fn interop(root: &Path, python: &Path) -> Result<()> {
 
 /// `cargo xtask bench-torch [--rounds N] [--iters N] [--threads N] [--only a,b]` (`interop` is one
 /// of the names `--only` takes).
-pub fn run(args: &[String]) -> Result<()> {
-    let options = parse(args)?;
+pub fn run(options: &Options) -> Result<()> {
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let root = workspace::root()?;
     let python = venv_python()?;
     let script = root.join("bench/torch/workloads.py");
-    let threads = options.threads.to_string();
+    let threads_s = threads.to_string();
     let iters = options.iters.to_string();
     let wanted = |name: &str| {
         options
@@ -237,7 +221,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let torch = |thp: bool| -> Result<serde_json::Value> {
                 let mut c = command(&python.to_string_lossy(), &[]);
                 c.arg(&script)
-                    .args([name, "--iters", &iters, "--threads", &threads]);
+                    .args([name, "--iters", &iters, "--threads", &threads_s]);
                 if thp {
                     c.env("THP_MEM_ALLOC_ENABLE", "1");
                 }
@@ -262,7 +246,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     &iters,
                 ],
             );
-            c.env("RAYON_NUM_THREADS", &threads);
+            c.env("RAYON_NUM_THREADS", &threads_s);
             ours.add(&json_of(&mut c)?)?;
             if thp {
                 theirs_thp.add(&torch(true)?)?;
@@ -303,7 +287,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .unwrap_or_else(|| "unknown CPU".to_owned());
     println!(
         "\nmachine: {cpu}, {} threads; torch {}; {} rounds × {} iterations, medians\n",
-        options.threads,
+        threads,
         torch_version.as_deref().unwrap_or("?"),
         options.rounds,
         options.iters

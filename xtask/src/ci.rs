@@ -21,11 +21,8 @@ const WASM_CRATES: [&str; 2] = ["mclr-shared", "mclr-viewer"];
 /// code is linted and its native tests (on Mesa's lavapipe) run with the rest, in one build.
 const GPU_FEATURE: &str = "mclr-shared/gpu";
 
-/// Runs the full check. No options yet; unknown ones are an error rather than silently ignored.
-pub fn run(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("`cargo xtask ci` takes no options (got `{a}`)");
-    }
+/// Runs the full check.
+pub fn run() -> Result<()> {
     setup::rust_toolchain()?;
     setup::npm()?;
     setup::system_packages()?;
@@ -82,9 +79,9 @@ pub fn run(args: &[String]) -> Result<()> {
     // The browser end-to-end test loads this build.
     web::build(false)?;
     // The GPU build, compiled without a GPU; cached outside the checkout (see `cuda`).
-    cuda::check(&[])?;
+    cuda::check()?;
     // Hostile bundles and share links: a minute of coverage-guided fuzzing (RELIABILITY.md).
-    crate::fuzz::run_verb(&["--smoke".to_owned()])
+    crate::fuzz::run(&crate::fuzz::Options::smoke())
         .map_err(|e| e.context("the fuzz smoke failed; rerun with `cargo xtask fuzz --smoke`"))?;
 
     // The one-command demo, smoke-sized, end to end; the browser test then opens its bundle. Its
@@ -111,8 +108,13 @@ pub fn run(args: &[String]) -> Result<()> {
 
     // Crash-safe training: SIGKILLs during training and checkpoint writes, then a disk-full
     // fault, each followed by a resume that must end bit-identical (RELIABILITY.md).
-    let short_kill_test = ["--kills", "4", "--epochs", "6", "--seed", "1"];
-    crate::kill_test::run(&short_kill_test.map(str::to_owned))
+    let short_kill_test = crate::kill_test::Options {
+        kills: 4,
+        epochs: 6,
+        seed: Some(1),
+        ..crate::kill_test::Options::default()
+    };
+    crate::kill_test::run(&short_kill_test)
         .map_err(|e| e.context("the kill test failed; rerun with `cargo xtask kill-test`"))?;
 
     setup::report_free_disk(&target);
@@ -154,10 +156,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// `cargo xtask gpu-browser`: only the in-browser GPU tests of [`run`], for working on shaders.
-pub fn gpu_browser(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("`cargo xtask gpu-browser` takes no options (got `{a}`)");
-    }
+pub fn gpu_browser() -> Result<()> {
     setup::system_packages()?;
     let (tally, ok) = gpu_browser_tests(&bindgen_test_runner()?)?;
     println!(

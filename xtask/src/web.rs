@@ -28,18 +28,6 @@ const OUT_NAME: &str = "mclr_viewer";
 /// The oldest wasm-opt (binaryen) whose output for this module works; Debian's 108 breaks it.
 const MIN_WASM_OPT: u32 = 116;
 
-/// Parses the options of `cargo xtask web` and builds the site.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut dev = false;
-    for a in args {
-        match a.as_str() {
-            "--dev" => dev = true,
-            other => bail!("`cargo xtask web` takes only `--dev` (got `{other}`)"),
-        }
-    }
-    build(dev).map(drop)
-}
-
 /// Builds the site into [`DIST`] and returns that folder. `dev` builds the debug profile and
 /// skips wasm-opt: faster to build, slower and bigger to load.
 pub fn build(dev: bool) -> Result<PathBuf> {
