@@ -62,7 +62,9 @@ mod array;
 mod contents;
 mod header;
 pub mod limits;
+#[cfg(feature = "test-util")]
 mod png;
+#[cfg(feature = "test-util")]
 pub mod synthetic;
 mod validate;
 mod weights;

@@ -5,8 +5,7 @@
 
 use crate::error::{Error, Result};
 
-/// The eight bytes every PNG starts with.
-pub(crate) const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+use super::validate::PNG_SIGNATURE as SIGNATURE;
 
 /// Largest payload of one stored deflate block.
 const STORED_BLOCK_MAX: usize = 65_535;

@@ -9,7 +9,8 @@ use super::contents::{
 use super::limits;
 use crate::error::{Error, Result};
 
-use super::png::SIGNATURE as PNG_SIGNATURE;
+/// The eight bytes every PNG starts with.
+pub(crate) const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 
 /// Largest magnitude of an i8 code (-128), by which a row's scale is multiplied.
 const I8_CODE_MAX: f32 = 128.0;
