@@ -120,8 +120,8 @@ impl Default for ExportOptions {
 /// [`validate`](mclr_shared::bundle::validate).
 ///
 /// # Errors
-/// [`Error::Checkpoint`] if the run directory lacks its config, weights or state, or is a SimCLR
-/// run (which has no operators to export); [`Error::InvalidSetting`] for a bad option (a gallery
+/// [`Error::Checkpoint`] or [`Error::CheckpointData`] if the run directory lacks its config,
+/// weights or state, or is a SimCLR run (which has no operators to export); [`Error::InvalidSetting`] for a bad option (a gallery
 /// split other than eval-test or eval-train, `max` below 2, a zero tile size, an unlabelled split);
 /// dataset errors if the split cannot be read; [`Error::Bundle`] if a section cannot be built.
 pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {

@@ -89,8 +89,12 @@ pub(super) fn extract_tar_members(
         let path = dir.join(file);
         tracing::info!("extracting {}", path.display());
         let mut tmp = partial_file(&path)?;
-        let (_, found) = copy_hashed(&mut &mut *entry, &mut tmp)
-            .map_err(|e| archive_err(format!("reading {name}: {e}")))?;
+        let (_, found) =
+            copy_hashed(&mut &mut *entry, &mut tmp).map_err(|e| Error::ArchiveRead {
+                path: archive.to_path_buf(),
+                what: format!("member {name}"),
+                source: Box::new(e),
+            })?;
         if let Some(expected) = md5.filter(|&m| m != found) {
             return Err(Error::ChecksumMismatch {
                 path,
@@ -117,10 +121,13 @@ pub(super) fn read_tar_members(archive: &Path, names: &[String]) -> Result<Vec<(
     for_each_tar_entry(archive, |name, entry| {
         if names.iter().any(|n| n == name) {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| Error::Archive {
-                path: archive.to_path_buf(),
-                reason: format!("reading {name}: {e}"),
-            })?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::ArchiveRead {
+                    path: archive.to_path_buf(),
+                    what: format!("member {name}"),
+                    source: Box::new(e),
+                })?;
             out.push((name.to_owned(), bytes));
         }
         Ok(())
@@ -129,22 +136,23 @@ pub(super) fn read_tar_members(archive: &Path, names: &[String]) -> Result<Vec<(
 }
 
 /// Walks the entries of a `.tar.gz`, calling `visit` with each member's path (as stored) and a
-/// reader of its bytes; archive-level failures become [`Error::Archive`] naming `archive`.
+/// reader of its bytes; archive-level failures become [`Error::ArchiveRead`] naming `archive`.
 fn for_each_tar_entry(
     archive: &Path,
     mut visit: impl FnMut(&str, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    let archive_err = |reason: String| Error::Archive {
+    let archive_err = |what: &str, e: io::Error| Error::ArchiveRead {
         path: archive.to_path_buf(),
-        reason,
+        what: what.to_owned(),
+        source: Box::new(e),
     };
     let file = File::open(archive).map_err(|e| Error::io("opening", archive, e))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
-    for entry in tar.entries().map_err(|e| archive_err(e.to_string()))? {
-        let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
+    for entry in tar.entries().map_err(|e| archive_err("its entries", e))? {
+        let mut entry = entry.map_err(|e| archive_err("an entry", e))?;
         let name = entry
             .path()
-            .map_err(|e| archive_err(e.to_string()))?
+            .map_err(|e| archive_err("an entry's path", e))?
             .to_string_lossy()
             .into_owned();
         visit(&name, &mut entry)?;

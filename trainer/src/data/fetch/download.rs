@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// transfer, and a body that runs past the cap is stopped there.
 ///
 /// # Errors
-/// [`Error::DownloadTooLarge`] past the cap, [`Error::Download`] for transfer failures,
+/// [`Error::DownloadTooLarge`] past the cap, [`Error::Download`] and [`Error::DownloadTruncated`] for transfer failures,
 /// [`Error::ChecksumMismatch`] for a wrong MD5.
 pub fn download(
     url: &str,
@@ -25,9 +25,9 @@ pub fn download(
     max_bytes: u64,
     progress: bool,
 ) -> Result<NamedTempFile> {
-    let err = |reason: String| Error::Download {
+    let err = |source: crate::error::Cause| Error::Download {
         url: url.to_owned(),
-        reason,
+        source,
     };
     tracing::info!("downloading {url}");
     let config = ureq::Agent::config_builder()
@@ -36,7 +36,7 @@ pub fn download(
         .timeout_per_read(Some(Duration::from_secs(120)))
         .build();
     let agent = ureq::Agent::new_with_config(config);
-    let mut response = agent.get(url).call().map_err(|e| err(e.to_string()))?;
+    let mut response = agent.get(url).call().map_err(|e| err(Box::new(e)))?;
     let total = response.body().content_length();
     if let Some(total) = total.filter(|&t| t > max_bytes) {
         return Err(Error::DownloadTooLarge {
@@ -67,8 +67,7 @@ pub fn download(
             .as_reader()
             .take(max_bytes.saturating_add(1)),
     );
-    let (len, found) =
-        copy_hashed(&mut reader, tmp.as_file_mut()).map_err(|e| err(e.to_string()))?;
+    let (len, found) = copy_hashed(&mut reader, tmp.as_file_mut()).map_err(|e| err(Box::new(e)))?;
     bar.finish_and_clear();
     if len > max_bytes {
         return Err(Error::DownloadTooLarge {
@@ -78,7 +77,11 @@ pub fn download(
         });
     }
     if let Some(total) = total.filter(|&t| t != len) {
-        return Err(err(format!("transfer ended after {len} of {total} bytes")));
+        return Err(Error::DownloadTruncated {
+            url: url.to_owned(),
+            received: len,
+            announced: total,
+        });
     }
     if found != expected_md5 {
         return Err(Error::ChecksumMismatch {

