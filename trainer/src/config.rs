@@ -469,7 +469,8 @@ impl Config {
         };
         let file: toml::Table = toml::from_str(&text).map_err(|e| Error::Config {
             source_name: source.clone(),
-            reason: e.to_string(),
+            action: "parsing",
+            source: Box::new(e),
         })?;
         // Start from the defaults and lay the file over them, so a file may set any single key
         // (`optim.operators.weight_decay = 1e-4`) and the defaults live only in `Config::default`.
@@ -487,7 +488,8 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config {
                 source_name: source,
-                reason: e.to_string(),
+                action: "reading the settings of",
+                source: Box::new(e),
             })?;
         config.validate()?;
         Ok(config)
@@ -597,7 +599,8 @@ impl Config {
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Config {
             source_name: self.name.clone(),
-            reason: e.to_string(),
+            action: "serialising",
+            source: Box::new(e),
         })
     }
 }

@@ -51,13 +51,17 @@ pub enum Error {
         /// Every valid dotted key, comma separated.
         valid: String,
     },
-    /// A config file that is not valid TOML or does not fit the config's structure.
-    #[error("config {source_name}: {reason}")]
+    /// A config file that is not valid TOML or does not fit the config's structure, or a config
+    /// that cannot be written as TOML.
+    #[error("{action} config {source_name}")]
     Config {
         /// The built-in name or the file path.
         source_name: String,
-        /// The parser's explanation (it names the offending key).
-        reason: String,
+        /// What was being done ("parsing", "reading the keys of", "serialising").
+        action: &'static str,
+        /// The TOML library's error (it names the offending key).
+        #[source]
+        source: Cause,
     },
 
     // ---- training ----
@@ -102,6 +106,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint file whose contents cannot be encoded or decoded (safetensors, JSON).
+    #[error("checkpoint {}: cannot {action}", path.display())]
+    CheckpointData {
+        /// The file at fault.
+        path: PathBuf,
+        /// What could not be done ("decode the training state", "load the tensors", ...).
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Cause,
+    },
     /// A checkpoint that is incomplete or inconsistent with its manifest.
     #[error("checkpoint {} is incomplete or inconsistent: {problems}; {advice}", dir.display())]
     CorruptCheckpoint {
@@ -113,9 +128,7 @@ pub enum Error {
         advice: String,
     },
     /// A checkpoint that could not be written (disk full, I/O error); nothing was committed.
-    #[error(
-        "writing the checkpoint of epoch {epoch} failed: {source}; nothing was committed: {last_good}"
-    )]
+    #[error("writing the checkpoint of epoch {epoch} failed; nothing was committed: {last_good}")]
     CheckpointWrite {
         /// The epoch whose checkpoint failed.
         epoch: u64,
@@ -168,7 +181,7 @@ pub enum Error {
         expected: String,
     },
     /// Reading or writing a file failed at the operating-system level.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("reading", "writing", "renaming to", ...).
         action: &'static str,
@@ -225,12 +238,13 @@ pub enum Error {
         reason: String,
     },
     /// An image file that cannot be decoded.
-    #[error("cannot decode image {path}: {reason}")]
+    #[error("cannot decode image {path}")]
     Image {
         /// The image file (or the archive member).
         path: PathBuf,
         /// The decoder's complaint.
-        reason: String,
+        #[source]
+        source: image::ImageError,
     },
     /// An image whose dimensions differ from the rest of the dataset.
     #[error(
@@ -273,12 +287,23 @@ pub enum Error {
         found: String,
     },
     /// An HTTP download failed.
-    #[error("downloading {url} failed: {reason}")]
+    #[error("downloading {url} failed")]
     Download {
         /// The URL.
         url: String,
-        /// Why (connection, HTTP status, interrupted transfer).
-        reason: String,
+        /// Why: the HTTP client's error (connection, HTTP status) or the transfer's I/O error.
+        #[source]
+        source: Cause,
+    },
+    /// A download whose body ended before the length the server announced.
+    #[error("downloading {url}: the transfer ended after {received} of {announced} bytes")]
+    DownloadTruncated {
+        /// The URL.
+        url: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced by `Content-Length`.
+        announced: u64,
     },
     /// A download larger than the official archive: stopped at the cap.
     #[error(
@@ -326,6 +351,17 @@ pub enum Error {
         /// What is wrong (missing member, bad header, ...).
         reason: String,
     },
+    /// An archive (or one of its members) that cannot be read.
+    #[error("archive {}: cannot read {what}", path.display())]
+    ArchiveRead {
+        /// The archive file (or the member, as `archive/member`).
+        path: PathBuf,
+        /// What could not be read ("its entries", "member X", ...).
+        what: String,
+        /// The underlying error (I/O, zip, JSON).
+        #[source]
+        source: Cause,
+    },
     /// `--offline` was asked for a dataset that has no offline source.
     #[error(
         "{dataset} has no offline source: download {url} on a machine with network access and extract it into {dir}"
@@ -348,12 +384,13 @@ pub enum Error {
 
     // ---- loader ----
     /// The loader's worker pool could not be created.
-    #[error("cannot start a worker pool of {threads} threads: {reason}")]
+    #[error("cannot start a worker pool of {threads} threads")]
     ThreadPool {
         /// Threads asked for.
         threads: usize,
-        /// The reason given by rayon.
-        reason: String,
+        /// The error given by rayon or by the thread spawn.
+        #[source]
+        source: Cause,
     },
 }
 
@@ -370,6 +407,23 @@ impl Error {
             source,
         }
     }
+}
+
+/// The underlying error of a variant whose cause can be of several types (the concrete error,
+/// boxed; `downcast_ref` recovers it).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `err` and each of its causes, joined with `: `, for the places that print an error as one line
+/// (a log message, a report) rather than through anyhow's chain.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// `Result` with the trainer's [`Error`].

@@ -15,7 +15,9 @@
 //! * [`run`]: a run directory opened for evaluation or export;
 //! * [`export`]: a run as a `.mclr` bundle for the viewer.
 //!
-//! Errors are one enum, [`Error`], whose messages say what was expected and where.
+//! Errors are one enum, [`Error`], whose messages say what was expected and where; the error that
+//! caused one (an OS error, a parser's complaint) is its `source()`, not part of its message, and
+//! [`error_chain`] prints an error with its causes on one line.
 
 pub mod augment;
 pub mod config;
@@ -35,7 +37,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result, error_chain};
 
 /// The environment variable that sizes candle's own CPU thread pool (its elementwise ops).
 pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";

@@ -82,13 +82,10 @@ struct EvalArgs {
     /// Also show these earlier results (results.json files) as columns of results.md.
     #[arg(long, value_name = "RESULTS.json")]
     compare: Vec<PathBuf>,
-    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
-    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Read the dataset from here instead of the run config's `data.dir`.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArg,
+    #[command(flatten)]
+    data_dir: DataDirArg,
 }
 
 #[derive(Debug, Args)]
@@ -99,28 +96,111 @@ struct ExportArgs {
     #[arg(long, value_name = "FILE.mclr")]
     out: PathBuf,
     /// The split the gallery images come from.
-    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
-    gallery: String,
+    #[arg(long, value_enum, default_value_t = GalleryArg::Test)]
+    gallery: GalleryArg,
     /// Export only the first N images of the split (at least 2).
     #[arg(long, value_name = "N")]
     max: Option<usize>,
-    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
-    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Thumbnail side in pixels.
     #[arg(long, default_value_t = 32)]
     tile_px: u32,
     /// Sprite sheet encoding: png (lossless) or jpeg (smaller).
-    #[arg(long, default_value = "png", value_parser = ["png", "jpeg"])]
-    thumbnails: String,
-    /// Read the dataset from here instead of the run config's `data.dir`.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ThumbnailsArg::Png)]
+    thumbnails: ThumbnailsArg,
+    #[command(flatten)]
+    data_dir: DataDirArg,
     /// Storage precision of the prior and encoder weights: int8 (smallest; the change it makes
     /// to the prior is recorded in the bundle's metrics), f16 or f32 (exact).
-    #[arg(long, default_value = "int8", value_parser = ["int8", "f16", "f32"])]
-    weights: String,
+    #[arg(long, value_enum, default_value_t = WeightsArg::Int8)]
+    weights: WeightsArg,
+}
+
+/// `--device`, shared by the subcommands that run the model.
+#[derive(Debug, Args)]
+struct DeviceArg {
+    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long = "device", value_name = "DEVICE", default_value = "auto", value_parser = device_spec)]
+    spec: String,
+}
+
+impl DeviceArg {
+    /// The device the spec names (`auto` probes for CUDA).
+    fn device(&self) -> anyhow::Result<candle_core::Device> {
+        mclr_trainer::train::parse_device(&self.spec).context("while choosing the device")
+    }
+}
+
+/// Accepts the spellings `--device` knows (whether CUDA is there is checked when it is used).
+fn device_spec(spec: &str) -> Result<String, String> {
+    let ordinal = spec.strip_prefix("cuda:");
+    if matches!(spec, "auto" | "cpu" | "cuda")
+        || ordinal.is_some_and(|n| n.parse::<usize>().is_ok())
+    {
+        Ok(spec.to_owned())
+    } else {
+        Err("expected auto, cpu, cuda or cuda:N".to_owned())
+    }
+}
+
+/// `--data-dir`, shared by the subcommands that read a run's dataset.
+#[derive(Debug, Args)]
+struct DataDirArg {
+    /// Read the dataset from here instead of the run config's `data.dir`.
+    #[arg(long = "data-dir", value_name = "DATA_DIR")]
+    path: Option<PathBuf>,
+}
+
+/// `--gallery`: the split the exported images come from.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum GalleryArg {
+    Test,
+    Train,
+}
+
+impl From<GalleryArg> for mclr_trainer::data::Split {
+    fn from(arg: GalleryArg) -> Self {
+        match arg {
+            GalleryArg::Test => Self::EvalTest,
+            GalleryArg::Train => Self::EvalTrain,
+        }
+    }
+}
+
+/// `--thumbnails`: the sprite sheet's encoding.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ThumbnailsArg {
+    Png,
+    Jpeg,
+}
+
+impl From<ThumbnailsArg> for mclr_shared::bundle::ImageFormat {
+    fn from(arg: ThumbnailsArg) -> Self {
+        match arg {
+            ThumbnailsArg::Png => Self::Png,
+            ThumbnailsArg::Jpeg => Self::Jpeg,
+        }
+    }
+}
+
+/// `--weights`: the storage precision of the exported networks.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum WeightsArg {
+    Int8,
+    F16,
+    F32,
+}
+
+impl From<WeightsArg> for mclr_shared::bundle::WeightPrecision {
+    fn from(arg: WeightsArg) -> Self {
+        match arg {
+            WeightsArg::Int8 => Self::I8,
+            WeightsArg::F16 => Self::F16,
+            WeightsArg::F32 => Self::F32,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -146,10 +226,8 @@ struct TrainArgs {
     /// Continue the run in --run-dir from its latest checkpoint.
     #[arg(long, requires = "run_dir")]
     resume: bool,
-    /// auto (the first CUDA device if this build has CUDA and one is present, else the CPU),
-    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Stop after this many epochs in total (checkpointed; resume later with --resume).
     #[arg(long)]
     stop_after_epochs: Option<u64>,
@@ -362,7 +440,7 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     let options = TrainOptions {
         run_dir: run_dir.clone(),
         resume: args.resume,
-        device: train::parse_device(&args.device).context("while choosing the device")?,
+        device: args.device.device()?,
         stop_after_epochs: args.stop_after_epochs,
         progress,
     };
@@ -422,9 +500,8 @@ fn eval(args: &EvalArgs, progress: bool) -> anyhow::Result<()> {
     let options = EvalOptions {
         protocols,
         weights,
-        device: mclr_trainer::train::parse_device(&args.device)
-            .context("while choosing the device")?,
-        data_dir: args.data_dir.clone(),
+        device: args.device.device()?,
+        data_dir: args.data_dir.path.clone(),
         progress,
     };
     let results = suite::evaluate(&run, &options)
@@ -455,25 +532,15 @@ fn eval(args: &EvalArgs, progress: bool) -> anyhow::Result<()> {
 
 /// `mclr export`.
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    use mclr_trainer::data::Split;
     use mclr_trainer::export::{self, ExportOptions};
     let options = ExportOptions {
-        gallery: if args.gallery == "train" {
-            Split::EvalTrain
-        } else {
-            Split::EvalTest
-        },
+        gallery: args.gallery.into(),
         max: args.max,
-        device: mclr_trainer::train::parse_device(&args.device)
-            .context("while choosing the device")?,
+        device: args.device.device()?,
         tile_px: args.tile_px,
-        thumbnail_format: if args.thumbnails == "jpeg" {
-            mclr_shared::bundle::ImageFormat::Jpeg
-        } else {
-            mclr_shared::bundle::ImageFormat::Png
-        },
-        data_dir: args.data_dir.clone(),
-        weights: args.weights.parse().context("while reading --weights")?,
+        thumbnail_format: args.thumbnails.into(),
+        data_dir: args.data_dir.path.clone(),
+        weights: args.weights.into(),
     };
     let bundle = export::export_run(&args.run, &options)
         .with_context(|| format!("while exporting the run in {}", args.run.display()))?;

@@ -62,16 +62,18 @@ impl Run {
     /// Epochs and steps completed (`state.json`).
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] if `state.json` is missing or unreadable.
+    /// [`Error::CheckpointData`] if `state.json` is missing or unreadable.
     pub fn state(&self) -> Result<TrainState> {
         let path = self.dir.join(checkpoint::STATE_FILE);
-        let json = std::fs::read(&path).map_err(|e| Error::Checkpoint {
+        let json = std::fs::read(&path).map_err(|e| Error::CheckpointData {
             path: path.clone(),
-            reason: format!("cannot read the training state: {e}"),
+            action: "read the training state",
+            source: Box::new(e),
         })?;
-        serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
+        serde_json::from_slice(&json).map_err(|e| Error::CheckpointData {
             path,
-            reason: e.to_string(),
+            action: "decode the training state",
+            source: Box::new(e),
         })
     }
 
@@ -79,7 +81,8 @@ impl Run {
     /// `weights`.
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] if the trained weights are missing or do not fit the architecture.
+    /// [`Error::CheckpointData`] if the trained weights are missing or unreadable;
+    /// [`Error::Checkpoint`] if they do not fit the architecture.
     pub fn model(&self, weights: Weights, device: &Device) -> Result<SslModel> {
         let model = SslModel::new(
             &self.config,
@@ -88,11 +91,13 @@ impl Run {
         )?;
         if weights == Weights::Trained {
             let path = self.dir.join(checkpoint::MODEL_FILE);
-            let tensors =
-                candle_core::safetensors::load(&path, device).map_err(|e| Error::Checkpoint {
+            let tensors = candle_core::safetensors::load(&path, device).map_err(|e| {
+                Error::CheckpointData {
                     path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+                    action: "load the trained weights",
+                    source: Box::new(e),
+                }
+            })?;
             load_weights(&model, &tensors, &path)?;
         }
         Ok(model)

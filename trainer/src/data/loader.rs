@@ -76,7 +76,7 @@ impl LoaderConfig {
                     .map(Arc::new)
                     .map_err(|e| Error::ThreadPool {
                         threads,
-                        reason: e.to_string(),
+                        source: Box::new(e),
                     })
             })
             .transpose()
@@ -381,7 +381,7 @@ impl<T: Send + 'static> Prefetch<T> {
             })
             .map_err(|e| Error::ThreadPool {
                 threads: 1,
-                reason: format!("cannot spawn the loader thread: {e}"),
+                source: Box::new(e),
             })?;
         Ok(Self {
             rx: Some(rx),

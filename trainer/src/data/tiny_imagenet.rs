@@ -224,9 +224,9 @@ fn decode(path: &Path) -> Result<image::RgbImage> {
     let reader = reader
         .with_guessed_format()
         .map_err(|e| Error::io("reading", path, e))?;
-    let img = reader.decode().map_err(|e| Error::Image {
+    let img = reader.decode().map_err(|source| Error::Image {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     Ok(img.into_rgb8())
 }

@@ -129,9 +129,10 @@ fn safetensors_bytes(
     path: &Path,
 ) -> Result<Vec<u8>> {
     let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| Error::Checkpoint {
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| Error::CheckpointData {
         path: path.to_owned(),
-        reason: e.to_string(),
+        action: "encode the tensors as safetensors",
+        source: Box::new(e),
     })
 }
 
@@ -171,10 +172,12 @@ impl Checkpoint<'_> {
                 format!("mclr {}", env!("CARGO_PKG_VERSION")),
             ),
         ]);
-        let state_json = serde_json::to_vec_pretty(self.state).map_err(|e| Error::Checkpoint {
-            path: staging.join(STATE_FILE),
-            reason: e.to_string(),
-        })?;
+        let state_json =
+            serde_json::to_vec_pretty(self.state).map_err(|e| Error::CheckpointData {
+                path: staging.join(STATE_FILE),
+                action: "encode the training state",
+                source: Box::new(e),
+            })?;
         let contents: [(&str, Vec<u8>); 4] = [
             (
                 MODEL_FILE,
@@ -200,9 +203,10 @@ impl Checkpoint<'_> {
             files,
         };
         let manifest_json =
-            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Checkpoint {
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::CheckpointData {
                 path: staging.join(MANIFEST_FILE),
-                reason: e.to_string(),
+                action: "encode the manifest",
+                source: Box::new(e),
             })?;
         // The manifest is written last: a folder without one was never committed.
         crate::durable::write_new(&staging.join(MANIFEST_FILE), &manifest_json)?;
@@ -383,7 +387,7 @@ pub fn check_all(
         .map(|dir| {
             let loaded = read(&dir, device)
                 .map(|(_, _, state)| state.epochs_done)
-                .map_err(|e| e.to_string());
+                .map_err(|e| crate::error_chain(&e));
             (dir, loaded)
         })
         .collect();
@@ -415,15 +419,17 @@ pub fn read(dir: &Path, device: &Device) -> Result<(NamedTensors, NamedTensors, 
     })?;
     let state_path = dir.join(STATE_FILE);
     let json = std::fs::read(&state_path).map_err(|e| Error::io("reading", &state_path, e))?;
-    let state: TrainState = serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
+    let state: TrainState = serde_json::from_slice(&json).map_err(|e| Error::CheckpointData {
         path: state_path,
-        reason: e.to_string(),
+        action: "decode the training state",
+        source: Box::new(e),
     })?;
     let load = |name: &str| -> Result<NamedTensors> {
         let path = dir.join(name);
-        candle_core::safetensors::load(&path, device).map_err(|e| Error::Checkpoint {
+        candle_core::safetensors::load(&path, device).map_err(|e| Error::CheckpointData {
             path: path.clone(),
-            reason: e.to_string(),
+            action: "load the tensors",
+            source: Box::new(e),
         })
     };
     Ok((load(MODEL_FILE)?, load(OPTIMIZER_FILE)?, state))

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mclr_trainer::config::{BUILTIN, Config, KlWarmup, Method};
+use mclr_trainer::error_chain;
 
 fn get(name: &str) -> Config {
     Config::resolve(name, &[]).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -259,9 +260,7 @@ fn invalid_values_are_rejected_naming_the_key() {
         err.contains("imagenet") && err.contains("tiny-imagenet"),
         "{err}"
     );
-    let err = Config::resolve("demo", &["method.kind=byol".into()])
-        .unwrap_err()
-        .to_string();
+    let err = error_chain(&Config::resolve("demo", &["method.kind=byol".into()]).unwrap_err());
     assert!(err.contains("byol"), "{err}");
 }
 
@@ -281,10 +280,11 @@ fn config_file_with_unknown_key_is_rejected_and_resolved_config_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[optim]\nepochz = 3\n").unwrap();
-    let err = Config::resolve(bad.to_str().unwrap(), &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("epochz"), "{err}");
+    let err = error_chain(&Config::resolve(bad.to_str().unwrap(), &[]).unwrap_err());
+    assert!(
+        err.contains(&bad.display().to_string()) && err.contains("epochz"),
+        "{err}"
+    );
 
     let original =
         Config::resolve("cifar10-manifoldclr-thresh", &["optim.epochs=7".into()]).unwrap();

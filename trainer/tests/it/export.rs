@@ -16,6 +16,7 @@ use mclr_shared::bundle::{self, Bundle, ImageFormat};
 use mclr_shared::operators::PriorNetwork;
 use mclr_trainer::config::Config;
 use mclr_trainer::data::{ImageSet, Split};
+use mclr_trainer::error_chain;
 use mclr_trainer::export::{self, ExportOptions};
 use mclr_trainer::model::ssl::SslModel;
 use mclr_trainer::train::{TrainOptions, checkpoint, load_weights, train_on};
@@ -508,19 +509,23 @@ fn inspect_refuses_devices_and_directories_without_reading_them() {
         if !path.exists() {
             continue;
         }
-        let err = export::read_bundle(path).unwrap_err();
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = error_chain(&export::read_bundle(path).unwrap_err());
+        assert!(
+            err.starts_with(&format!("reading {}: ", path.display())),
+            "{err}"
+        );
+        assert!(err.contains("not a regular file"), "{err}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let err = export::read_bundle(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = error_chain(&export::read_bundle(dir.path()).unwrap_err());
+    assert!(err.contains("not a regular file"), "{err}");
 
     // A FIFO with no writer: opening it for reading would block forever.
     let fifo = dir.path().join("pipe.mclr");
     let made = Command::new("mkfifo").arg(&fifo).status();
     if made.is_ok_and(|s| s.success()) {
-        let err = export::read_bundle(&fifo).unwrap_err();
-        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = error_chain(&export::read_bundle(&fifo).unwrap_err());
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }
 

@@ -1,0 +1,385 @@
+//! `mclr export` and `mclr inspect`: a finished ManifoldCLR run as a viewer bundle,
+//! and a readable summary of a bundle file.
+//!
+//! [`export_run`] reads the run directory (`config.toml`, `model.safetensors`, `state.json` and,
+//! if present, `results.json`), rebuilds the model and computes, on the run's device:
+//!
+//! * **gallery features**: frozen backbone features (eval mode, the dataset's eval transform) of
+//!   the *first N* images of the chosen split in dataset order, stored as f16. First-N rather than a
+//!   stratified draw keeps `source_indices` a simple prefix and the export reproducible; the
+//!   official test splits are not sorted by class, so a prefix of a few hundred images already
+//!   covers every class;
+//! * **thumbnails**: the same images (untransformed) as one sprite sheet of `tile_px` tiles,
+//!   ⌈√N⌉ columns, tile i at column `i % columns`, row `i / columns`;
+//! * **PCA**: [`PCA_COMPONENTS`] principal axes of the stored (f16-rounded) features, so the
+//!   viewer projects exactly the values it holds;
+//! * **operator statistics**: the Frobenius norm of each Ψ_m; the *usage* of each operator, the
+//!   fraction of prior samples with `c_m ≠ 0`; and the class × operator heatmap, the mean `|c_m|`
+//!   per class. The samples are [`PRIOR_SAMPLES_PER_IMAGE`] draws per gallery image from the fully
+//!   warmed prior p(c | z) at the stored feature, with the run's soft threshold ζ and the shared
+//!   [`LaplaceSampler`](mclr_shared::operators::LaplaceSampler) seeded with [`PRIOR_SEED`], so an export is deterministic.
+//!
+//! The bundle is [`validate`](mclr_shared::bundle::validate)d before it is returned, and
+//! [`write_bundle`] writes it atomically (temporary file, then rename).
+//!
+//! The sections that are jobs of their own live in their own modules: `stats` (the operator
+//! statistics from prior samples), `sprites` (the thumbnail sprite sheet) and `inspect` (reading
+//! a bundle file back and `mclr inspect`'s terminal-safe summary). This module assembles the
+//! bundle and writes it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+use mclr_shared::bundle::{
+    self, ArrayBlob, Bundle, Gallery, ImageFormat, MlpWeights, PcaBasis, RunMetadata,
+    WeightPrecision,
+};
+use mclr_shared::geometry::Pca;
+
+use crate::config::Method;
+use crate::data::{self, Split};
+use crate::error::{Error, Result};
+use crate::eval::features;
+use crate::run::{Run, Weights};
+use crate::train::checkpoint;
+
+/// File in a run directory that evaluation writes its results to; its numeric fields become the
+/// bundle's metrics.
+pub const RESULTS_FILE: &str = "results.json";
+
+/// Principal axes stored in the bundle (the viewer plots two and can rotate into the third).
+pub const PCA_COMPONENTS: usize = 3;
+
+/// Prior samples drawn per gallery image for the usage and heatmap statistics.
+pub const PRIOR_SAMPLES_PER_IMAGE: usize = 4;
+
+/// Seed of the [`LaplaceSampler`](mclr_shared::operators::LaplaceSampler) behind the operator statistics.
+pub const PRIOR_SEED: u64 = 0x6d63_6c72; // "mclr"
+
+/// Metric recording how much storing the weights at reduced precision changes the prior: the
+/// largest |Δ| of its location and log-scale heads over the first gallery images, relative to the
+/// largest |value| of the f32 heads.
+pub const PRIOR_QUANTIZATION_METRIC: &str = "export_prior_rel_change";
+
+/// Gallery images the quantisation check runs the prior on.
+const QUANTIZATION_CHECK_IMAGES: usize = 256;
+
+/// Images per forward pass when computing prior parameters.
+const BATCH_SIZE: usize = features::BATCH_SIZE;
+
+mod inspect;
+mod sprites;
+mod stats;
+
+pub use inspect::{BundleFile, escape, read_bundle, summarize};
+
+use sprites::sprite_sheet;
+use stats::{OperatorInputs, operator_stats};
+
+/// How to export a run (what to export is the run directory).
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Split the gallery images come from: [`Split::EvalTest`] (default) or [`Split::EvalTrain`].
+    pub gallery: Split,
+    /// Export only the first `max` images of the split (at least 2, for the PCA); all if `None`.
+    pub max: Option<usize>,
+    /// Where the model runs.
+    pub device: Device,
+    /// Width and height of one thumbnail in pixels (default 32).
+    pub tile_px: u32,
+    /// Encoding of the sprite sheet: PNG (default, lossless) or JPEG (about a fifth of the size).
+    pub thumbnail_format: ImageFormat,
+    /// Read the dataset from here instead of the run config's `data.dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Storage precision of the prior and encoder weights (default int8: a 10k-image bundle of
+    /// a d = 64 run is then well under 20 MB). The largest change this makes to the prior's
+    /// outputs on the gallery is recorded in the bundle's metrics.
+    pub weights: WeightPrecision,
+}
+
+impl Default for ExportOptions {
+    /// The test split, every image, CPU, 32 px PNG thumbnails, the config's data directory,
+    /// int8 weights.
+    fn default() -> Self {
+        Self {
+            gallery: Split::EvalTest,
+            max: None,
+            device: Device::Cpu,
+            tile_px: 32,
+            thumbnail_format: ImageFormat::Png,
+            data_dir: None,
+            weights: WeightPrecision::default(),
+        }
+    }
+}
+
+/// Builds the viewer bundle of the ManifoldCLR run in `run_dir` (see the module docs for what it
+/// holds and how each section is computed). The result has passed
+/// [`validate`](mclr_shared::bundle::validate).
+///
+/// # Errors
+/// [`Error::Checkpoint`] or [`Error::CheckpointData`] if the run directory lacks its config,
+/// weights or state, or is a SimCLR run (which has no operators to export); [`Error::InvalidSetting`] for a bad option (a gallery
+/// split other than eval-test or eval-train, `max` below 2, a zero tile size, an unlabelled split);
+/// dataset errors if the split cannot be read; [`Error::Bundle`] if a section cannot be built.
+pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
+    check_options(options)?;
+    let run = Run::open(run_dir, &[])?;
+    let (config, dataset) = (&run.config, run.dataset);
+    if config.method.kind != Method::Manifoldclr {
+        return Err(Error::Checkpoint {
+            path: run_dir.to_owned(),
+            reason: format!(
+                "is a {} run, which learns no operators; only ManifoldCLR runs can be exported \
+                 as viewer bundles",
+                method_name(config.method.kind)
+            ),
+        });
+    }
+    let state = run.state()?;
+    let device = &options.device;
+    let model = run.model(Weights::Trained, device)?;
+    let Some(manifold) = &model.manifold else {
+        return Err(Error::Checkpoint {
+            path: run_dir.to_owned(),
+            reason: "the model has no operators".into(),
+        });
+    };
+
+    // The gallery images.
+    let data_dir = options.data_dir.as_ref().unwrap_or(&config.data.dir);
+    let mut images = data::load(dataset, data_dir, options.gallery)?;
+    if let Some(max) = options.max
+        && max < images.len()
+    {
+        images = images.prefix(max)?;
+    }
+    let images = Arc::new(images);
+    let Some(labels) = images.labels().map(<[u16]>::to_vec) else {
+        return Err(Error::InvalidSetting {
+            setting: "--gallery",
+            expected: "a labelled split".into(),
+            found: options.gallery.to_string(),
+        });
+    };
+    let n = images.len();
+    let operators = manifold.operators.to_operators()?;
+    let (m, d) = (operators.num_operators(), operators.dim());
+
+    let raw = features::extract(&model, &images, dataset, device, None)?;
+    let features = ArrayBlob::from_f16_lossy(&[n, d], &raw)?;
+    // Everything derived from the features uses the values the bundle stores.
+    let stored = features.to_f32_vec()?;
+    let source_indices = (0..n)
+        .map(|i| u32::try_from(i).map_err(|_| too_many(n)))
+        .collect::<Result<Vec<u32>>>()?;
+    let class_names = images.class_names().to_vec();
+
+    let pca = Pca::fit(&stored, n, d, PCA_COMPONENTS.min(d))?;
+    let p = pca.explained_variance.len();
+    let stats = operator_stats(
+        &OperatorInputs {
+            norms: operators.frobenius_norms(),
+            features: &stored,
+            labels: &labels,
+            classes: class_names.len(),
+            threshold: config.method.threshold,
+        },
+        &manifold.prior,
+        device,
+    )?;
+
+    let prior = manifold.prior.export()?;
+    let stored_prior = prior.with_precision(options.weights)?;
+    let mut metrics = read_metrics(run_dir)?;
+    metrics.insert(
+        PRIOR_QUANTIZATION_METRIC.to_owned(),
+        f64::from(prior_output_change(
+            &prior,
+            &stored_prior,
+            &stored,
+            d,
+            QUANTIZATION_CHECK_IMAGES,
+        )?),
+    );
+
+    let bundle = Bundle {
+        metadata: RunMetadata {
+            dataset: dataset.to_string(),
+            method: method_name(config.method.kind).to_owned(),
+            config_toml: run.config_toml.clone(),
+            producer: format!("mclr {}", env!("CARGO_PKG_VERSION")),
+            epochs: u32::try_from(state.epochs_done).unwrap_or(u32::MAX),
+            steps: state.step,
+            threshold: config.method.threshold,
+            metrics,
+        },
+        operators: ArrayBlob::from_f32(
+            &[
+                m,
+                operators.blocks(),
+                operators.block_size(),
+                operators.block_size(),
+            ],
+            operators.as_slice(),
+        )?,
+        prior: stored_prior,
+        encoder: manifold.encoder.export()?.with_precision(options.weights)?,
+        gallery: Gallery {
+            split: gallery_name(options.gallery).to_owned(),
+            features,
+            labels: ArrayBlob::from_u16(&[n], &labels)?,
+            class_names,
+            source_indices: ArrayBlob::from_u32(&[n], &source_indices)?,
+        },
+        thumbnails: sprite_sheet(&images, options.tile_px, options.thumbnail_format)?,
+        pca: PcaBasis {
+            mean: ArrayBlob::from_f32(&[d], &pca.mean)?,
+            components: ArrayBlob::from_f32(&[p, d], &pca.components)?,
+            explained_variance: ArrayBlob::from_f32(&[p], &pca.explained_variance)?,
+        },
+        stats,
+    };
+    bundle::validate(&bundle)?;
+    Ok(bundle)
+}
+
+/// Largest change of the prior's raw heads when its weights go from `exact` to `stored`, over the
+/// first `images` rows of `features` (rows of `d`), relative to the largest head magnitude.
+fn prior_output_change(
+    exact: &MlpWeights,
+    stored: &MlpWeights,
+    features: &[f32],
+    d: usize,
+    images: usize,
+) -> Result<f32> {
+    let (exact, stored) = (exact.to_mlp("prior")?, stored.to_mlp("prior")?);
+    let rows = features.len().checked_div(d).unwrap_or(0).min(images);
+    let x = features.get(..rows * d).unwrap_or_default();
+    let (a, b) = (exact.forward(x)?, stored.forward(x)?);
+    let mut max_diff = 0.0_f32;
+    let mut max_value = 0.0_f32;
+    for (u, v) in a
+        .scale
+        .iter()
+        .chain(&a.loc)
+        .zip(b.scale.iter().chain(&b.loc))
+    {
+        max_diff = max_diff.max((u - v).abs());
+        max_value = max_value.max(u.abs());
+    }
+    Ok(if max_value > 0.0 {
+        max_diff / max_value
+    } else {
+        max_diff
+    })
+}
+
+/// Encodes `bundle` and writes it to `path` atomically: through a temporary file in the same
+/// folder and a rename, so an interrupted export never leaves a half-written bundle at `path`.
+///
+/// # Errors
+/// [`Error::Bundle`] if the bundle is invalid or too large to encode; [`Error::Io`] if the file
+/// cannot be written.
+pub fn write_bundle(path: &Path, bundle: &Bundle) -> Result<()> {
+    let bytes = bundle::encode(bundle)?;
+    checkpoint::write_atomic(path, &bytes)
+}
+
+/// Rejects options that cannot give a valid bundle.
+fn check_options(options: &ExportOptions) -> Result<()> {
+    if !matches!(options.gallery, Split::EvalTest | Split::EvalTrain) {
+        return Err(Error::InvalidSetting {
+            setting: "--gallery",
+            expected: "eval-test or eval-train".into(),
+            found: options.gallery.to_string(),
+        });
+    }
+    if options.max.is_some_and(|max| max < 2) {
+        return Err(Error::InvalidSetting {
+            setting: "--max",
+            expected: "at least 2 images (the PCA needs two)".into(),
+            found: options.max.map(|m| m.to_string()).unwrap_or_default(),
+        });
+    }
+    if options.tile_px == 0 {
+        return Err(Error::InvalidSetting {
+            setting: "--tile-px",
+            expected: "at least 1 pixel".into(),
+            found: "0".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The method's name as configs spell it.
+fn method_name(method: Method) -> &'static str {
+    method.name()
+}
+
+/// The gallery's split as the bundle names it (`test` or `train`).
+fn gallery_name(split: Split) -> &'static str {
+    match split {
+        Split::EvalTrain | Split::SslTrain => "train",
+        Split::EvalTest => "test",
+    }
+}
+
+/// An [`Error::InvalidSetting`] for a gallery too large for the format's u32 indices.
+fn too_many(n: usize) -> Error {
+    Error::InvalidSetting {
+        setting: "--max",
+        expected: "at most 2^32 gallery images".into(),
+        found: n.to_string(),
+    }
+}
+
+/// The numeric fields of the run's `results.json` (if any), flattened to dotted names
+/// (`linear.top1`, `knn.k20.top1`; array elements by index), non-finite values skipped.
+fn read_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let path = run_dir.join(RESULTS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Error::io("reading", &path, e)),
+    };
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Parse {
+        path: path.clone(),
+        line: e.line(),
+        reason: e.to_string(),
+    })?;
+    let mut metrics = BTreeMap::new();
+    flatten_numbers("", &value, &mut metrics);
+    Ok(metrics)
+}
+
+/// Adds every finite number in `value` to `out` under its dotted path from `prefix`.
+fn flatten_numbers(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::Number(number) => {
+            if let Some(v) = number.as_f64().filter(|v| v.is_finite()) {
+                out.insert(prefix.to_owned(), v);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                flatten_numbers(&join(key), field, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten_numbers(&join(&i.to_string()), item, out);
+            }
+        }
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::String(_) => {}
+    }
+}
