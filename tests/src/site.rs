@@ -214,7 +214,7 @@ fn read_head(stream: &TcpStream) -> std::result::Result<Request, Status> {
 pub fn resolve_target(target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     let path = path.strip_prefix('/')?;
-    let decoded = percent_decode(path)?;
+    let decoded = mclr_viewer::percent::decode_path(path)?;
     if decoded.contains(['\\', '\0']) {
         return None;
     }
@@ -230,25 +230,6 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
     out.components()
         .all(|c| matches!(c, Component::Normal(_)))
         .then_some(out)
-}
-
-/// Decodes `%XX` escapes; `None` for a broken escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The `Content-Type` for a file, from its extension.

@@ -1,5 +1,10 @@
 //! The viewer's one error type. Every variant reads as a sentence a person can act on, because the
 //! message is shown as-is in the page's error panel.
+//!
+//! The page shows an error as one string (`to_string()`), so each message is complete on its own:
+//! a variant that wraps a [`SharedError`] puts the cause into its words (in plain terms for a
+//! bundle, as-is for a computation) and does not also return it from `source()`, so that nothing
+//! that walks the chain prints the cause twice.
 
 use mclr_shared::Error as SharedError;
 
@@ -116,6 +121,19 @@ mod tests {
         .to_string();
         assert!(message.contains("not an mclr bundle"), "{message}");
         assert!(!message.contains("0x"), "{message}");
+    }
+
+    #[test]
+    fn messages_carry_their_cause_and_no_chain_repeats_it() {
+        use std::error::Error as _;
+        let cause = SharedError::TrailingBytes { extra: 3 };
+        for error in [
+            ViewerError::Bundle(cause.clone()),
+            ViewerError::Compute(cause.clone()),
+        ] {
+            assert!(error.source().is_none(), "{error:?}");
+            assert!(error.to_string().contains('3'), "{error}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod chart;
 pub mod engine;
 pub mod error;
 pub mod inspect;
-mod percent;
+pub mod percent;
 pub mod player;
 pub mod prior;
 pub mod session;

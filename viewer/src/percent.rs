@@ -1,21 +1,46 @@
-//! Percent-encoding of URL query components (RFC 3986), the small part of it share links need.
+//! Percent-encoding (RFC 3986), the small part of it share links need: query components, and
+//! (strictly) request paths for the tests' site server.
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a byte.
 /// A `%` not followed by two hex digits is kept literally (as browsers do); bytes that are not
 /// UTF-8 become U+FFFD. Never fails.
 pub fn decode(component: &str) -> String {
-    let bytes = component.as_bytes();
+    let bytes = unescape(component, Mode::Form).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Decodes the `%XX` escapes of a URL path strictly, as a server must before it maps the path
+/// to a file: `+` stays `+`, and a `%` not followed by two hex digits or bytes that are not
+/// UTF-8 give `None`.
+pub fn decode_path(path: &str) -> Option<String> {
+    String::from_utf8(unescape(path, Mode::Path)?).ok()
+}
+
+/// What [`unescape`] decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A query component: `+` is a space, a broken escape is kept literally.
+    Form,
+    /// A path: `+` is itself, a broken escape is refused.
+    Path,
+}
+
+/// The bytes `text` stands for; `None` only in [`Mode::Path`], for a broken escape.
+fn unescape(text: &str, mode: Mode) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
-            b'+' => out.push(b' '),
+            b'+' if mode == Mode::Form => out.push(b' '),
             b'%' => {
                 let hi = bytes.get(i + 1).and_then(|&h| hex_value(h));
                 let lo = bytes.get(i + 2).and_then(|&l| hex_value(l));
                 if let (Some(hi), Some(lo)) = (hi, lo) {
                     out.push(hi << 4 | lo);
                     i += 2;
+                } else if mode == Mode::Path {
+                    return None;
                 } else {
                     out.push(b'%');
                 }
@@ -24,7 +49,7 @@ pub fn decode(component: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
 /// Encodes `value` for a query component: unreserved characters (`A–Z a–z 0–9 - . _ ~`) and the
@@ -89,5 +114,18 @@ mod tests {
         assert_eq!(decode("%4"), "%4");
         assert_eq!(decode("%41%zz+"), "A%zz ");
         assert_eq!(decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn paths_decode_strictly() {
+        assert_eq!(
+            decode_path("pkg/a%20b+c.js").as_deref(),
+            Some("pkg/a b+c.js")
+        );
+        assert_eq!(decode_path("%2e%2E").as_deref(), Some(".."));
+        assert_eq!(decode_path("bad%zz"), None);
+        assert_eq!(decode_path("bad%4"), None);
+        assert_eq!(decode_path("bad%+f"), None);
+        assert_eq!(decode_path("%ff"), None);
     }
 }

@@ -6,6 +6,7 @@ mod charts;
 mod controller;
 mod loader;
 mod page;
+mod panels;
 mod scatter;
 mod signals;
 mod sprites;
