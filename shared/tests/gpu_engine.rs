@@ -92,7 +92,7 @@ fn knn_spans_a_two_row_grid_and_splits_queries_past_its_candidate_budget() {
     for k in [5, 64] {
         let gpu = block_on(engine.knn(&gallery, &q, k)).unwrap();
         let cpu = index.search_batch(&q, k).unwrap();
-        gpu_cases::assert_same_neighbors(&format!("knn k={k}"), &gpu, &cpu);
+        gpu_cases::assert_same_neighbours(&format!("knn k={k}"), &gpu, &cpu);
     }
 }
 

@@ -563,7 +563,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .with_context(|| format!("while inspecting {}", args.file.display()))?;
     std::io::stdout()
         .lock()
-        .write_all(export::summarize(&file).as_bytes())
+        .write_all(export::summarise(&file).as_bytes())
         .context("while printing the summary")?;
     Ok(())
 }

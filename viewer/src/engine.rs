@@ -3,7 +3,7 @@
 //! action on features, nearest gallery neighbours) through the same async methods, so the views
 //! never ask which one they run on. [`Engine::select`] is the one place that decides.
 
-use mclr_shared::geometry::{KnnIndex, Metric, Neighbor};
+use mclr_shared::geometry::{KnnIndex, Metric, Neighbour};
 use mclr_shared::operators::{BlockDiagonal, Operators};
 
 #[cfg(target_arch = "wasm32")]
@@ -157,7 +157,7 @@ pub struct Frame {
     /// z after the step.
     pub z: Vec<f32>,
     /// Nearest gallery rows of z, best first.
-    pub neighbours: Vec<Neighbor>,
+    pub neighbours: Vec<Neighbour>,
 }
 
 impl Engine {
@@ -269,7 +269,7 @@ impl Engine {
         gallery: &GalleryIndex,
         queries: &[f32],
         k: usize,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    ) -> Result<Vec<Vec<Neighbour>>> {
         match (self, gallery) {
             (_, GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
             #[cfg(target_arch = "wasm32")]
@@ -341,7 +341,7 @@ impl Engine {
                 let frame = gpu.path_step_knn(path, index, k).await.map_err(gpu_error)?;
                 Ok(Frame {
                     z: frame.z,
-                    neighbours: frame.neighbors,
+                    neighbours: frame.neighbours,
                 })
             }
             #[cfg(target_arch = "wasm32")]

@@ -7,7 +7,7 @@
 //! t = 1 exactly, holds there for [`HOLD_FRAMES`] frames so that B can be looked at, then starts
 //! again from A.
 
-use mclr_shared::geometry::Neighbor;
+use mclr_shared::geometry::Neighbour;
 
 use crate::engine::{Engine, GalleryIndex, Walker};
 use crate::error::{Result, ViewerError};
@@ -157,7 +157,7 @@ impl PathPlayer {
         session: &Session,
         gallery: &GalleryIndex,
         k: usize,
-    ) -> Result<Vec<Neighbor>> {
+    ) -> Result<Vec<Neighbour>> {
         let next = self.t + self.key.dt;
         if next > self.key.t_max || next < self.key.t_min {
             let (end, restart) = if self.key.dt >= 0.0 {

@@ -2,7 +2,7 @@
 //! sampler, the transported features T(c) z0, where they land in the scatter, the nearest gallery
 //! image of each other than the anchor, and the fraction that keep the anchor's label.
 
-use mclr_shared::geometry::Neighbor;
+use mclr_shared::geometry::Neighbour;
 use mclr_shared::operators::LaplaceSampler;
 
 use crate::engine::{Engine, GalleryIndex};
@@ -99,7 +99,7 @@ impl PriorCloud {
 }
 
 /// The best of `hits` (best first) that is not `anchor`, or `usize::MAX` when there is none.
-fn nearest_other_than(hits: &[Neighbor], anchor: usize) -> usize {
+fn nearest_other_than(hits: &[Neighbour], anchor: usize) -> usize {
     hits.iter()
         .map(|n| n.index)
         .find(|&i| i != anchor)
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn the_nearest_other_image_skips_the_anchor_wherever_it_ranks() {
-        let hit = |index| Neighbor { index, score: 0.0 };
+        let hit = |index| Neighbour { index, score: 0.0 };
         assert_eq!(nearest_other_than(&[hit(4), hit(7)], 4), 7);
         assert_eq!(nearest_other_than(&[hit(7), hit(4)], 4), 7);
         assert_eq!(nearest_other_than(&[hit(4)], 4), usize::MAX);

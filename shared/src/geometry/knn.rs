@@ -51,7 +51,7 @@ impl Metric {
 
 /// One search hit: a gallery row and its score under the index's [`Metric`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Neighbor {
+pub struct Neighbour {
     /// Row of the gallery.
     pub index: usize,
     /// Cosine similarity (higher is nearer) or squared euclidean distance (lower is nearer).
@@ -140,7 +140,7 @@ impl KnnIndex {
     /// * [`Error::Invalid`] naming `k` when `k` is 0;
     /// * [`Error::Shape`] naming `query` when `query.len() != dim`;
     /// * [`Error::NonFinite`] naming `query` at the first NaN or infinity.
-    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
         check_k(k)?;
         if query.len() != self.dim {
             return Err(Error::shape("query", &[self.dim], &[query.len()]));
@@ -167,7 +167,7 @@ impl KnnIndex {
         #[cfg(not(feature = "parallel"))]
         self.score_tile(query, query_inverse_norm, 0, &self.features, &mut scores);
 
-        Ok(self.neighbors(&scores, k))
+        Ok(self.neighbours(&scores, k))
     }
 
     /// [`KnnIndex::search`] for each row of `queries` (row-major `queries.len() / dim` rows); the
@@ -179,7 +179,7 @@ impl KnnIndex {
     /// * [`Error::Invalid`] naming `k` when `k` is 0;
     /// * [`Error::Shape`] naming `queries` when its length is not a multiple of `dim`;
     /// * [`Error::NonFinite`] naming `queries` at the first NaN or infinity.
-    pub fn search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+    pub fn search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbour>>> {
         check_k(k)?;
         if !queries.len().is_multiple_of(self.dim) {
             let len = queries.len();
@@ -192,12 +192,12 @@ impl KnnIndex {
         let run_block = |block: &[f32]| self.search_block(block, k);
 
         #[cfg(feature = "parallel")]
-        let blocks: Vec<Vec<Vec<Neighbor>>> = {
+        let blocks: Vec<Vec<Vec<Neighbour>>> = {
             use rayon::prelude::*;
             queries.par_chunks(block_len).map(run_block).collect()
         };
         #[cfg(not(feature = "parallel"))]
-        let blocks: Vec<Vec<Vec<Neighbor>>> = queries.chunks(block_len).map(run_block).collect();
+        let blocks: Vec<Vec<Vec<Neighbour>>> = queries.chunks(block_len).map(run_block).collect();
 
         Ok(blocks.into_iter().flatten().collect())
     }
@@ -205,7 +205,7 @@ impl KnnIndex {
     /// Searches a block of whole query rows sequentially: scores every query against one gallery
     /// tile at a time (so the tile is read from cache by all of them), then selects each query's
     /// best `k`.
-    fn search_block(&self, queries: &[f32], k: usize) -> Vec<Vec<Neighbor>> {
+    fn search_block(&self, queries: &[f32], k: usize) -> Vec<Vec<Neighbour>> {
         let inverse_norms: Vec<f32> = queries
             .chunks_exact(self.dim)
             .map(|q| self.query_inverse_norm(q))
@@ -231,7 +231,7 @@ impl KnnIndex {
         }
         scores
             .chunks_exact(self.rows)
-            .map(|row| self.neighbors(row, k))
+            .map(|row| self.neighbours(row, k))
             .collect()
     }
 
@@ -271,10 +271,10 @@ impl KnnIndex {
     }
 
     /// The best `k` of one query's gallery scores, as neighbours.
-    fn neighbors(&self, scores: &[f32], k: usize) -> Vec<Neighbor> {
+    fn neighbours(&self, scores: &[f32], k: usize) -> Vec<Neighbour> {
         top_k(scores, k, self.metric.larger_is_better())
             .into_iter()
-            .filter_map(|index| scores.get(index).map(|&score| Neighbor { index, score }))
+            .filter_map(|index| scores.get(index).map(|&score| Neighbour { index, score }))
             .collect()
     }
 }

@@ -17,5 +17,5 @@ mod pca;
 
 pub use eigen::{MAX_QL_ITERATIONS, SymmetricEigen, symmetric_eigen};
 pub use eigen_general::{MAX_BALANCE_SWEEPS, MAX_QR_ITERATIONS, eigenvalues_general};
-pub use knn::{KnnIndex, Metric, Neighbor, top_k};
+pub use knn::{KnnIndex, Metric, Neighbour, top_k};
 pub use pca::Pca;

@@ -7,7 +7,7 @@ use super::buffers::{grid, to_u32, words_bytes};
 use super::{GpuEngine, GpuError, GpuResult};
 use crate::Error;
 use crate::error::ensure_finite;
-use crate::geometry::{Metric, Neighbor};
+use crate::geometry::{Metric, Neighbour};
 
 /// Gallery rows per workgroup of `select_tiles` (the shader's `TILE`).
 const TILE: usize = 256;
@@ -251,7 +251,7 @@ impl GpuEngine {
         gallery: &GpuGallery,
         queries: &[f32],
         k: usize,
-    ) -> GpuResult<Vec<Vec<Neighbor>>> {
+    ) -> GpuResult<Vec<Vec<Neighbour>>> {
         check_k(k)?;
         let dim = gallery.dim;
         if !queries.len().is_multiple_of(dim) {
@@ -288,7 +288,7 @@ impl GpuEngine {
             .await?;
         Ok(words
             .chunks_exact(k * 2)
-            .map(neighbors_from_words)
+            .map(neighbours_from_words)
             .collect())
     }
 
@@ -366,11 +366,11 @@ impl GpuEngine {
 }
 
 /// One query's `(row, score bits)` pairs as neighbours, skipping empty slots.
-pub(super) fn neighbors_from_words(words: &[u32]) -> Vec<Neighbor> {
+pub(super) fn neighbours_from_words(words: &[u32]) -> Vec<Neighbour> {
     words
         .chunks_exact(2)
         .filter_map(|pair| match *pair {
-            [row, score] if row != NONE => Some(Neighbor {
+            [row, score] if row != NONE => Some(Neighbour {
                 index: row as usize,
                 score: f32::from_bits(score),
             }),

@@ -34,7 +34,7 @@
 //! let mut path = engine.path_from_generators(&generators, k, n, &z0).await?;
 //! for _ in 0..3 {
 //!     let frame = engine.path_step_knn(&mut path, &gallery, 8).await?;
-//!     // frame.z: the new position; frame.neighbors: its 8 nearest gallery rows, best first.
+//!     // frame.z: the new position; frame.neighbours: its 8 nearest gallery rows, best first.
 //!     assert_eq!(frame.z.len(), k * n);
 //! }
 //! # Ok(())

@@ -6,10 +6,10 @@
 
 use super::apply::TransportShape;
 use super::buffers::{words_bytes, words_to_f32};
-use super::knn::{GpuGallery, SearchTarget, neighbors_from_words};
+use super::knn::{GpuGallery, SearchTarget, neighbours_from_words};
 use super::{GpuEngine, GpuError, GpuResult};
 use crate::error::ensure_finite;
-use crate::geometry::Neighbor;
+use crate::geometry::Neighbour;
 use crate::{Error, Result};
 
 /// A path being walked on the GPU: the step E (K blocks of n×n) and the current position z (d).
@@ -41,7 +41,7 @@ pub struct PathFrame {
     /// z after the step, d values.
     pub z: Vec<f32>,
     /// The k gallery rows nearest to `z`, best first (as [`GpuEngine::knn`]).
-    pub neighbors: Vec<Neighbor>,
+    pub neighbours: Vec<Neighbour>,
 }
 
 /// Checks that `z0` is one finite feature of d = K·n.
@@ -206,7 +206,7 @@ impl GpuEngine {
         path.steps += 1;
         Ok(PathFrame {
             z,
-            neighbors: neighbors_from_words(pairs),
+            neighbours: neighbours_from_words(pairs),
         })
     }
 }

@@ -11,7 +11,7 @@
 
 use half::f16;
 use mclr_shared::expm::{expm_batch, norm1};
-use mclr_shared::geometry::{KnnIndex, Metric, Neighbor};
+use mclr_shared::geometry::{KnnIndex, Metric, Neighbour};
 use mclr_shared::gpu::{GalleryData, GpuEngine, GpuError};
 use mclr_shared::operators::{Operators, PathStepper};
 
@@ -155,7 +155,7 @@ pub const TIE: f32 = 1e-6;
 /// Neighbour lists must name the same rows in the same order with close scores, except that rows
 /// whose CPU scores tie (within [`TIE`]) may come in either order, and a row tied with the CPU's
 /// last neighbour may take its place.
-pub fn assert_same_neighbors(what: &str, gpu: &[Vec<Neighbor>], cpu: &[Vec<Neighbor>]) {
+pub fn assert_same_neighbours(what: &str, gpu: &[Vec<Neighbour>], cpu: &[Vec<Neighbour>]) {
     assert_eq!(gpu.len(), cpu.len(), "{what}: number of queries");
     let tied = |a: f32, b: f32| (a - b).abs() <= TIE * a.abs().max(b.abs()).max(1e-2);
     for (q, (g, c)) in gpu.iter().zip(cpu).enumerate() {
@@ -220,7 +220,7 @@ pub async fn knn_matches_cpu(
             for &k in ks {
                 let gpu = engine.knn(&gallery, &q, k).await.unwrap();
                 let cpu = index.search_batch(&q, k).unwrap();
-                assert_same_neighbors(
+                assert_same_neighbours(
                     &format!("knn {name} {metric:?} N={rows} d={dim} k={k}"),
                     &gpu,
                     &cpu,
@@ -266,7 +266,7 @@ pub async fn knn_edge_cases(engine: &GpuEngine) {
     assert!(empty.is_empty());
     assert_eq!(
         engine.knn(&empty, &q, 5).await.unwrap(),
-        vec![Vec::<Neighbor>::new()]
+        vec![Vec::<Neighbour>::new()]
     );
 }
 
@@ -301,7 +301,7 @@ pub async fn path_frames_match_cpu(engine: &GpuEngine, rows: usize, frames: usiz
     let mut cpu = PathStepper::new(&ops, &c, &z0, dt).unwrap();
     for frame in 0..frames {
         let want = cpu.step().unwrap().to_vec();
-        let neighbors = index.search(&want, 5).unwrap();
+        let neighbours = index.search(&want, 5).unwrap();
         for (name, path) in [("uploaded", &mut uploaded), ("computed", &mut computed)] {
             let got = engine.path_step_knn(path, &gallery, 5).await.unwrap();
             assert_close(
@@ -310,10 +310,10 @@ pub async fn path_frames_match_cpu(engine: &GpuEngine, rows: usize, frames: usiz
                 &want,
                 1.0,
             );
-            assert_same_neighbors(
+            assert_same_neighbours(
                 &format!("path ({name}) frame {frame} neighbours"),
-                std::slice::from_ref(&got.neighbors),
-                std::slice::from_ref(&neighbors),
+                std::slice::from_ref(&got.neighbours),
+                std::slice::from_ref(&neighbours),
             );
             assert_eq!(path.steps(), frame as u64 + 1);
         }

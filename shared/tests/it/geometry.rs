@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mclr_shared::Error;
-use mclr_shared::geometry::{KnnIndex, Metric, Neighbor, Pca, symmetric_eigen, top_k};
+use mclr_shared::geometry::{KnnIndex, Metric, Neighbour, Pca, symmetric_eigen, top_k};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -668,15 +668,15 @@ fn knn_zero_vectors_have_cosine_similarity_zero() {
     assert_eq!(
         found,
         vec![
-            Neighbor {
+            Neighbour {
                 index: 1,
                 score: 1.0
             },
-            Neighbor {
+            Neighbour {
                 index: 0,
                 score: 0.0
             },
-            Neighbor {
+            Neighbour {
                 index: 2,
                 score: -1.0
             },
@@ -714,7 +714,7 @@ fn knn_batch_spanning_several_blocks_matches_single_queries() {
     for metric in [Metric::Cosine, Metric::Euclidean] {
         let index = KnnIndex::new(gallery.clone(), dim, metric).unwrap();
         let batch = index.search_batch(&queries, 7).unwrap();
-        let single: Vec<Vec<Neighbor>> = queries
+        let single: Vec<Vec<Neighbour>> = queries
             .chunks_exact(dim)
             .map(|q| index.search(q, 7).unwrap())
             .collect();

@@ -4,7 +4,7 @@
 //! implementation of exact kNN in the project, shared with the viewer), and vote in one of two
 //! ways, see [`KnnVote`]. When `k` exceeds the number of training rows, all rows vote.
 
-use mclr_shared::geometry::{KnnIndex, Metric, Neighbor};
+use mclr_shared::geometry::{KnnIndex, Metric, Neighbour};
 
 use super::linear::argmax;
 use super::report::KnnResult;
@@ -58,16 +58,16 @@ impl KnnVote {
     }
 
     /// The winning class of one query's neighbours (best first).
-    fn decide(self, neighbors: &[Neighbor], labels: &[u16], classes: usize) -> u16 {
+    fn decide(self, neighbours: &[Neighbour], labels: &[u16], classes: usize) -> u16 {
         let mut scores = vec![0.0_f64; classes];
-        for neighbor in neighbors {
-            let Some(&label) = labels.get(neighbor.index) else {
+        for neighbour in neighbours {
+            let Some(&label) = labels.get(neighbour.index) else {
                 continue;
             };
             let weight = match self {
                 Self::Majority { .. } => 1.0,
                 Self::Weighted { temperature, .. } => {
-                    (f64::from(neighbor.score) / temperature).exp()
+                    (f64::from(neighbour.score) / temperature).exp()
                 }
             };
             if let Some(score) = scores.get_mut(usize::from(label)) {
@@ -117,7 +117,7 @@ impl KnnClassifier {
             .map_err(geometry_error)?;
         Ok(hits
             .iter()
-            .map(|neighbors| vote.decide(neighbors, &self.labels, self.classes))
+            .map(|neighbours| vote.decide(neighbours, &self.labels, self.classes))
             .collect())
     }
 

@@ -237,13 +237,13 @@ pub fn semi_supervised(
         let seed = config.first_seed.wrapping_add(t as u64);
         trials.push(trial(train, test, method, config, seed, device)?);
     }
-    Ok(summarize(method.name(), trials, config))
+    Ok(summarise(method.name(), trials, config))
 }
 
 /// The result of `method`'s `trials` (accuracies, trial `t` with seed `first_seed + t`): mean and
 /// population std (ddof 0, as numpy's default), with the settings that produced them. Public so
 /// that a caller running the trials one by one (for a progress bar) reports them identically.
-pub fn summarize(
+pub fn summarise(
     method: &str,
     trials: Vec<f64>,
     config: &SemiSupervisedConfig,

@@ -383,7 +383,7 @@ fn semi_supervised(
             trials.push(semisup::trial(train, test, method, &config, seed, device)?);
             bar.inc(1);
         }
-        results.push(semisup::summarize(method.name(), trials, &config));
+        results.push(semisup::summarise(method.name(), trials, &config));
     }
     bar.finish_and_clear();
     Ok(results)

@@ -84,7 +84,7 @@ pub fn read_bundle(path: &Path) -> Result<BundleFile> {
 /// A readable multi-line summary of a bundle file, as `mclr inspect` prints it: format version
 /// and size, section sizes, run metadata, shapes, gallery, thumbnails, PCA, the operators by norm
 /// with their usage, and the metrics.
-pub fn summarize(file: &BundleFile) -> String {
+pub fn summarise(file: &BundleFile) -> String {
     let bundle = &file.bundle;
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored on purpose.

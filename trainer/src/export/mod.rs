@@ -73,7 +73,7 @@ mod inspect;
 mod sprites;
 mod stats;
 
-pub use inspect::{BundleFile, escape, read_bundle, summarize};
+pub use inspect::{BundleFile, escape, read_bundle, summarise};
 
 use sprites::sprite_sheet;
 use stats::{OperatorInputs, operator_stats};
