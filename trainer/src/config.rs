@@ -766,22 +766,7 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Every dotted key of the full config, e.g. `optim.backbone.lr`.
 pub fn valid_keys() -> Vec<String> {
-    fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
-        match value {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            _ => out.push(prefix.to_owned()),
-        }
-    }
-    let mut out = Vec::new();
-    walk("", &toml::Value::Table(default_table()), &mut out);
-    out
+    let mut flat = std::collections::BTreeMap::new();
+    flatten_into("", &toml::Value::Table(default_table()), &mut flat);
+    flat.into_keys().collect()
 }

@@ -385,18 +385,6 @@ fn data_dir(given: Option<PathBuf>, root: &Path, work: &Path) -> Result<(PathBuf
 /// Writes 5 × 1,024 training and 1,024 test images in CIFAR-10's binary format: per image a
 /// label byte and the R, G, B planes, each image a class colour with a gradient and noise.
 pub(crate) fn write_synthetic_cifar10(dir: &Path) -> Result<()> {
-    const NAMES: [&str; 10] = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ];
     let bin = dir.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     let mut state = 0x9e37_79b9_u32;
@@ -424,8 +412,11 @@ pub(crate) fn write_synthetic_cifar10(dir: &Path) -> Result<()> {
     }
     file("test_batch.bin", 1024)?;
     let meta = bin.join("batches.meta.txt");
-    std::fs::write(&meta, NAMES.join("\n") + "\n")
-        .with_context(|| format!("writing {}", meta.display()))
+    std::fs::write(
+        &meta,
+        mclr_shared::bundle::synthetic::CLASS_NAMES.join("\n") + "\n",
+    )
+    .with_context(|| format!("writing {}", meta.display()))
 }
 
 /// Appends the throughput rows to BENCHMARKS.md, under a heading naming the GPU and the date.

@@ -144,34 +144,34 @@ mod tests {
         assert!(matches!(parse(&["ci"]), Verb::Ci));
         assert!(matches!(parse(&["web", "--dev"]), Verb::Web { dev: true }));
         let Verb::Demo(d) = parse(&["demo", "--smoke", "--no-serve"]) else {
-            panic!("not demo")
+            panic!("the command line did not parse as `demo`")
         };
         assert!(d.smoke && d.no_serve && !d.offline && d.port == 8080);
         let Verb::KillTest(k) =
             parse(&["kill-test", "--kills", "4", "--epochs", "6", "--seed", "1"])
         else {
-            panic!("not kill-test")
+            panic!("the command line did not parse as `kill-test`")
         };
         assert_eq!((k.kills, k.epochs, k.seed), (4, 6, Some(1)));
         let Verb::BenchTorch(b) = parse(&["bench-torch", "--only", "a,b"]) else {
-            panic!("not bench-torch")
+            panic!("the command line did not parse as `bench-torch`")
         };
         assert_eq!(b.only, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!((b.rounds, b.iters), (2, 3));
         let Verb::GpuCheck(g) = parse(&["gpu-check", "--data", "DIR", "--no-cudnn"]) else {
-            panic!("not gpu-check")
+            panic!("the command line did not parse as `gpu-check`")
         };
         assert!(g.no_cudnn && g.data.as_deref() == Some(std::path::Path::new("DIR")));
         let Verb::Fuzz(f) = parse(&["fuzz", "--smoke"]) else {
-            panic!("not fuzz")
+            panic!("the command line did not parse as `fuzz`")
         };
         assert!(f.smoke && f.target.is_none());
         let Verb::Serve(s) = parse(&["serve", "--port", "9000"]) else {
-            panic!("not serve")
+            panic!("the command line did not parse as `serve`")
         };
         assert_eq!(s.port, 9000);
         let Verb::Bench { args } = parse(&["bench", "--bench", "expm"]) else {
-            panic!("not bench")
+            panic!("the command line did not parse as `bench`")
         };
         assert_eq!(args, ["--bench", "expm"]);
     }

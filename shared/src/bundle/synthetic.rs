@@ -67,8 +67,9 @@ impl Default for SyntheticSpec {
     }
 }
 
-/// Class names for the first ten classes (CIFAR-10's); later classes are `class {c}`.
-const CLASS_NAMES: [&str; 10] = [
+/// Class names for the first ten classes (CIFAR-10's, in its label order); later classes are
+/// `class {c}`.
+pub const CLASS_NAMES: [&str; 10] = [
     "airplane",
     "automobile",
     "bird",
