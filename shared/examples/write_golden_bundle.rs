@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
-use mclr_shared::bundle::{self, FORMAT_VERSION, WeightPrecision};
+use mclr_shared::bundle::{self, FORMAT_VERSION, RunRecord, TrainingLog, WeightPrecision};
 
 /// The spec of the golden bundle: every section present, everything small. The test in
 /// `shared/tests/it/bundle.rs` asserts these sizes.
@@ -54,6 +54,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // v2's new storage: the MLP weights as int8 with per-row scales.
     golden.prior = golden.prior.with_precision(WeightPrecision::I8)?;
     golden.encoder = golden.encoder.with_precision(WeightPrecision::I8)?;
+    // v3's new section: the run record with two short training logs.
+    golden.run = RunRecord {
+        saved_unix_ms: 1_796_515_200_000,
+        live: false,
+        training_logs: vec![
+            TrainingLog {
+                label: "manifoldclr".to_owned(),
+                jsonl: "{\"step\":0,\"loss\":{\"total\":4.5,\"kl\":50.0}}\n\
+                        {\"step\":10,\"loss\":{\"total\":4.25,\"kl\":0.5}}\n"
+                    .to_owned(),
+            },
+            TrainingLog {
+                label: "simclr".to_owned(),
+                jsonl: "{\"step\":0,\"loss\":{\"total\":4.75}}\n".to_owned(),
+            },
+        ],
+    };
     let bytes = bundle::encode(&golden)?;
     // Prove the file opens before writing it.
     if bundle::decode(&bytes)? != golden {

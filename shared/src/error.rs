@@ -139,6 +139,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    // ---- training logs ----
+    /// A line of a `metrics.jsonl` training log is not a record (see [`crate::curves::parse`]).
+    #[error("training log line {line} {reason}")]
+    TrainingLog {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line, e.g. "is not valid JSON (column 7)".
+        reason: String,
+    },
 }
 
 /// Result with [`Error`].

@@ -7,6 +7,7 @@
 //! differentiable ops and the viewer's WGSL shaders are tested against.
 
 pub mod bundle;
+pub mod curves;
 mod error;
 pub mod expm;
 pub mod geometry;

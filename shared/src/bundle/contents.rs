@@ -33,6 +33,9 @@ pub struct Bundle {
     pub pca: PcaBasis,
     /// Precomputed per-operator statistics for the viewer's summary panels.
     pub stats: OperatorStats,
+    /// The run around the model (format v3): when the model was saved, whether it is a live
+    /// snapshot of a run still training, and the training curves. Empty for v1 and v2 files.
+    pub run: RunRecord,
 }
 
 impl Bundle {
@@ -164,12 +167,17 @@ pub struct Thumbnails {
     pub columns: u32,
     /// Number of tiles: one per gallery image.
     pub count: u32,
-    /// The encoded image.
+    /// The encoded image; empty when `sheet_file` names where it is.
     #[serde(
         serialize_with = "serde_bytes::serialize",
         deserialize_with = "raw_bytes::deserialize"
     )]
     pub sheet: Vec<u8>,
+    /// Format v3: a plain file name (no folder) of the sheet, stored beside the bundle instead of
+    /// inside it. A run's live bundle, rewritten at every checkpoint, references the sheet it
+    /// wrote once rather than carrying it again. `None` (and always for v1/v2) means `sheet`
+    /// holds the image.
+    pub sheet_file: Option<String>,
 }
 
 /// A linear projection of features for plotting: `p = components · (z − mean)`.
@@ -192,4 +200,28 @@ pub struct OperatorStats {
     pub usage: ArrayBlob,
     /// Mean `|c̃_m|` under the prior for the images of each class, shape (C, M), f32.
     pub class_heatmap: ArrayBlob,
+}
+
+/// What a bundle records about its run besides the model (format v3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// When the model in the bundle was saved by the trainer (the checkpoint it comes from), in
+    /// milliseconds since the Unix epoch; 0 if unknown (v1/v2). The viewer shows its age.
+    pub saved_unix_ms: u64,
+    /// True for a live snapshot written by `mclr train` at a checkpoint: a small gallery and
+    /// no evaluation, replaced as the run goes on. False for an exported bundle.
+    pub live: bool,
+    /// Training curves: the run's own log first, then any runs it is compared with (for
+    /// example SimCLR at the same budget). Each is the run's `metrics.jsonl`, one JSON object
+    /// per logged step; [`crate::curves`] reads it.
+    pub training_logs: Vec<TrainingLog>,
+}
+
+/// One run's training log as the trainer wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingLog {
+    /// What to call the run in a legend, e.g. `manifoldclr` or `simclr`.
+    pub label: String,
+    /// The run's `metrics.jsonl`, verbatim.
+    pub jsonl: String,
 }

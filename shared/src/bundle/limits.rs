@@ -48,3 +48,12 @@ pub const MAX_RANK: usize = 8;
 /// Most pixels of the decoded thumbnail sheet (8192 × 8192, 256 MiB as RGBA), read from the
 /// PNG or JPEG header before anything decodes it.
 pub const MAX_SHEET_PIXELS: u64 = 1 << 26;
+
+/// Longest file name a bundle may reference beside itself (`thumbnails.sheet_file`), in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Most training logs in one bundle (the run's own and the runs it is compared with).
+pub const MAX_TRAINING_LOGS: usize = 16;
+
+/// Longest training log (`metrics.jsonl`), in bytes: a long run logged every few steps.
+pub const MAX_TRAINING_LOG_BYTES: usize = 16 << 20;

@@ -32,9 +32,11 @@
 //!
 //! # Versions
 //!
-//! The payload of the current version (2) is the current [`Bundle`]; version 1 (f32-only MLP
-//! weights, no `weight_scale`) is the same layout without the `Option` of each layer's scale, and
-//! the decoder reads it as such (`wire::decode_bundle` takes the version). Decoding dispatches on
+//! The payload of the current version (3) is the current [`Bundle`]. Version 2 is the same layout
+//! without `thumbnails.sheet_file` and the trailing [`RunRecord`] (training curves, the time of
+//! writing, the live flag); version 1 (f32-only MLP weights, no `weight_scale`) is version 2
+//! without the `Option` of each layer's scale. The decoder reads each as such
+//! (`wire::decode_bundle` takes the version) and fills what an old file lacks with empty values. Decoding dispatches on
 //! the header's version with one `match` (see `decode_payload`). When the format changes:
 //!
 //! 1. teach `wire.rs` the new layout, keyed on the version, keeping the old one readable,
@@ -76,9 +78,9 @@ use std::ops::RangeInclusive;
 pub use array::{ArrayBlob, DType, Dim};
 pub use contents::{
     Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
-    Thumbnails,
+    RunRecord, Thumbnails, TrainingLog,
 };
-pub use validate::validate;
+pub use validate::{check_sheet, validate};
 pub use weights::WeightPrecision;
 
 use crate::error::{Error, Result};
@@ -88,7 +90,7 @@ use header::Header;
 pub const MAGIC: [u8; 8] = [0x89, b'M', b'C', b'L', b'R', b'\r', b'\n', 0x1a];
 
 /// The format version [`encode`] writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The format versions [`decode`] reads. Widen it when a new version adds an upgrade path.
 pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=FORMAT_VERSION;
@@ -221,11 +223,11 @@ fn decode_checked_payload(header: &Header, payload: &[u8]) -> Result<Bundle> {
 }
 
 /// Decodes a payload of format `version` into the current [`Bundle`]. This is the one place that
-/// knows about versions (see the module docs): v1 and v2 share the decoder, which reads v1's layers
-/// without a scale.
+/// knows about versions (see the module docs): v1, v2 and v3 share the decoder, which reads v1's
+/// layers without a scale, and v1/v2 without the sheet's file name and the run record.
 fn decode_payload(version: u32, payload: &[u8]) -> Result<Bundle> {
     match version {
-        1 | 2 => wire::decode_bundle(version, payload),
+        1..=3 => wire::decode_bundle(version, payload),
         found => Err(header::unsupported_version(found)),
     }
 }

@@ -23,7 +23,7 @@ use rand_core::{RngCore, SeedableRng};
 use super::array::ArrayBlob;
 use super::contents::{
     Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
-    Thumbnails,
+    RunRecord, Thumbnails,
 };
 use super::png;
 use super::weights::WeightPrecision;
@@ -175,6 +175,7 @@ pub fn synthetic_bundle(spec: &SyntheticSpec) -> Result<Bundle> {
         thumbnails,
         pca,
         stats,
+        run: RunRecord::default(),
     };
     super::validate(&bundle)?;
     Ok(bundle)
@@ -397,6 +398,7 @@ fn sprite_sheet(labels: &[u16], tile_px: u32) -> Result<Thumbnails> {
         columns,
         count,
         sheet: png::encode_rgb8(width, height, &rgb)?,
+        sheet_file: None,
     })
 }
 

@@ -4,7 +4,7 @@
 use super::array::{ArrayBlob, DType, Dim};
 use super::contents::{
     Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
-    Thumbnails,
+    RunRecord, Thumbnails,
 };
 use super::limits;
 use crate::error::{Error, Result};
@@ -51,7 +51,8 @@ pub fn validate(bundle: &Bundle) -> Result<()> {
     };
     check_thumbnails(&bundle.thumbnails, &dims)?;
     check_pca(&bundle.pca, &dims)?;
-    check_stats(&bundle.stats, &dims)
+    check_stats(&bundle.stats, &dims)?;
+    check_run(&bundle.run)
 }
 
 /// Strings within their caps, threshold finite and ≥ 0, metrics finite.
@@ -332,13 +333,30 @@ fn check_thumbnails(thumbnails: &Thumbnails, dims: &Dims) -> Result<()> {
     if thumbnails.columns == 0 {
         return Err(Error::invalid("thumbnails.columns", "must be at least 1"));
     }
+    match &thumbnails.sheet_file {
+        None => check_sheet(thumbnails, &thumbnails.sheet),
+        Some(name) => {
+            check_file_name("thumbnails.sheet_file", name)?;
+            if thumbnails.sheet.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    "thumbnails.sheet",
+                    "must be empty when `sheet_file` names the sheet",
+                ))
+            }
+        }
+    }
+}
+
+/// Checks a thumbnail sheet against the geometry `thumbnails` declares: an image of the declared
+/// format, within [`limits::MAX_SHEET_PIXELS`], large enough to hold every tile. [`validate`]
+/// runs it on an embedded sheet; a reader runs it on a sheet it fetched from
+/// [`Thumbnails::sheet_file`], before decoding the image.
+pub fn check_sheet(thumbnails: &Thumbnails, sheet: &[u8]) -> Result<()> {
     let (format_name, size) = match thumbnails.format {
-        ImageFormat::Png if thumbnails.sheet.starts_with(&PNG_SIGNATURE) => {
-            ("PNG", png_dimensions(&thumbnails.sheet))
-        }
-        ImageFormat::Jpeg if thumbnails.sheet.starts_with(&JPEG_SOI) => {
-            ("JPEG", jpeg_dimensions(&thumbnails.sheet))
-        }
+        ImageFormat::Png if sheet.starts_with(&PNG_SIGNATURE) => ("PNG", png_dimensions(sheet)),
+        ImageFormat::Jpeg if sheet.starts_with(&JPEG_SOI) => ("JPEG", jpeg_dimensions(sheet)),
         format => {
             return Err(Error::invalid(
                 "thumbnails.sheet",
@@ -547,4 +565,49 @@ fn check_cap(field: &str, what: &str, count: usize, cap: usize) -> Result<()> {
 /// Fails with [`Error::OverLimit`] naming `field` when `text` is longer than `cap` bytes.
 fn check_len(field: &str, text: &str, cap: usize) -> Result<()> {
     check_cap(field, "bytes", text.len(), cap)
+}
+
+/// A name a reader can resolve beside the bundle without leaving its folder: 1 to
+/// [`limits::MAX_FILE_NAME_BYTES`] bytes of ASCII letters, digits, `.`, `_` and `-`, not
+/// starting with a dot.
+fn check_file_name(field: &str, name: &str) -> Result<()> {
+    check_len(field, name, limits::MAX_FILE_NAME_BYTES)?;
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty() || name.starts_with('.') || !plain {
+        return Err(Error::invalid(
+            field,
+            "must be a plain file name (letters, digits, `.`, `_`, `-`; not starting with `.`)",
+        ));
+    }
+    Ok(())
+}
+
+/// Labels within [`limits::MAX_NAME_BYTES`], at most [`limits::MAX_TRAINING_LOGS`] logs, each
+/// within [`limits::MAX_TRAINING_LOG_BYTES`].
+fn check_run(run: &RunRecord) -> Result<()> {
+    if run.training_logs.len() > limits::MAX_TRAINING_LOGS {
+        return Err(Error::invalid(
+            "run.training_logs",
+            format!(
+                "has {} logs, over the limit of {}",
+                run.training_logs.len(),
+                limits::MAX_TRAINING_LOGS
+            ),
+        ));
+    }
+    for log in &run.training_logs {
+        check_len(
+            "run.training_logs (label)",
+            &log.label,
+            limits::MAX_NAME_BYTES,
+        )?;
+        check_len(
+            "run.training_logs (jsonl)",
+            &log.jsonl,
+            limits::MAX_TRAINING_LOG_BYTES,
+        )?;
+    }
+    Ok(())
 }

@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use super::array::{ArrayBlob, DType};
 use super::contents::{
     Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
-    Thumbnails,
+    RunRecord, Thumbnails, TrainingLog,
 };
 use super::limits;
 use crate::error::{Error, Result};
 
-/// Decodes a payload of format `version` (1 or 2) into the current [`Bundle`]. The whole payload
+/// Decodes a payload of format `version` (1, 2 or 3) into the current [`Bundle`]. The whole payload
 /// must be the bundle: bytes left over are [`Error::Malformed`].
 pub(super) fn decode_bundle(version: u32, payload: &[u8]) -> Result<Bundle> {
     let mut wire = Wire {
@@ -40,15 +40,21 @@ pub(super) fn decode_bundle(version: u32, payload: &[u8]) -> Result<Bundle> {
         pos: 0,
     };
     let with_scales = version >= 2;
+    let v3 = version >= 3;
     let bundle = Bundle {
         metadata: wire.metadata()?,
         operators: wire.array("operators")?,
         prior: wire.mlp("prior", with_scales)?,
         encoder: wire.mlp("encoder", with_scales)?,
         gallery: wire.gallery()?,
-        thumbnails: wire.thumbnails()?,
+        thumbnails: wire.thumbnails(v3)?,
         pca: wire.pca()?,
         stats: wire.stats()?,
+        run: if v3 {
+            wire.run()?
+        } else {
+            RunRecord::default()
+        },
     };
     if wire.pos != payload.len() {
         return Err(Error::Malformed {
@@ -306,7 +312,7 @@ impl<'a> Wire<'a> {
         })
     }
 
-    fn thumbnails(&mut self) -> Result<Thumbnails> {
+    fn thumbnails(&mut self, with_file: bool) -> Result<Thumbnails> {
         let format = match self.u32("thumbnails.format")? {
             0 => ImageFormat::Png,
             1 => ImageFormat::Jpeg,
@@ -323,6 +329,34 @@ impl<'a> Wire<'a> {
             columns: self.u32("thumbnails.columns")?,
             count: self.u32("thumbnails.count")?,
             sheet: self.blob("thumbnails.sheet", usize::MAX)?,
+            sheet_file: if with_file && self.option_tag("thumbnails.sheet_file")? {
+                Some(self.string("thumbnails.sheet_file", limits::MAX_FILE_NAME_BYTES)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn run(&mut self) -> Result<RunRecord> {
+        let saved_unix_ms = self.u64("run.saved_unix_ms")?;
+        let live = match self.u8("run.live")? {
+            0 => false,
+            1 => true,
+            other => return Err(self.malformed("run.live", &format!("bool byte {other}"))),
+        };
+        // A log is at least its two length bytes.
+        let logs = self.count("run.training_logs", 2, limits::MAX_TRAINING_LOGS)?;
+        let mut training_logs = Vec::with_capacity(logs);
+        for _ in 0..logs {
+            training_logs.push(TrainingLog {
+                label: self.string("run.training_logs (label)", limits::MAX_NAME_BYTES)?,
+                jsonl: self.string("run.training_logs (jsonl)", limits::MAX_TRAINING_LOG_BYTES)?,
+            });
+        }
+        Ok(RunRecord {
+            saved_unix_ms,
+            live,
+            training_logs,
         })
     }
 

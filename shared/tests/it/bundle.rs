@@ -14,7 +14,8 @@ use mclr_shared::Error;
 use mclr_shared::bundle::synthetic::{SyntheticSpec, synthetic_bundle};
 use mclr_shared::bundle::{
     self, ArrayBlob, Bundle, DEFAULT_MAX_PAYLOAD_BYTES, DType, Dim, FORMAT_VERSION, HEADER_LEN,
-    ImageFormat, LinearWeights, MAGIC, SUPPORTED_VERSIONS, WIRE_CONFIG, WeightPrecision,
+    ImageFormat, LinearWeights, MAGIC, RunRecord, SUPPORTED_VERSIONS, TrainingLog, WIRE_CONFIG,
+    WeightPrecision, limits,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -73,8 +74,10 @@ fn assert_no_large_allocation() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// The golden fixture of the current format version (v2).
-const GOLDEN: &[u8] = include_bytes!("../golden/bundle_v2.mclr");
+/// The golden fixture of the current format version (v3).
+const GOLDEN: &[u8] = include_bytes!("../golden/bundle_v3.mclr");
+/// The frozen fixture of format v2 (no sheet file name, no run record), which must keep opening.
+const GOLDEN_V2: &[u8] = include_bytes!("../golden/bundle_v2.mclr");
 /// The frozen fixture of format v1 (f32-only MLP weights), which must keep opening.
 const GOLDEN_V1: &[u8] = include_bytes!("../golden/bundle_v1.mclr");
 
@@ -121,6 +124,7 @@ fn section_ends(bundle: &Bundle) -> Vec<(&'static str, usize)> {
         ("thumbnails", encoded_len(&bundle.thumbnails)),
         ("pca", encoded_len(&bundle.pca)),
         ("stats", encoded_len(&bundle.stats)),
+        ("run", encoded_len(&bundle.run)),
     ];
     let mut end = 0;
     sizes
@@ -316,6 +320,7 @@ fn payload_is_the_sections_in_field_order() {
         bincode::serde::encode_to_vec(&b.thumbnails, WIRE_CONFIG).unwrap(),
         bincode::serde::encode_to_vec(&b.pca, WIRE_CONFIG).unwrap(),
         bincode::serde::encode_to_vec(&b.stats, WIRE_CONFIG).unwrap(),
+        bincode::serde::encode_to_vec(&b.run, WIRE_CONFIG).unwrap(),
     ]
     .concat();
     assert_eq!(payload, concatenated);
@@ -330,10 +335,15 @@ fn payload_is_the_sections_in_field_order() {
 #[test]
 fn golden_header_matches_the_documented_layout() {
     let payload = &GOLDEN[24..];
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(FORMAT_VERSION, 3);
     assert_eq!(
         &GOLDEN[..24],
-        &header(2, payload.len() as u64, crc32fast::hash(payload))[..]
+        &header(3, payload.len() as u64, crc32fast::hash(payload))[..]
+    );
+    let v2_payload = &GOLDEN_V2[24..];
+    assert_eq!(
+        &GOLDEN_V2[..24],
+        &header(2, v2_payload.len() as u64, crc32fast::hash(v2_payload))[..]
     );
     let v1_payload = &GOLDEN_V1[24..];
     assert_eq!(
@@ -407,8 +417,98 @@ fn golden_decodes_with_the_expected_contents() {
     let png = decode_png(&t.sheet);
     assert_eq!((png.width, png.height), (12, 12));
 
+    assert_eq!(t.sheet_file, None);
+
     assert_eq!(g.pca.components.shape, [2, 8]);
     assert_eq!(g.stats.class_heatmap.shape, [3, 2]);
+
+    assert_eq!(g.run.saved_unix_ms, 1_796_515_200_000);
+    assert!(!g.run.live);
+    let labels: Vec<&str> = g
+        .run
+        .training_logs
+        .iter()
+        .map(|l| l.label.as_str())
+        .collect();
+    assert_eq!(labels, ["manifoldclr", "simclr"]);
+    let curves = mclr_shared::curves::parse(&g.run.training_logs[0].jsonl).unwrap();
+    assert_eq!(
+        curves.get("loss.total").unwrap().points,
+        [(0, 4.5), (10, 4.25)]
+    );
+}
+
+#[test]
+fn golden_v2_opens_as_the_current_bundle_without_a_run_record() {
+    let v2 = bundle::decode(GOLDEN_V2).unwrap();
+    let mut current = golden();
+    assert_eq!(v2.run, RunRecord::default());
+    assert_eq!(v2.thumbnails.sheet_file, None);
+    // Same spec, seed and storage: only the run record is new in v3.
+    current.run = RunRecord::default();
+    assert_eq!(v2, current);
+    let reencoded = bundle::encode(&v2).unwrap();
+    assert_eq!(reencoded[8..12], FORMAT_VERSION.to_le_bytes());
+    assert_eq!(bundle::decode(&reencoded).unwrap(), v2);
+}
+
+#[test]
+fn a_sheet_beside_the_bundle_is_a_plain_file_name_and_leaves_the_sheet_empty() {
+    let g = golden();
+    let mut external = g.clone();
+    let sheet = std::mem::take(&mut external.thumbnails.sheet);
+    external.thumbnails.sheet_file = Some("live-thumbs.png".to_owned());
+    let bytes = bundle::encode(&external).unwrap();
+    let decoded = bundle::decode(&bytes).unwrap();
+    assert_eq!(decoded, external);
+    // The reader checks the fetched sheet against the declared geometry...
+    bundle::check_sheet(&decoded.thumbnails, &sheet).unwrap();
+    let err = bundle::check_sheet(&decoded.thumbnails, &sheet[..20]).unwrap_err();
+    assert!(err.to_string().contains("thumbnails.sheet"), "{err}");
+    let err = bundle::check_sheet(&decoded.thumbnails, b"GIF89a").unwrap_err();
+    assert!(err.to_string().contains("signature"), "{err}");
+    // ...and names that could leave the bundle's folder are refused.
+    for bad in [
+        "../thumbs.png",
+        "/etc/passwd",
+        ".hidden",
+        "a/b.png",
+        "",
+        "x\\y",
+        "é.png",
+    ] {
+        let mut b = external.clone();
+        b.thumbnails.sheet_file = Some(bad.to_owned());
+        let err = bundle::validate(&b).unwrap_err();
+        assert!(
+            err.to_string().contains("thumbnails.sheet_file"),
+            "{bad:?}: {err}"
+        );
+    }
+    let mut both = external.clone();
+    both.thumbnails.sheet = sheet;
+    let err = bundle::validate(&both).unwrap_err();
+    assert!(err.to_string().contains("must be empty"), "{err}");
+}
+
+#[test]
+fn training_logs_over_their_caps_are_refused() {
+    let mut g = golden();
+    g.run.training_logs = (0..=limits::MAX_TRAINING_LOGS)
+        .map(|i| TrainingLog {
+            label: format!("run{i}"),
+            jsonl: String::new(),
+        })
+        .collect();
+    let err = bundle::validate(&g).unwrap_err();
+    assert!(err.to_string().contains("run.training_logs"), "{err}");
+    let mut g = golden();
+    g.run.training_logs[0].jsonl = "x".repeat(limits::MAX_TRAINING_LOG_BYTES + 1);
+    let err = bundle::validate(&g).unwrap_err();
+    assert!(
+        err.to_string().contains("run.training_logs (jsonl)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -448,7 +548,11 @@ fn golden_reencodes_to_identical_bytes() {
 #[test]
 fn golden_v1_opens_and_upgrades_to_the_same_bundle_with_f32_weights() {
     let v1 = bundle::decode(GOLDEN_V1).unwrap();
-    let current = golden();
+    // v1 has no run record (v3's addition).
+    let current = Bundle {
+        run: RunRecord::default(),
+        ..golden()
+    };
     // Same spec and seed: everything but the weights' storage is identical...
     for layer in v1.prior.trunk.iter().chain(&v1.encoder.trunk) {
         assert_eq!(layer.weight.dtype, DType::F32);
@@ -695,7 +799,7 @@ fn other_files_are_bad_magic_not_truncated() {
 
 #[test]
 fn unknown_version_is_unsupported_with_found_and_supported() {
-    for version in [0, 3, u32::MAX] {
+    for version in [0, 4, u32::MAX] {
         let mut bytes = GOLDEN.to_vec();
         bytes[8..12].copy_from_slice(&u32::to_le_bytes(version));
         let err = bundle::decode(&bytes).unwrap_err();
@@ -703,23 +807,23 @@ fn unknown_version_is_unsupported_with_found_and_supported() {
             err,
             Error::UnsupportedVersion {
                 found: version,
-                supported: "1..=2".to_owned()
+                supported: "1..=3".to_owned()
             }
         );
         let message = err.to_string();
         assert!(message.contains(&format!("v{version}")), "{message}");
-        assert!(message.contains("v1..=2"), "{message}");
+        assert!(message.contains("v1..=3"), "{message}");
     }
 }
 
 #[test]
 fn version_is_checked_before_the_payload_length() {
     // A future version may lay out its payload differently: report the version, not the length.
-    let mut file = header(3, u64::MAX, 0);
+    let mut file = header(4, u64::MAX, 0);
     file.push(0);
     assert!(matches!(
         bundle::decode(&file),
-        Err(Error::UnsupportedVersion { found: 3, .. })
+        Err(Error::UnsupportedVersion { found: 4, .. })
     ));
 }
 
@@ -1476,7 +1580,7 @@ fn a_long_class_list_whose_bytes_are_present_is_capped_before_allocating() {
     // A count that the payload could hold (one byte per empty name) but over C's cap: refused
     // by the count check before the list is allocated.
     let mut b = golden();
-    b.gallery.class_names = vec![String::new(); bundle::limits::MAX_CLASSES + 1];
+    b.gallery.class_names = vec![String::new(); limits::MAX_CLASSES + 1];
     let err = bundle::decode(&frame(&raw_payload(&b))).unwrap_err();
     assert_eq!(
         err,
@@ -1496,7 +1600,7 @@ fn a_long_class_list_whose_bytes_are_present_is_capped_before_allocating() {
 #[test]
 fn oversized_strings_are_over_their_caps() {
     let mut b = golden();
-    b.gallery.class_names[0] = "x".repeat(bundle::limits::MAX_CLASS_NAME_BYTES + 1);
+    b.gallery.class_names[0] = "x".repeat(limits::MAX_CLASS_NAME_BYTES + 1);
     let err = bundle::decode(&frame(&raw_payload(&b))).unwrap_err();
     assert!(
         err.to_string()
@@ -1506,7 +1610,7 @@ fn oversized_strings_are_over_their_caps() {
     assert!(matches!(bundle::validate(&b), Err(Error::OverLimit { .. })));
 
     let mut b = golden();
-    b.metadata.config_toml = "#".repeat(bundle::limits::MAX_CONFIG_BYTES + 1);
+    b.metadata.config_toml = "#".repeat(limits::MAX_CONFIG_BYTES + 1);
     let err = bundle::validate(&b).unwrap_err();
     assert_eq!(
         err.to_string(),

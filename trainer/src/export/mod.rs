@@ -33,8 +33,8 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use mclr_shared::bundle::{
-    self, ArrayBlob, Bundle, Gallery, ImageFormat, MlpWeights, PcaBasis, RunMetadata,
-    WeightPrecision,
+    self, ArrayBlob, Bundle, Gallery, ImageFormat, MlpWeights, PcaBasis, RunMetadata, RunRecord,
+    TrainingLog, WeightPrecision,
 };
 use mclr_shared::geometry::Pca;
 
@@ -241,9 +241,35 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             explained_variance: ArrayBlob::from_f32(&[p], &pca.explained_variance)?,
         },
         stats,
+        run: run_record(run_dir, method_name(config.method.kind))?,
     };
     bundle::validate(&bundle)?;
     Ok(bundle)
+}
+
+/// The bundle's run record for the run in `run_dir`: its `metrics.jsonl` as the one training log
+/// (labelled `label`), and the time its published model was saved.
+fn run_record(run_dir: &Path, label: &str) -> Result<RunRecord> {
+    let model = run_dir.join(checkpoint::MODEL_FILE);
+    let saved_unix_ms = std::fs::metadata(&model)
+        .and_then(|m| m.modified())
+        .map_err(|e| Error::io("reading the time of", &model, e))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let log_path = run_dir.join(checkpoint::METRICS_FILE);
+    let training_logs = match std::fs::read_to_string(&log_path) {
+        Ok(jsonl) => vec![TrainingLog {
+            label: label.to_owned(),
+            jsonl,
+        }],
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("reading", &log_path, e)),
+    };
+    Ok(RunRecord {
+        saved_unix_ms,
+        live: false,
+        training_logs,
+    })
 }
 
 /// Largest change of the prior's raw heads when its weights go from `exact` to `stored`, over the

@@ -96,5 +96,6 @@ pub(super) fn sprite_sheet(
         columns,
         count,
         sheet: encoded,
+        sheet_file: None,
     })
 }
