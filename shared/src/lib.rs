@@ -14,4 +14,4 @@ pub mod geometry;
 pub mod gpu;
 pub mod operators;
 
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result, error_chain};
