@@ -1,7 +1,13 @@
-//! The crate's one error type.
+//! The crate's one error type, the [`Cause`] that its variants hold when another error caused
+//! them, and [`error_chain`], which prints an error with its causes on one line.
+
+use std::fmt;
+use std::sync::Arc;
 
 /// Everything that can go wrong in `mclr-shared`, grouped by concern. Each message names the fault
-/// and, where there is one, the field, so that a person reading it knows what to fix.
+/// and, where there is one, the field, so that a person reading it knows what to fix. An error
+/// that caused it (an I/O error, the encoder's) is its `source()`, not part of its message: print
+/// the whole chain with [`error_chain`] (or anyhow's `{:#}`).
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -74,14 +80,36 @@ pub enum Error {
     /// The payload passed the checksum but does not decode as a bundle of this version.
     #[error("bundle payload is malformed: {reason}")]
     Malformed {
-        /// The decoder's explanation.
+        /// The decoder's explanation: which field, at which offset, and what is wrong with it.
         reason: String,
     },
+    /// A string of the payload is not UTF-8.
+    #[error("bundle payload is malformed: `{field}` at offset {offset} is not UTF-8")]
+    NotUtf8 {
+        /// Dotted path of the field.
+        field: String,
+        /// Offset of the string's first byte in the payload.
+        offset: usize,
+        /// Where the bytes stop being UTF-8.
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// Reading the bundle failed below the format (the file or the connection), before its bytes
+    /// could be checked.
+    #[error("reading the bundle {section} failed")]
+    Read {
+        /// "header" or "payload".
+        section: &'static str,
+        /// The I/O error.
+        #[source]
+        source: Cause,
+    },
     /// The bundle could not be serialised.
-    #[error("could not encode bundle: {reason}")]
+    #[error("could not encode bundle")]
     Encode {
-        /// The encoder's explanation.
-        reason: String,
+        /// The encoder's error.
+        #[source]
+        source: Cause,
     },
 
     // ---- shapes and values ----
@@ -136,8 +164,21 @@ pub enum Error {
     Invalid {
         /// Dotted path of the field or argument.
         field: String,
-        /// What is wrong with it.
+        /// What is wrong with it, in this crate's words (never another error's message: that is
+        /// [`Error::Unusable`]).
         reason: String,
+    },
+    /// A field whose values pass their own checks but that a computation of this crate refuses
+    /// (PCA axes that cannot be plotted, ...); the cause is that computation's error.
+    #[error("field `{field}`: {what}")]
+    Unusable {
+        /// Dotted path of the field.
+        field: String,
+        /// What cannot be done with it, e.g. "the first two axes cannot be plotted".
+        what: String,
+        /// The computation's error.
+        #[source]
+        source: Box<Error>,
     },
 
     // ---- training logs ----
@@ -171,6 +212,57 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// The error that caused an [`Error`], whatever its type, shared so that [`Error`] stays `Clone`.
+///
+/// It displays as the error it holds and returns that error's causes from `source()`, so a chain
+/// that runs through it reads as if the error were held directly. Two causes are equal when their
+/// messages are: the types behind them (I/O, encoder errors) have no equality of their own.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The error held, as its concrete type if it is a `T`.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+/// `err` and each of its causes, joined with `: `, for the places that show an error as one line
+/// (a log message, a report, the viewer's error panel) rather than through anyhow's chain.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// Fails with [`Error::NonFinite`] naming `field` at the first NaN or infinity in `values`.

@@ -15,4 +15,4 @@ pub mod geometry;
 pub mod gpu;
 pub mod operators;
 
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result, error_chain};

@@ -1,5 +1,7 @@
 //! The crate's one error type: what the site server, the browser launcher and the WebDriver
-//! client can fail with, each variant naming what was being done.
+//! client can fail with, each variant naming what was being done. The error that caused one (an OS
+//! error, the HTTP client's) is its `source()`, not part of its message: print it with
+//! [`mclr_shared::error_chain`].
 
 use std::path::PathBuf;
 
@@ -7,11 +9,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or socket operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done, e.g. "binding 127.0.0.1:8080".
         context: String,
         /// The operating system's error.
+        #[source]
         source: std::io::Error,
     },
     /// A program the browser tests need is not installed.
@@ -23,13 +26,14 @@ pub enum Error {
         install: &'static str,
     },
     /// An HTTP request to the WebDriver server failed below the protocol (connection, I/O).
-    #[error("WebDriver request {method} {path} failed: {source}")]
+    #[error("WebDriver request {method} {path} failed")]
     Http {
         /// HTTP method of the request.
         method: &'static str,
         /// Path of the request, e.g. `/session/…/url`.
         path: String,
         /// The transport error.
+        #[source]
         source: Box<ureq::Error>,
     },
     /// The WebDriver server answered with a W3C error object.
@@ -43,6 +47,15 @@ pub enum Error {
         error: String,
         /// The server's message.
         message: String,
+    },
+    /// A base64 field of an answer (a screenshot) that does not decode.
+    #[error("WebDriver sent a {what} that is not valid base64")]
+    Base64 {
+        /// Which field, e.g. "screenshot".
+        what: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: base64::DecodeError,
     },
     /// An answer was not the JSON shape the protocol promises.
     #[error("unexpected WebDriver answer to {what}: {found}")]

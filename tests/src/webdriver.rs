@@ -269,9 +269,9 @@ impl Session {
         let b64 = as_string(&v, "screenshot")?;
         base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| Error::Protocol {
-                what: "screenshot".into(),
-                found: e.to_string(),
+            .map_err(|source| Error::Base64 {
+                what: "screenshot",
+                source,
             })
     }
 

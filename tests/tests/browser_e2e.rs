@@ -288,7 +288,13 @@ fn bad_links_are_reported_in_plain_words_and_the_page_keeps_working() {
 fn gallery_size(path: &Path) -> usize {
     let bytes = std::fs::read(path).unwrap();
     mclr_shared::bundle::decode(&bytes)
-        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} does not decode: {}",
+                path.display(),
+                mclr_shared::error_chain(&e)
+            )
+        })
         .num_gallery()
 }
 

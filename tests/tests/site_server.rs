@@ -133,3 +133,21 @@ fn missing_files_are_404_and_escapes_are_refused() {
         "port still open after shutdown"
     );
 }
+
+#[test]
+fn a_missing_site_folder_names_the_folder_and_chains_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-site");
+    let os_error = std::fs::canonicalize(&missing).unwrap_err().to_string();
+    let Err(err) = site::serve(&missing, 0) else {
+        panic!("a missing folder was served");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(!message.contains(&os_error), "{message}");
+    let chain = mclr_shared::error_chain(&err);
+    assert_eq!(chain, format!("{message}: {os_error}"));
+}

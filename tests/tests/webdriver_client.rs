@@ -23,7 +23,7 @@ fn client_drives_a_known_page_and_reads_its_console() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.html"), PAGE).unwrap();
     let server = site::serve(dir.path(), 0).unwrap();
-    chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
+    chromium::require_installed().unwrap_or_else(|e| panic!("{}", mclr_shared::error_chain(&e)));
     let driver = Driver::start().unwrap();
     let profile = tempfile::tempdir().unwrap();
     let session = driver

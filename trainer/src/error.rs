@@ -66,7 +66,7 @@ pub enum Error {
 
     // ---- training ----
     /// A tensor operation failed (shape, dtype, device or backend error).
-    #[error("tensor operation failed: {0}")]
+    #[error("tensor operation failed")]
     Candle(#[from] candle_core::Error),
     /// A loss term became NaN or infinite; training stopped at the next logging step or epoch
     /// end (where the loop reads its losses back), before any checkpoint was written.
@@ -84,17 +84,34 @@ pub enum Error {
         /// The run directory holding the last good checkpoint.
         run_dir: PathBuf,
     },
-    /// A training step failed (a backend error, or a non-finite gradient norm found when the loop
-    /// read its steps back).
+    /// A training step failed with a backend error.
     #[error(
-        "step {step}: {reason}; training stopped and the last checkpoint in {} is intact",
+        "step {step} failed; training stopped and the last checkpoint in {} is intact",
         run_dir.display()
     )]
     Step {
         /// Global iteration at which it happened.
         step: u64,
-        /// What failed.
-        reason: String,
+        /// The backend's error (without the backtrace candle attaches when `RUST_BACKTRACE` is
+        /// set).
+        #[source]
+        source: candle_core::Error,
+        /// The run directory holding the last good checkpoint.
+        run_dir: PathBuf,
+    },
+    /// A parameter group's gradient norm became NaN or infinite (with finite loss terms), found
+    /// when the loop read its steps back.
+    #[error(
+        "step {step}: parameter group `{group}`: gradient norm is {value}; training stopped and the last checkpoint in {} is intact",
+        run_dir.display()
+    )]
+    NonFiniteGradient {
+        /// Global iteration at which it happened.
+        step: u64,
+        /// The parameter group.
+        group: String,
+        /// Its gradient norm.
+        value: f64,
         /// The run directory holding the last good checkpoint.
         run_dir: PathBuf,
     },
@@ -227,6 +244,17 @@ pub enum Error {
         /// The valid range, e.g. "0..=9".
         expected: String,
     },
+    /// A JSON file that does not parse, or a value that cannot be written as JSON.
+    #[error("cannot {action} {}", path.display())]
+    Json {
+        /// What was being done ("parse the JSON of", "serialise the results for", ...).
+        action: &'static str,
+        /// The file read or written.
+        path: PathBuf,
+        /// The JSON library's error (it names the line and column of a parse error).
+        #[source]
+        source: serde_json::Error,
+    },
     /// A text file (label list, annotation, class list) with a malformed line.
     #[error("{path}:{line}: {reason}")]
     Parse {
@@ -243,6 +271,15 @@ pub enum Error {
         /// The image file (or the archive member).
         path: PathBuf,
         /// The decoder's complaint.
+        #[source]
+        source: image::ImageError,
+    },
+    /// An image (the export's thumbnail sheet) that cannot be encoded.
+    #[error("cannot encode {what}")]
+    ImageEncode {
+        /// What was being encoded, e.g. "the thumbnail sheet as PNG".
+        what: String,
+        /// The encoder's error.
         #[source]
         source: image::ImageError,
     },
@@ -378,7 +415,7 @@ pub enum Error {
     // ---- bundles ----
     /// An error of the shared crate: a viewer bundle that cannot be built, encoded or decoded
     /// (the typed error names the section or field at fault), or a shared computation (PCA,
-    /// Laplace sampling) that refused its input.
+    /// Laplace sampling, a kNN index) that refused its input.
     #[error(transparent)]
     Bundle(#[from] mclr_shared::Error),
 
@@ -412,19 +449,6 @@ impl Error {
 /// The underlying error of a variant whose cause can be of several types (the concrete error,
 /// boxed; `downcast_ref` recovers it).
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// `err` and each of its causes, joined with `: `, for the places that print an error as one line
-/// (a log message, a report) rather than through anyhow's chain.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
-}
 
 /// `Result` with the trainer's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -37,7 +37,8 @@ pub mod sampling;
 pub mod schedule;
 pub mod train;
 
-pub use error::{Cause, Error, Result, error_chain};
+pub use error::{Cause, Error, Result};
+pub use mclr_shared::error_chain;
 
 /// The environment variable that sizes candle's own CPU thread pool (its elementwise ops).
 pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";

@@ -193,7 +193,10 @@ impl Engine {
                 }
                 Self::Gpu(gpu, name)
             }
-            Err(error) => Self::cpu(format!("WebGPU is present but unusable ({error})")),
+            Err(error) => Self::cpu(format!(
+                "WebGPU is present but unusable ({})",
+                mclr_shared::error_chain(&error)
+            )),
         }
     }
 
@@ -228,7 +231,7 @@ impl Engine {
             Self::Gpu(gpu, _) => {
                 let (k, n) = (operators.blocks(), operators.block_size());
                 let generators = operators.generators(coefficients)?;
-                let blocks = gpu.expm(&generators, n).await.map_err(gpu_error)?;
+                let blocks = gpu.expm(&generators, n).await.map_err(ViewerError::Gpu)?;
                 Ok(Transport::Gpu { blocks, k, n })
             }
         }
@@ -239,9 +242,10 @@ impl Engine {
         match (self, transport) {
             (_, Transport::Cpu(blocks)) => Ok(blocks.apply(z)?),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu, _), Transport::Gpu { blocks, k, n }) => {
-                gpu.apply_blocks(blocks, *k, *n, z).await.map_err(gpu_error)
-            }
+            (Self::Gpu(gpu, _), Transport::Gpu { blocks, k, n }) => gpu
+                .apply_blocks(blocks, *k, *n, z)
+                .await
+                .map_err(ViewerError::Gpu),
             #[cfg(target_arch = "wasm32")]
             (Self::Cpu(_), Transport::Gpu { .. }) => Err(mismatch()),
         }
@@ -259,7 +263,7 @@ impl Engine {
             Self::Gpu(gpu, _) => gpu
                 .upload_gallery(GalleryData::F32(features), dim, Metric::Cosine)
                 .map(GalleryIndex::Gpu)
-                .map_err(gpu_error),
+                .map_err(ViewerError::Gpu),
         }
     }
 
@@ -274,7 +278,7 @@ impl Engine {
             (_, GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
             #[cfg(target_arch = "wasm32")]
             (Self::Gpu(gpu, _), GalleryIndex::Gpu(index)) => {
-                gpu.knn(index, queries, k).await.map_err(gpu_error)
+                gpu.knn(index, queries, k).await.map_err(ViewerError::Gpu)
             }
             #[cfg(target_arch = "wasm32")]
             (Self::Cpu(_), GalleryIndex::Gpu(_)) => Err(mismatch()),
@@ -300,7 +304,7 @@ impl Engine {
                 gpu.path_from_generators(&generators, k, n, z0)
                     .await
                     .map(Walker::Gpu)
-                    .map_err(gpu_error)
+                    .map_err(ViewerError::Gpu)
             }
         }
     }
@@ -311,7 +315,7 @@ impl Engine {
             (_, Walker::Cpu(step)) => check_position(z, step.dim()),
             #[cfg(target_arch = "wasm32")]
             (Self::Gpu(gpu, _), Walker::Gpu(path)) => {
-                gpu.set_path_position(path, z).map_err(gpu_error)
+                gpu.set_path_position(path, z).map_err(ViewerError::Gpu)
             }
             #[cfg(target_arch = "wasm32")]
             (Self::Cpu(_), Walker::Gpu(_)) => Err(mismatch()),
@@ -338,7 +342,10 @@ impl Engine {
             }
             #[cfg(target_arch = "wasm32")]
             (Self::Gpu(gpu, _), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
-                let frame = gpu.path_step_knn(path, index, k).await.map_err(gpu_error)?;
+                let frame = gpu
+                    .path_step_knn(path, index, k)
+                    .await
+                    .map_err(ViewerError::Gpu)?;
                 Ok(Frame {
                     z: frame.z,
                     neighbours: frame.neighbours,
@@ -359,17 +366,10 @@ fn check_position(z: &[f32], dim: usize) -> Result<()> {
     }
 }
 
-/// A GPU failure, in the viewer's terms (by value, to fit `map_err`).
-#[cfg(target_arch = "wasm32")]
-#[allow(clippy::needless_pass_by_value)]
-fn gpu_error(error: mclr_shared::gpu::GpuError) -> ViewerError {
-    ViewerError::Gpu(error.to_string())
-}
-
 /// Objects of one engine handed to the other: a bug, reported rather than a panic.
 #[cfg(target_arch = "wasm32")]
 fn mismatch() -> ViewerError {
-    ViewerError::Gpu("objects of the CPU and GPU engines were mixed".to_owned())
+    ViewerError::EngineMismatch
 }
 
 /// Whether `navigator.gpu` exists.

@@ -1,17 +1,19 @@
-//! The viewer's one error type. Every variant reads as a sentence a person can act on, because the
-//! message is shown as-is in the page's error panel.
+//! The viewer's one error type. Every variant reads as a sentence a person can act on, because it
+//! is shown in the page's error panel.
 //!
-//! The page shows an error as one string (`to_string()`), so each message is complete on its own:
-//! a variant that wraps a [`SharedError`] puts the cause into its words (in plain terms for a
-//! bundle, as-is for a computation) and does not also return it from `source()`, so that nothing
-//! that walks the chain prints the cause twice.
+//! The page shows an error with its causes, [`mclr_shared::error_chain`] (`message: cause: its
+//! cause`), so a variant's message says what the viewer was doing and its `source()` says why: the
+//! cause is never also copied into the message. The one exception is [`ViewerError::Bundle`], whose
+//! message *replaces* the shared error's technical words with plain ones (no hex dumps), and so
+//! does not return it from `source()` either.
 
 use mclr_shared::Error as SharedError;
 
 /// Everything that can go wrong while loading a bundle or computing a view.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
-    /// The bundle file was read but is not a usable bundle.
+    /// The bundle file was read but is not a usable bundle. The message explains the shared error
+    /// in plain words instead of chaining it (see the module docs).
     #[error("{}", describe_bundle_error(.0))]
     Bundle(SharedError),
     /// The bundle could not be downloaded.
@@ -47,11 +49,28 @@ pub enum ViewerError {
         reason: String,
     },
     /// The GPU engine failed (device lost, out of memory, a limit exceeded).
-    #[error("The WebGPU engine failed: {0}. Reload the page with ?cpu=1 to use the CPU instead.")]
-    Gpu(String),
+    #[cfg(target_arch = "wasm32")]
+    #[error("The WebGPU engine failed (reload the page with ?cpu=1 to use the CPU instead)")]
+    Gpu(#[source] mclr_shared::gpu::GpuError),
+    /// Objects of one engine were handed to the other: a bug, reported rather than a panic.
+    #[error(
+        "The WebGPU engine failed: objects of the CPU and GPU engines were mixed. Reload the page \
+         with ?cpu=1 to use the CPU instead."
+    )]
+    EngineMismatch,
+    /// A part of the bundle that a view needs (the prior, the encoder) could not be built when the
+    /// bundle was loaded; the rest of the viewer works without it.
+    #[error("The bundle's {part} cannot be used")]
+    Unusable {
+        /// Which part, e.g. "prior".
+        part: &'static str,
+        /// Why not.
+        #[source]
+        source: SharedError,
+    },
     /// A computation on a loaded bundle failed (a shape or value the bundle's checks let through).
-    #[error("Could not compute the view: {0}.")]
-    Compute(SharedError),
+    #[error("Could not compute the view")]
+    Compute(#[source] SharedError),
 }
 
 impl From<SharedError> for ViewerError {
@@ -95,7 +114,14 @@ fn describe_bundle_error(error: &SharedError) -> String {
             found,
             limit,
         } => format!("its {field} has {what} {found}, more than the {limit} this viewer can open"),
-        other => format!("its contents are invalid ({other})"),
+        SharedError::Read { source, .. } => format!(
+            "the file could not be read ({})",
+            mclr_shared::error_chain(source)
+        ),
+        other => format!(
+            "its contents are invalid ({})",
+            mclr_shared::error_chain(other)
+        ),
     };
     format!("This bundle cannot be opened: {detail}.")
 }
@@ -124,16 +150,61 @@ mod tests {
     }
 
     #[test]
-    fn messages_carry_their_cause_and_no_chain_repeats_it() {
+    fn the_shown_chain_carries_the_cause_once() {
         use std::error::Error as _;
         let cause = SharedError::TrailingBytes { extra: 3 };
-        for error in [
-            ViewerError::Bundle(cause.clone()),
-            ViewerError::Compute(cause.clone()),
-        ] {
-            assert!(error.source().is_none(), "{error:?}");
-            assert!(error.to_string().contains('3'), "{error}");
-        }
+        let cause_text = cause.to_string();
+
+        // A bundle error is put in plain words, not chained.
+        let error = ViewerError::Bundle(cause.clone());
+        assert!(error.source().is_none(), "{error:?}");
+        assert!(error.to_string().contains("3 unexpected bytes"), "{error}");
+
+        // A computation's error is the source: the message says what failed, the chain says why.
+        let error = ViewerError::Compute(cause.clone());
+        assert!(error.source().is_some(), "{error:?}");
+        assert!(!error.to_string().contains(&cause_text), "{error}");
+        let shown = mclr_shared::error_chain(&error);
+        assert_eq!(shown, format!("Could not compute the view: {cause_text}"));
+
+        let error = ViewerError::Unusable {
+            part: "prior",
+            source: cause,
+        };
+        let shown = mclr_shared::error_chain(&error);
+        assert_eq!(shown.matches(&cause_text).count(), 1, "{shown}");
+        assert!(
+            shown.starts_with("The bundle's prior cannot be used: "),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_bundle_error_in_plain_words_keeps_its_causes() {
+        // The plain words name the shared error's causes too: they would be lost if only the
+        // shared error's own message were shown, since `Bundle` returns no source.
+        let error = ViewerError::Bundle(SharedError::Read {
+            section: "payload",
+            source: mclr_shared::Cause::new(std::io::Error::other("connection reset")),
+        });
+        let message = error.to_string();
+        assert!(message.contains("could not be read"), "{message}");
+        assert_eq!(message.matches("connection reset").count(), 1, "{message}");
+
+        let error = ViewerError::Bundle(SharedError::Unusable {
+            field: "pca".to_owned(),
+            what: "the first two axes cannot be plotted".to_owned(),
+            source: Box::new(SharedError::invalid(
+                "pca.components",
+                "rows are not orthonormal",
+            )),
+        });
+        let message = error.to_string();
+        assert!(
+            message.contains("the first two axes cannot be plotted"),
+            "{message}"
+        );
+        assert_eq!(message.matches("not orthonormal").count(), 1, "{message}");
     }
 
     #[test]

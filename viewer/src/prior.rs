@@ -43,9 +43,13 @@ impl PriorCloud {
         seed: u64,
         samples: usize,
     ) -> Result<Self> {
-        let prior = session.prior.as_ref().map_err(|reason| {
-            ViewerError::Compute(mclr_shared::Error::invalid("prior", reason.clone()))
-        })?;
+        let prior = session
+            .prior
+            .as_ref()
+            .map_err(|source| ViewerError::Unusable {
+                part: "prior",
+                source: source.clone(),
+            })?;
         let z0 = session.feature(anchor).ok_or_else(|| {
             ViewerError::Compute(mclr_shared::Error::invalid(
                 "anchor",

@@ -76,9 +76,9 @@ pub struct Session {
     /// The thumbnail sprite sheet and its layout.
     pub thumbnails: Thumbnails,
     /// The prior p(c | z0), or why it cannot be used (the rest of the viewer works without it).
-    pub prior: std::result::Result<PriorNetwork, String>,
+    pub prior: std::result::Result<PriorNetwork, mclr_shared::Error>,
     /// The coefficient encoder q(c | z0, z1), or why it cannot be used.
-    pub encoder: std::result::Result<CoefficientEncoder, String>,
+    pub encoder: std::result::Result<CoefficientEncoder, mclr_shared::Error>,
 }
 
 impl Session {
@@ -132,17 +132,12 @@ impl Session {
                 .then(a.cmp(&b))
         });
 
-        let prior = bundle
-            .prior
-            .to_mlp("prior")
-            .map(PriorNetwork::new)
-            .map_err(|e| e.to_string());
+        let prior = bundle.prior.to_mlp("prior").map(PriorNetwork::new);
 
         let encoder = bundle
             .encoder
             .to_mlp("encoder")
-            .and_then(CoefficientEncoder::new)
-            .map_err(|e| e.to_string());
+            .and_then(CoefficientEncoder::new);
 
         Ok(Self {
             prior,
@@ -193,9 +188,13 @@ impl Session {
     /// The coefficients that carry gallery image `a` to image `b`: the location of the encoder's
     /// posterior q(c | z_a, z_b), so that T(c) z_a is the model's estimate of z_b.
     pub fn transport_coefficients(&self, a: usize, b: usize) -> Result<Vec<f32>> {
-        let encoder = self.encoder.as_ref().map_err(|reason| {
-            ViewerError::Compute(mclr_shared::Error::invalid("encoder", reason.clone()))
-        })?;
+        let encoder = self
+            .encoder
+            .as_ref()
+            .map_err(|source| ViewerError::Unusable {
+                part: "encoder",
+                source: source.clone(),
+            })?;
         let missing = |i: usize| {
             ViewerError::Compute(mclr_shared::Error::invalid(
                 "image",

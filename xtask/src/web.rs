@@ -75,8 +75,7 @@ pub fn build(dev: bool) -> Result<PathBuf> {
     );
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&wasm)
-        .web(true)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?
+        .web(true)?
         .out_name(OUT_NAME)
         .typescript(false)
         .debug(dev)
@@ -85,7 +84,7 @@ pub fn build(dev: bool) -> Result<PathBuf> {
         .remove_name_section(!dev)
         .remove_producers_section(!dev)
         .generate(&pkg)
-        .map_err(|e| anyhow::anyhow!("wasm-bindgen failed on {}: {e:#}", wasm.display()))?;
+        .with_context(|| format!("wasm-bindgen failed on {}", wasm.display()))?;
 
     let module = pkg.join(format!("{OUT_NAME}_bg.wasm"));
     if dev {

@@ -83,7 +83,7 @@ pub use contents::{
 pub use validate::{check_sheet, validate};
 pub use weights::WeightPrecision;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use header::Header;
 
 /// The first eight bytes of every bundle: `\x89MCLR\r\n\x1a`.
@@ -118,7 +118,7 @@ pub fn encode(bundle: &Bundle) -> Result<Vec<u8>> {
     validate(bundle)?;
     let payload =
         bincode::serde::encode_to_vec(bundle, WIRE_CONFIG).map_err(|e| Error::Encode {
-            reason: e.to_string(),
+            source: Cause::new(e),
         })?;
     let payload_len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
     if payload_len > DEFAULT_MAX_PAYLOAD_BYTES {
@@ -171,7 +171,7 @@ pub fn decode_with_limit(bytes: &[u8], max_payload_bytes: u64) -> Result<Bundle>
 /// most `max_payload_bytes`, checked before reading), leaving `reader` just after the bundle.
 /// Memory grows with the bytes actually read, so a header that lies about the length costs
 /// nothing. An early end of input is [`Error::Truncated`]; any other I/O failure is
-/// [`Error::Malformed`] with the I/O error's message.
+/// [`Error::Read`], with the I/O error as its source.
 pub fn decode_reader(mut reader: impl Read, max_payload_bytes: u64) -> Result<Bundle> {
     let mut header_bytes = [0_u8; HEADER_LEN];
     let got = read_up_to(&mut reader, &mut header_bytes)?;
@@ -182,7 +182,7 @@ pub fn decode_reader(mut reader: impl Read, max_payload_bytes: u64) -> Result<Bu
     reader
         .take(header.payload_len)
         .read_to_end(&mut payload)
-        .map_err(|e| io_error("payload", &e))?;
+        .map_err(|e| read_error("payload", e))?;
     let got = len_u64(payload.len());
     if got < header.payload_len {
         return Err(Error::Truncated {
@@ -243,16 +243,17 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
             Ok(0) => break,
             Ok(n) => filled = filled.saturating_add(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error("header", &e)),
+            Err(e) => return Err(read_error("header", e)),
         }
     }
     Ok(filled)
 }
 
-/// An I/O failure while reading `section`, as an [`Error`] (which is `Clone`, so it keeps text).
-fn io_error(section: &str, e: &std::io::Error) -> Error {
-    Error::Malformed {
-        reason: format!("reading the bundle {section} failed: {e}"),
+/// An I/O failure while reading `section`, as an [`Error::Read`].
+fn read_error(section: &'static str, e: std::io::Error) -> Error {
+    Error::Read {
+        section,
+        source: Cause::new(e),
     }
 }
 

@@ -490,7 +490,11 @@ fn check_pca(pca: &PcaBasis, dims: &Dims) -> Result<()> {
         variance.get(..2).unwrap_or_default().to_vec(),
         d,
     )
-    .map_err(|e| Error::invalid("pca", format!("the first two axes cannot be plotted: {e}")))?;
+    .map_err(|e| Error::Unusable {
+        field: "pca".to_owned(),
+        what: "the first two axes cannot be plotted".to_owned(),
+        source: Box::new(e),
+    })?;
     if let Some(i) = variance.iter().position(|&v| v < 0.0) {
         return Err(Error::invalid(
             "pca.explained_variance",

@@ -201,10 +201,15 @@ impl<'a> Wire<'a> {
     /// A length-prefixed UTF-8 string of at most `cap` bytes.
     fn string(&mut self, field: &str, cap: usize) -> Result<String> {
         let len = self.count(field, 1, cap)?;
+        let offset = self.pos;
         let bytes = self.take(len, field)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
-            .map_err(|e| self.malformed(field, &format!("not UTF-8: {e}")))
+            .map_err(|source| Error::NotUtf8 {
+                field: field.to_owned(),
+                offset,
+                source,
+            })
     }
 
     /// An `Option` tag: `false` for `None`, `true` for `Some`.

@@ -63,7 +63,10 @@ impl GpuEngine {
     ) -> GpuResult<Vec<u32>> {
         self.queue.submit([encoder.finish()]);
         scope.pop(operation).await?;
-        let fail = |reason: String| GpuError::Readback { operation, reason };
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| GpuError::Readback {
+            operation,
+            source,
+        };
         if words == 0 {
             return Ok(Vec::new());
         }
@@ -77,13 +80,13 @@ impl GpuEngine {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(Box::new(e)))?;
         receiver
             .await
-            .map_err(|_| fail("the mapping callback was dropped".into()))?
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(Box::new(e)))?
+            .map_err(|e| fail(Box::new(e)))?;
         let words = {
-            let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
+            let view = slice.get_mapped_range().map_err(|e| fail(Box::new(e)))?;
             bytemuck::pod_collect_to_vec::<u8, u32>(&view)
         };
         readback.unmap();

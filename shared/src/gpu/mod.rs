@@ -58,25 +58,30 @@ pub use path::{GpuPath, PathFrame};
 ///
 /// Kept apart from the crate's [`crate::Error`] (which is `Clone + PartialEq` and knows nothing of
 /// devices); malformed *inputs* are still reported as that error, wrapped in [`GpuError::Input`].
+///
+/// What wgpu reported is the `source()` of a variant, not part of its message. wgpu's errors are
+/// `Send + Sync` natively but not in the browser, and so is this type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GpuError {
     /// No adapter was found: there is no WebGPU in this browser, or no Vulkan driver natively.
     #[error(
-        "no GPU adapter found ({reason}); in a browser enable WebGPU, natively install a Vulkan driver \
+        "no GPU adapter found; in a browser enable WebGPU, natively install a Vulkan driver \
          (for a software one: apt-get install mesa-vulkan-drivers)"
     )]
     NoAdapter {
         /// What wgpu said.
-        reason: String,
+        #[source]
+        source: wgpu::RequestAdapterError,
     },
     /// The adapter refused to create a device with the limits the engine needs.
-    #[error("the GPU adapter `{adapter}` could not create a device: {reason}")]
+    #[error("the GPU adapter `{adapter}` could not create a device")]
     RequestDevice {
         /// Adapter name.
         adapter: String,
         /// What wgpu said.
-        reason: String,
+        #[source]
+        source: Box<wgpu::RequestDeviceError>,
     },
     /// An input has the wrong shape or holds non-finite values (the CPU reference's error).
     #[error(transparent)]
@@ -96,24 +101,36 @@ pub enum GpuError {
     Mismatch {
         /// What disagrees.
         what: &'static str,
-        /// How.
+        /// How, in the engine's words.
         reason: String,
     },
     /// wgpu reported a validation or out-of-memory error for the named operation.
-    #[error("GPU {operation} failed: {reason}")]
+    #[error("GPU {operation} failed")]
     Device {
         /// The engine operation ("expm", "knn", ...).
         operation: &'static str,
         /// What wgpu said.
-        reason: String,
+        #[source]
+        source: Box<wgpu::Error>,
+    },
+    /// An earlier call that creates or writes buffers outside any error scope (an upload) failed on
+    /// the device; the next operation, the one named, reports it.
+    #[error("GPU {operation} failed: an earlier upload failed on the device")]
+    EarlierUpload {
+        /// The engine operation that reports it.
+        operation: &'static str,
+        /// What wgpu said about the upload, and its causes.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Mapping a result buffer for reading failed (device lost, or the mapping was cancelled).
-    #[error("reading back the result of {operation} failed: {reason}")]
+    #[error("reading back the result of {operation} failed")]
     Readback {
         /// The engine operation.
         operation: &'static str,
-        /// What wgpu said.
-        reason: String,
+        /// What wgpu (or the mapping's callback channel) said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -147,8 +164,40 @@ pub struct GpuEngine {
 /// ([`GpuEngine::upload_gallery`], [`GpuEngine::upload_path`], [`GpuEngine::set_path_position`])
 /// create and write buffers unscoped; wgpu's default handler would panic on their errors (an
 /// out-of-memory gallery, say), in the browser across the wasm boundary. The engine records the
-/// error instead, and its next operation fails with it as a [`GpuError::Device`].
-type Uncaptured = Arc<Mutex<Option<String>>>;
+/// error instead, and its next operation fails with it as a [`GpuError::EarlierUpload`].
+type Uncaptured = Arc<Mutex<Option<Recorded>>>;
+
+/// An error kept as its message and its causes' messages, one level each, so that it can cross the
+/// `Send + Sync` bound of wgpu's uncaptured-error handler, which wgpu's own error does not meet in
+/// the browser. Its chain prints as the original's did.
+#[derive(Debug)]
+struct Recorded {
+    message: String,
+    source: Option<Box<Recorded>>,
+}
+
+impl Recorded {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            message: error.to_string(),
+            source: error.source().map(|cause| Box::new(Self::of(cause))),
+        }
+    }
+}
+
+impl std::fmt::Display for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Recorded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Limits the engine asks for: WebGPU's defaults, with the buffer sizes raised to what the adapter
 /// allows so that a 50k × 512 f32 gallery (≈ 98 MiB) and large expm batches fit.
@@ -175,9 +224,7 @@ impl GpuEngine {
                 ..Default::default()
             })
             .await
-            .map_err(|e| GpuError::NoAdapter {
-                reason: e.to_string(),
-            })?;
+            .map_err(|source| GpuError::NoAdapter { source })?;
         let info = adapter.get_info();
         let summary = AdapterSummary {
             name: info.name.clone(),
@@ -193,7 +240,7 @@ impl GpuEngine {
             .await
             .map_err(|e| GpuError::RequestDevice {
                 adapter: info.name.clone(),
-                reason: e.to_string(),
+                source: Box::new(e),
             })?;
 
         let uncaptured = Uncaptured::default();
@@ -202,7 +249,7 @@ impl GpuEngine {
         // there; natively only an error raised while a scope is being popped could be lost.
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
             if let Ok(mut first) = slot.try_lock() {
-                first.get_or_insert_with(|| error.to_string());
+                first.get_or_insert_with(|| Recorded::of(&error));
             }
         }));
         let scope = ErrorScope::push(&device, &uncaptured);
@@ -318,17 +365,26 @@ impl ErrorScope {
         let validation = self.validation.pop();
         let memory = self.memory.pop();
         let error = match validation.await {
-            Some(e) => Some(e.to_string()),
-            None => memory.await.map(|e| e.to_string()),
+            Some(e) => Some(e),
+            None => memory.await,
         };
-        let earlier = || {
-            let mut slot = self.uncaptured.try_lock().ok()?;
-            slot.take()
-                .map(|e| format!("an earlier upload failed on the device: {e}"))
-        };
-        match error.or_else(earlier) {
+        if let Some(error) = error {
+            return Err(GpuError::Device {
+                operation,
+                source: Box::new(error),
+            });
+        }
+        let earlier = self
+            .uncaptured
+            .try_lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        match earlier {
             None => Ok(()),
-            Some(reason) => Err(GpuError::Device { operation, reason }),
+            Some(error) => Err(GpuError::EarlierUpload {
+                operation,
+                source: Box::new(error),
+            }),
         }
     }
 }
@@ -343,7 +399,8 @@ mod tests {
             Ok(engine) => engine,
             Err(e) => panic!(
                 "no GPU adapter: install Mesa's Vulkan drivers: \
-                 apt-get install mesa-vulkan-drivers ({e})"
+                 apt-get install mesa-vulkan-drivers ({})",
+                crate::error_chain(&e)
             ),
         };
         // Invalid outside any scope, as an out-of-memory upload would be: mappable for reading
@@ -356,9 +413,14 @@ mod tests {
         });
         let identity = [1.0f32, 0.0, 0.0, 1.0];
         match pollster::block_on(engine.expm(&identity, 2)) {
-            Err(GpuError::Device { operation, reason }) => {
+            Err(error @ GpuError::EarlierUpload { operation, .. }) => {
                 assert_eq!(operation, "expm");
-                assert!(reason.contains("earlier upload"), "{reason}");
+                let message = error.to_string();
+                assert!(message.contains("earlier upload"), "{message}");
+                // What wgpu said is the source, once, not part of the message.
+                let cause = std::error::Error::source(&error).map(ToString::to_string);
+                let cause = cause.expect("the wgpu error is the source");
+                assert!(!message.contains(&cause), "{message} / {cause}");
             }
             other => panic!("expected the earlier error, got {other:?}"),
         }

@@ -954,11 +954,35 @@ fn bytes_left_inside_the_payload_are_malformed() {
 }
 
 #[test]
+fn a_string_that_is_not_utf8_is_malformed_with_the_utf8_error_as_its_source() {
+    let g = golden();
+    let mut payload = GOLDEN[HEADER_LEN..].to_vec();
+    // The payload starts with metadata.dataset: a one-byte length, then its UTF-8 bytes.
+    assert!(!g.metadata.dataset.is_empty() && g.metadata.dataset.len() <= 250);
+    payload[1] = 0xff;
+    let err = bundle::decode(&frame(&payload)).unwrap_err();
+    let Error::NotUtf8 { field, offset, .. } = &err else {
+        panic!("expected NotUtf8, got {err:?}");
+    };
+    assert_eq!((field.as_str(), *offset), ("metadata.dataset", 1));
+    let source = std::error::Error::source(&err).expect("the UTF-8 error is the source");
+    let cause = source.to_string();
+    assert!(cause.contains("invalid utf-8"), "{cause}");
+    assert!(!err.to_string().contains(&cause), "{err}");
+    assert_eq!(
+        mclr_shared::error_chain(&err),
+        format!("{err}: {cause}"),
+        "the chain is the message, then the cause once"
+    );
+}
+
+#[test]
 fn garbage_with_a_valid_checksum_is_malformed() {
     let garbage: Vec<u8> = (0..300_u32).map(|i| (i * 151 % 251) as u8).collect();
+    // (This garbage's first string is not UTF-8: the malformed payload's more precise variant.)
     assert!(matches!(
         bundle::decode(&frame(&garbage)),
-        Err(Error::Malformed { .. })
+        Err(Error::Malformed { .. } | Error::NotUtf8 { .. })
     ));
     assert!(matches!(
         bundle::decode(&frame(&[])),
@@ -975,7 +999,23 @@ fn reader_errors_are_reported() {
         }
     }
     let err = bundle::decode_reader(Broken, DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
-    assert!(err.to_string().contains("disk on fire"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Read {
+                section: "header",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The I/O error is the source, and only the source: printed with its chain, it appears once.
+    let source = std::error::Error::source(&err).expect("the I/O error is the source");
+    assert_eq!(source.to_string(), "disk on fire");
+    assert!(!err.to_string().contains("disk on fire"), "{err}");
+    let chain = mclr_shared::error_chain(&err);
+    assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
+    assert_eq!(chain, "reading the bundle header failed: disk on fire");
     let err = bundle::decode_reader(&GOLDEN[..10], DEFAULT_MAX_PAYLOAD_BYTES).unwrap_err();
     assert_eq!(
         err,
@@ -1701,18 +1741,25 @@ fn pca_bases_the_viewer_refuses_do_not_validate() {
     components[d] = 1.0; // both axes the same direction
     b.pca.components = ArrayBlob::from_f32(&[2, d], &components).unwrap();
     b.pca.explained_variance = ArrayBlob::from_f32(&[2], &[2.0, 1.0]).unwrap();
-    let message = bundle::validate(&b).unwrap_err().to_string();
-    assert!(
-        message.starts_with("field `pca`: the first two axes cannot be plotted:"),
-        "{message}"
+    let err = bundle::validate(&b).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `pca`: the first two axes cannot be plotted"
     );
+    // Why is the PCA's own error, attached as the source rather than copied into the message.
+    let Error::Unusable { source, .. } = &err else {
+        panic!("expected Unusable, got {err:?}");
+    };
+    let chain = mclr_shared::error_chain(&err);
+    assert_eq!(chain, format!("{err}: {source}"));
+    assert!(chain.contains("orthonormal"), "{chain}");
 
     let mut b = golden();
     let p = b.pca.explained_variance.shape[0] as usize;
     let mut variance = vec![1.0_f32; p];
     variance[p - 1] = 5.0;
     b.pca.explained_variance = ArrayBlob::from_f32(&[p], &variance).unwrap();
-    let message = bundle::validate(&b).unwrap_err().to_string();
+    let message = mclr_shared::error_chain(&bundle::validate(&b).unwrap_err());
     assert!(message.contains("not descending"), "{message}");
 
     let mut b = golden();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use mclr_shared::error_chain;
 use mclr_tests::chromium::{self, Gpu};
 use mclr_tests::site::{self, Site};
 use mclr_tests::webdriver::{Driver, Session};
@@ -62,12 +63,12 @@ impl Browser {
     /// Starts chromedriver and a fresh Chromium profile; `snapshot_js` returns the page's state
     /// as one JSON object.
     pub fn open(name: &str, gpu: Gpu, snapshot_js: &'static str) -> Self {
-        chromium::require_installed().unwrap_or_else(|e| panic!("{e}"));
-        let driver = Driver::start().unwrap_or_else(|e| panic!("{e}"));
+        chromium::require_installed().unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        let driver = Driver::start().unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let profile = tempfile::tempdir().unwrap();
         let session = driver
             .session(&chromium::capabilities(profile.path(), gpu))
-            .unwrap_or_else(|e| panic!("starting Chromium: {e}"));
+            .unwrap_or_else(|e| panic!("starting Chromium: {}", error_chain(&e)));
         Self {
             _driver: driver,
             session,
@@ -89,7 +90,8 @@ impl Browser {
         r.unwrap_or_else(|e| {
             let shot = self.shot("failure");
             panic!(
-                "{e}\npage state: {}\nscreenshot: {}",
+                "{}\npage state: {}\nscreenshot: {}",
+                error_chain(&e),
                 self.snapshot(),
                 shot.display()
             )
@@ -105,7 +107,7 @@ impl Browser {
     pub fn snapshot(&self) -> Value {
         self.session
             .execute(self.snapshot_js, &[])
-            .unwrap_or_else(|e| json!(format!("(page unreadable: {e})")))
+            .unwrap_or_else(|e| json!(format!("(page unreadable: {})", error_chain(&e))))
     }
 
     pub fn navigate(&self, url: &str) {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{CHUNK_ROWS, ensure_moves_fit, prior_params, sample_labels, stream_seed};
 use super::report::AugmentationNnResult;
-use super::{Features, ensure_positive, geometry_error, invalid};
+use super::{Features, ensure_positive, invalid};
 use crate::Result;
 
 /// Domain tag of the protocol's random streams.
@@ -150,7 +150,7 @@ pub fn augmentation_nn(
         .collect::<Result<_>>()?;
     let moved: Vec<f32> = moved.concat();
 
-    let index = KnnIndex::new(train.data().to_vec(), dim, metric).map_err(geometry_error)?;
+    let index = KnnIndex::new(train.data().to_vec(), dim, metric)?;
     let moved_labels = sample_labels(&queries, CHUNK_ROWS, samples);
     Ok(AugmentationNnResult {
         agreement: nearest_agreement(&index, train.labels(), &moved, &moved_labels)?,

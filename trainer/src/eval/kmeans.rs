@@ -17,7 +17,7 @@
 use mclr_shared::geometry::{KnnIndex, Metric};
 
 use super::report::ClusteringResult;
-use super::{Features, ensure_positive, geometry_error, invalid};
+use super::{Features, ensure_positive, invalid};
 use crate::Result;
 use crate::augment::rng::StreamRng;
 
@@ -241,9 +241,8 @@ fn seed_plus_plus(data: &[f32], dim: usize, clusters: usize, seed: u64) -> Vec<f
 
 /// The nearest centroid of each row and the squared distance to it.
 fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Result<Vec<(usize, f32)>> {
-    let index =
-        KnnIndex::new(centroids.to_vec(), dim, Metric::Euclidean).map_err(geometry_error)?;
-    let hits = index.search_batch(data, 1).map_err(geometry_error)?;
+    let index = KnnIndex::new(centroids.to_vec(), dim, Metric::Euclidean)?;
+    let hits = index.search_batch(data, 1)?;
     Ok(hits
         .iter()
         .map(|n| n.first().map_or((0, 0.0), |n| (n.index, n.score)))

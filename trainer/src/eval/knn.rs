@@ -8,7 +8,7 @@ use mclr_shared::geometry::{KnnIndex, Metric, Neighbour};
 
 use super::linear::argmax;
 use super::report::KnnResult;
-use super::{Features, accuracy, ensure_positive, ensure_positive_f64, geometry_error, invalid};
+use super::{Features, accuracy, ensure_positive, ensure_positive_f64, invalid};
 use crate::Result;
 
 /// How the `k` nearest training rows decide a test row's class.
@@ -95,8 +95,7 @@ impl KnnClassifier {
     /// [`crate::Error::InvalidSetting`] when `train` is empty.
     pub fn new(train: &Features) -> Result<Self> {
         ensure_positive("knn training rows", train.len())?;
-        let index = KnnIndex::new(train.data().to_vec(), train.dim(), Metric::Cosine)
-            .map_err(geometry_error)?;
+        let index = KnnIndex::new(train.data().to_vec(), train.dim(), Metric::Cosine)?;
         Ok(Self {
             index,
             labels: train.labels().to_vec(),
@@ -107,14 +106,11 @@ impl KnnClassifier {
     /// The predicted class of each row of `queries` (row-major, `rows × dim`).
     ///
     /// # Errors
-    /// [`crate::Error::InvalidSetting`] for an invalid `vote`, or queries that are ragged or not
-    /// finite.
+    /// [`crate::Error::InvalidSetting`] for an invalid `vote`, [`crate::Error::Bundle`] (the shared
+    /// geometry's error) for queries that are ragged or not finite.
     pub fn predict(&self, queries: &[f32], vote: KnnVote) -> Result<Vec<u16>> {
         vote.validate()?;
-        let hits = self
-            .index
-            .search_batch(queries, vote.k())
-            .map_err(geometry_error)?;
+        let hits = self.index.search_batch(queries, vote.k())?;
         Ok(hits
             .iter()
             .map(|neighbours| vote.decide(neighbours, &self.labels, self.classes))

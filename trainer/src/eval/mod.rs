@@ -277,9 +277,3 @@ pub(crate) fn linear_layer(
         candle_core::Var::from_tensor(&bias)?,
     ))
 }
-
-/// Converts an error of [`mclr_shared::geometry`], which [`Features`]' invariants rule out (a zero
-/// dimension, a ragged or non-finite gallery), into the trainer's error, keeping its message.
-pub(crate) fn geometry_error(error: mclr_shared::Error) -> Error {
-    invalid("features", "a gallery the shared geometry accepts", error)
-}

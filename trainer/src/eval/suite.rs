@@ -294,13 +294,13 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalResults> {
 /// Writes `results.json` and `results.md` into `dir` (created if needed), atomically.
 ///
 /// # Errors
-/// [`Error::Io`] if a file cannot be written.
+/// [`Error::Io`] if a file cannot be written, [`Error::Json`] if the results cannot be serialised.
 pub fn write_results(dir: &Path, results: &EvalResults) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-    let json = serde_json::to_vec_pretty(results).map_err(|e| Error::InvalidSetting {
-        setting: "results",
-        expected: "serialisable results".into(),
-        found: e.to_string(),
+    let json = serde_json::to_vec_pretty(results).map_err(|source| Error::Json {
+        action: "serialise the results for",
+        path: dir.join(RESULTS_FILE),
+        source,
     })?;
     crate::train::checkpoint::write_atomic(&dir.join(RESULTS_FILE), &json)?;
     crate::train::checkpoint::write_atomic(

@@ -371,10 +371,10 @@ fn read_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(Error::io("reading", &path, e)),
     };
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Parse {
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|source| Error::Json {
+        action: "parse the JSON of",
         path: path.clone(),
-        line: e.line(),
-        reason: e.to_string(),
+        source,
     })?;
     let mut metrics = BTreeMap::new();
     flatten_numbers("", &value, &mut metrics);

@@ -87,8 +87,15 @@ pub(super) fn sprite_sheet(
                 )
         }
     };
-    result.map_err(|e| {
-        mclr_shared::Error::invalid("thumbnails.sheet", format!("encoding failed: {e}"))
+    result.map_err(|source| Error::ImageEncode {
+        what: format!(
+            "the {width}×{height} thumbnail sheet as {}",
+            match format {
+                ImageFormat::Png => "PNG",
+                ImageFormat::Jpeg => "JPEG",
+            }
+        ),
+        source,
     })?;
     Ok(Thumbnails {
         format,

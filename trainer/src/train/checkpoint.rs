@@ -257,7 +257,8 @@ fn dir_name(dir: &Path) -> String {
 
 /// Checks the checkpoint folder `dir` against its manifest: every listed file present with its
 /// size and SHA-256, the state's epoch and step equal to the manifest's. Returns the manifest, or
-/// every problem found (one line per file at fault).
+/// every problem found (one line per file at fault, with the error that revealed it and its causes:
+/// several problems, so text rather than one `source()`).
 pub fn verify(dir: &Path) -> std::result::Result<Manifest, Vec<String>> {
     verify_files(dir, &CHECKPOINT_FILES)
 }
@@ -269,11 +270,17 @@ fn verify_files(dir: &Path, required: &[&str]) -> std::result::Result<Manifest, 
     let manifest: Manifest = match std::fs::read(&manifest_path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(m) => m,
-            Err(e) => return Err(vec![format!("{MANIFEST_FILE}: unreadable ({e})")]),
+            Err(e) => {
+                return Err(vec![format!(
+                    "{MANIFEST_FILE}: unreadable ({})",
+                    crate::error_chain(&e)
+                )]);
+            }
         },
         Err(e) => {
             return Err(vec![format!(
-                "{MANIFEST_FILE}: {e} (the checkpoint was never committed)"
+                "{MANIFEST_FILE}: {} (the checkpoint was never committed)",
+                crate::error_chain(&e)
             )]);
         }
     };
@@ -294,7 +301,7 @@ fn verify_files(dir: &Path, required: &[&str]) -> std::result::Result<Manifest, 
             continue;
         };
         match std::fs::read(dir.join(file)) {
-            Err(e) => problems.push(format!("{file}: {e}")),
+            Err(e) => problems.push(format!("{file}: {}", crate::error_chain(&e))),
             Ok(bytes) => {
                 let found = FileDigest::of(&bytes);
                 if found != *expected {
@@ -311,7 +318,8 @@ fn verify_files(dir: &Path, required: &[&str]) -> std::result::Result<Manifest, 
                             "{file}: epoch {} step {}, the manifest records epoch {} step {}",
                             state.epochs_done, state.step, manifest.epochs_done, manifest.step
                         )),
-                        Err(e) => problems.push(format!("{file}: unreadable ({e})")),
+                        Err(e) => problems
+                            .push(format!("{file}: unreadable ({})", crate::error_chain(&e))),
                     }
                 }
             }
@@ -397,7 +405,7 @@ pub fn check_all(
             .and_then(|manifest| {
                 for file in [MODEL_FILE, OPTIMIZER_FILE] {
                     candle_core::safetensors::load(run_dir.join(file), device)
-                        .map_err(|e| format!("{file}: {e}"))?;
+                        .map_err(|e| format!("{file}: {}", crate::error_chain(&e)))?;
                 }
                 Ok(manifest.epochs_done)
             });

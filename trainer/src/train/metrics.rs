@@ -147,10 +147,10 @@ impl MetricsWriter {
 
     /// Writes one record as a line.
     pub fn write(&mut self, record: &MetricsRecord) -> Result<()> {
-        let line = serde_json::to_string(record).map_err(|e| Error::Io {
-            action: "serialising a metrics record for",
+        let line = serde_json::to_string(record).map_err(|source| Error::Json {
+            action: "serialise a metrics record for",
             path: self.path.clone(),
-            source: std::io::Error::other(e),
+            source,
         })?;
         writeln!(self.file, "{line}").map_err(|source| Error::Io {
             action: "appending to",

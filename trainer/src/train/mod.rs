@@ -84,7 +84,10 @@ pub fn auto_device() -> Device {
         match Device::new_cuda(0) {
             Ok(device) => return device,
             Err(e) => {
-                tracing::warn!("CUDA is compiled in but device 0 is unusable ({e}); using the CPU");
+                tracing::warn!(
+                    "CUDA is compiled in but device 0 is unusable ({}); using the CPU",
+                    crate::error_chain(&e)
+                );
             }
         }
     }
@@ -245,7 +248,7 @@ pub fn train_on(
                     }
                     return Err(Error::Step {
                         step,
-                        reason: describe(&e),
+                        source: without_backtrace(e),
                         run_dir: run_dir.clone(),
                     });
                 }
@@ -333,19 +336,21 @@ fn diverged(divergence: Divergence, run_dir: &Path) -> Error {
             value,
             run_dir: run_dir.to_owned(),
         },
-        Divergence::Gradient { step, group, value } => Error::Step {
+        Divergence::Gradient { step, group, value } => Error::NonFiniteGradient {
             step,
-            reason: format!("parameter group `{group}`: gradient norm is {value}"),
+            group,
+            value,
             run_dir: run_dir.to_owned(),
         },
     }
 }
 
-/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set.
-fn describe(e: &candle_core::Error) -> String {
+/// A candle error without the backtrace candle attaches when `RUST_BACKTRACE` is set (its message
+/// would carry the whole backtrace).
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
     match e {
-        candle_core::Error::WithBacktrace { inner, .. } => describe(inner),
-        other => other.to_string(),
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        other => other,
     }
 }
 

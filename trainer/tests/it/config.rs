@@ -297,6 +297,29 @@ fn config_file_with_unknown_key_is_rejected_and_resolved_config_round_trips() {
 }
 
 #[test]
+fn an_unreadable_config_file_is_reported_by_the_binary_with_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder given as the config file: it exists, but reading it fails in the OS.
+    let config = dir.path().join("config.toml");
+    std::fs::create_dir(&config).unwrap();
+    let os_error = std::fs::read_to_string(&config).unwrap_err().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mclr"))
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("reading config {}", config.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(&os_error).count(), 1, "{stderr}");
+}
+
+#[test]
 fn run_names_must_be_plain_folder_names() {
     for (name, problem) in [
         ("../escape", "contains `..`"),

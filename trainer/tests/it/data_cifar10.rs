@@ -187,3 +187,32 @@ fn unknown_dataset_and_split_names_list_the_valid_ones() {
         assert_eq!(split.as_str().parse::<Split>().unwrap(), split);
     }
 }
+
+#[test]
+fn an_unreadable_file_names_the_os_error_once_in_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), 1, 1);
+    // A folder where the class-name file belongs: it exists, but reading it fails in the OS.
+    let meta = dir.path().join(cifar10::META_FILE);
+    std::fs::create_dir(&meta).unwrap();
+    let os_error = std::fs::read_to_string(&meta).unwrap_err().to_string();
+
+    let err = cifar10::load_test(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { path, .. } if *path == meta),
+        "{err:?}"
+    );
+    // The message says what was being read; the OS error is its source, not part of its words.
+    let message = err.to_string();
+    assert!(message.contains(&meta.display().to_string()), "{message}");
+    assert!(!message.contains(&os_error), "{message}");
+    let chain = mclr_trainer::error_chain(&err);
+    assert_eq!(chain.matches(&os_error).count(), 1, "{chain}");
+
+    // As the `mclr` binary prints it: anyhow's one-line and multi-line chains.
+    let err = anyhow::Error::from(err).context("while loading the test split");
+    for printed in [format!("{err:#}"), format!("{err:?}")] {
+        assert_eq!(printed.matches(&os_error).count(), 1, "{printed}");
+        assert!(printed.contains(&message), "{printed}");
+    }
+}

@@ -2,6 +2,7 @@
 //! that steps the path, finds the neighbours and draws.
 
 use leptos::prelude::*;
+use mclr_shared::error_chain;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::spawn_local;
@@ -95,7 +96,7 @@ impl Controller {
             Ok(neighbours) => neighbours.into_iter().map(|n| n.index).collect(),
             Err(error) => {
                 ui.playing.set(false);
-                ui.error.set(Some(error.to_string()));
+                ui.error.set(Some(error_chain(&error)));
                 return;
             }
         };

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
+use mclr_shared::error_chain;
 
 use super::{Controller, Loaded};
 use crate::engine::Engine;
@@ -55,7 +56,7 @@ impl Controller {
         ui.progress.set(None);
         match result {
             Err(error) => {
-                ui.error.set(Some(error.to_string()));
+                ui.error.set(Some(error_chain(&error)));
                 // The previous bundle, if any, is still there and usable.
                 if self
                     .with_core(|core| core.loaded.is_some())
@@ -98,7 +99,7 @@ impl Controller {
         drop(bytes);
         let (sprites, sprite_error) = match Sprites::decode(&session.thumbnails).await {
             Ok(sprites) => (Some(sprites), None),
-            Err(error) => (None, Some(error.to_string())),
+            Err(error) => (None, Some(error_chain(&error))),
         };
         let engine = self.with_core(|core| core.engine.clone()).flatten();
         let engine = match engine {

@@ -2,6 +2,7 @@
 //! cloud, the transport A → B, the inspect panel's spectrum and sweep, and the neighbour strip.
 
 use leptos::prelude::*;
+use mclr_shared::error_chain;
 
 use super::{Controller, Loaded};
 use crate::engine::Engine;
@@ -78,7 +79,7 @@ impl Controller {
                     }
                     Err(error) => {
                         ui.transport.set(None);
-                        ui.error.set(Some(error.to_string()));
+                        ui.error.set(Some(error_chain(&error)));
                         vec![0.0; session.num_operators()]
                     }
                 }
@@ -137,7 +138,7 @@ impl Controller {
                 ui.live_t.set(t);
                 self.show_neighbours(neighbours);
             }
-            Err(error) => ui.error.set(Some(error.to_string())),
+            Err(error) => ui.error.set(Some(error_chain(&error))),
         }
         self.draw();
     }
@@ -185,7 +186,7 @@ impl Controller {
                 operator: m,
                 blocks,
             })),
-            Err(error) => ui.error.set(Some(error.to_string())),
+            Err(error) => ui.error.set(Some(error_chain(&error))),
         }
     }
 
@@ -237,7 +238,7 @@ impl Controller {
                 self.with_core(|core| core.cloud = Some(cloud));
                 self.show_neighbours(Ok(strip));
             }
-            Err(error) => ui.error.set(Some(error.to_string())),
+            Err(error) => ui.error.set(Some(error_chain(&error))),
         }
     }
 
@@ -282,7 +283,7 @@ impl Controller {
                     ui.sweep.set(Some(view));
                 }
             }
-            Err(error) => ui.error.set(Some(error.to_string())),
+            Err(error) => ui.error.set(Some(error_chain(&error))),
         }
     }
 
@@ -295,7 +296,7 @@ impl Controller {
                     ui.nn.set(indices);
                 }
             }
-            Err(error) => ui.error.set(Some(error.to_string())),
+            Err(error) => ui.error.set(Some(error_chain(&error))),
         }
     }
 }
