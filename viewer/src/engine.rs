@@ -1,7 +1,11 @@
 //! The compute engine behind the views: WebGPU compute shaders where the browser has them, the
 //! `mclr-shared` CPU code otherwise. Both answer the same questions (group elements T(c), their
 //! action on features, nearest gallery neighbours) through the same async methods, so the views
-//! never ask which one they run on. [`Engine::select`] is the one place that decides.
+//! never ask which one they run on. [`Engine::select`] is the one place that decides, by
+//! [`choose`]: `cpu=1` means the CPU; without WebGPU, the CPU; with only a software adapter
+//! (SwiftShader, llvmpipe: device type `Cpu`), the CPU too, because it runs the shaders on the CPU
+//! an order of magnitude slower than the shared Rust code, unless `gpu=1` forces WebGPU (the
+//! end-to-end tests do, to keep the WGSL path covered); any other adapter, WebGPU.
 
 use mclr_shared::geometry::{KnnIndex, Metric, Neighbour};
 use mclr_shared::operators::{BlockDiagonal, Operators};
@@ -12,6 +16,75 @@ use mclr_shared::gpu::{GalleryData, GpuEngine, GpuGallery, GpuPath};
 use crate::error::Result;
 #[cfg(target_arch = "wasm32")]
 use crate::error::ViewerError;
+
+/// Why the CPU engine computes, as the badge explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuReason {
+    /// The link says `cpu=1`.
+    Forced,
+    /// The browser has no `navigator.gpu`.
+    NoWebGpu,
+    /// WebGPU's only adapter is a software one (device type `Cpu`, or a known software
+    /// rasteriser such as SwiftShader): it runs the WGSL shaders on the CPU, an order of
+    /// magnitude slower than the viewer's own CPU code (BENCHMARKS.md). `gpu=1` overrides this.
+    SoftwareAdapter {
+        /// The adapter's name, e.g. "google swiftshader"; empty when the browser hides it.
+        adapter: String,
+    },
+    /// WebGPU is there but could not be started.
+    Unusable {
+        /// What failed, in wgpu's words.
+        error: String,
+    },
+    /// Any other reason, in plain words (tests, native builds).
+    Other(String),
+}
+
+impl CpuReason {
+    /// The reason in a few words, for the badge's text.
+    fn short(&self) -> String {
+        match self {
+            Self::Forced => "forced by cpu=1".to_owned(),
+            Self::NoWebGpu => "no WebGPU in this browser".to_owned(),
+            Self::SoftwareAdapter { adapter } => {
+                let adapter = adapter.trim();
+                if adapter.is_empty() {
+                    "WebGPU offers only a software adapter".to_owned()
+                } else {
+                    format!("WebGPU offers only a software adapter ({adapter})")
+                }
+            }
+            Self::Unusable { .. } => "WebGPU failed to start".to_owned(),
+            Self::Other(reason) => reason.clone(),
+        }
+    }
+
+    /// The reason in a sentence's worth of words, for the badge's tooltip.
+    fn long(&self) -> String {
+        match self {
+            Self::Forced => "forced by the cpu=1 link parameter".to_owned(),
+            Self::NoWebGpu => "this browser does not expose WebGPU".to_owned(),
+            Self::SoftwareAdapter { .. } => format!(
+                "{}, which runs the shaders on the CPU, more slowly than the viewer's own CPU \
+                 code; add gpu=1 to the link to use it anyway",
+                self.short()
+            ),
+            Self::Unusable { error } => format!("WebGPU is present but unusable ({error})"),
+            Self::Other(reason) => reason.clone(),
+        }
+    }
+
+    /// The badge's `data-why`.
+    fn key(&self) -> &'static str {
+        match self {
+            Self::Forced => "cpu-forced",
+            Self::NoWebGpu => "no-webgpu",
+            Self::SoftwareAdapter { .. } => "software-adapter",
+            Self::Unusable { .. } => "webgpu-failed",
+            Self::Other(_) => "other",
+        }
+    }
+}
 
 /// Which engine runs, as the backend badge shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +97,13 @@ pub enum Backend {
         /// "VirtualGpu" or "Other"); browsers report "Cpu" for a software (fallback) adapter and
         /// "Other" for the rest.
         device_type: String,
+        /// Whether `gpu=1` chose WebGPU over a faster CPU path (the adapter is a software one).
+        forced: bool,
     },
     /// The CPU code of `mclr-shared`.
     Cpu {
-        /// Why WebGPU is not used, in plain words.
-        reason: String,
+        /// Why WebGPU is not used.
+        reason: CpuReason,
     },
 }
 
@@ -43,15 +118,76 @@ fn device_kind(device_type: &str) -> Option<&'static str> {
     }
 }
 
+/// Names of software WebGPU/Vulkan implementations, lower case: an adapter whose name contains
+/// one runs on the CPU even when the browser does not report device type `Cpu`.
+const SOFTWARE_ADAPTERS: [&str; 5] = [
+    "swiftshader",
+    "llvmpipe",
+    "lavapipe",
+    "softpipe",
+    "microsoft basic render",
+];
+
+/// Whether an adapter runs its shaders on the CPU: wgpu's device type `Cpu` (a browser's
+/// fallback adapter), or a name of a known software implementation.
+pub fn is_software_adapter(name: &str, device_type: &str) -> bool {
+    let name = name.to_lowercase();
+    device_type == "Cpu" || SOFTWARE_ADAPTERS.iter().any(|s| name.contains(s))
+}
+
+/// The engine [`Engine::select`] settles on, before or after it has seen an adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Compute on the CPU.
+    Cpu(CpuReason),
+    /// Compute with WebGPU (`forced`: by `gpu=1`, on a software adapter).
+    WebGpu {
+        /// Whether `gpu=1` overrode the CPU path.
+        forced: bool,
+    },
+}
+
+/// The choice of engine, the one policy: `cpu=1` always means the CPU (the parser drops a
+/// `gpu=1` beside it, with a warning); no WebGPU means the CPU; a software adapter (`adapter`
+/// = name and wgpu device type, `None` while it is not known yet) means the CPU unless `gpu=1`
+/// forces WebGPU — which keeps the WGSL path testable on SwiftShader; any other adapter means
+/// WebGPU.
+pub fn choose(
+    force_cpu: bool,
+    force_gpu: bool,
+    webgpu: bool,
+    adapter: Option<(&str, &str)>,
+) -> Choice {
+    if force_cpu {
+        return Choice::Cpu(CpuReason::Forced);
+    }
+    if !webgpu {
+        return Choice::Cpu(CpuReason::NoWebGpu);
+    }
+    match adapter {
+        Some((name, device_type)) if is_software_adapter(name, device_type) => {
+            if force_gpu {
+                Choice::WebGpu { forced: true }
+            } else {
+                Choice::Cpu(CpuReason::SoftwareAdapter {
+                    adapter: name.trim().to_owned(),
+                })
+            }
+        }
+        _ => Choice::WebGpu { forced: false },
+    }
+}
+
 impl Backend {
     /// Badge text: `WebGPU · <adapter> (<device type>)`, e.g. `WebGPU · SwiftShader (cpu)`, the
     /// parts the browser does not tell left out (just `WebGPU` when it tells neither), or
-    /// `CPU fallback`.
+    /// `CPU — <why>`, e.g. `CPU — forced by cpu=1`.
     pub fn label(&self) -> String {
         match self {
             Self::WebGpu {
                 adapter,
                 device_type,
+                ..
             } => {
                 let adapter = adapter.trim();
                 match (adapter.is_empty(), device_kind(device_type)) {
@@ -61,7 +197,7 @@ impl Backend {
                     (false, Some(kind)) => format!("WebGPU · {adapter} ({kind})"),
                 }
             }
-            Self::Cpu { .. } => "CPU fallback".to_owned(),
+            Self::Cpu { reason } => format!("CPU — {}", reason.short()),
         }
     }
 
@@ -73,12 +209,23 @@ impl Backend {
         }
     }
 
-    /// A longer explanation for the badge's tooltip.
+    /// Value of the badge's `data-why` attribute: why this engine, as a key (`cpu-forced`,
+    /// `no-webgpu`, `software-adapter`, `webgpu-failed`, `gpu-forced`, `adapter`, `other`).
+    pub fn why(&self) -> &'static str {
+        match self {
+            Self::WebGpu { forced: true, .. } => "gpu-forced",
+            Self::WebGpu { forced: false, .. } => "adapter",
+            Self::Cpu { reason } => reason.key(),
+        }
+    }
+
+    /// A longer explanation for the badge's tooltip: the engine and why.
     pub fn detail(&self) -> String {
         match self {
             Self::WebGpu {
                 adapter,
                 device_type,
+                forced,
             } => {
                 let adapter = adapter.trim();
                 let on = if adapter.is_empty() {
@@ -89,9 +236,15 @@ impl Backend {
                 let kind = device_kind(device_type)
                     .map(|kind| format!(", a {kind} device"))
                     .unwrap_or_default();
-                format!("Compute runs in WebGPU shaders on {on}{kind}.")
+                let why = if *forced {
+                    " The gpu=1 link parameter forces WebGPU on this software adapter; without \
+                     it the faster CPU path would run."
+                } else {
+                    ""
+                };
+                format!("Compute runs in WebGPU shaders on {on}{kind}.{why}")
             }
-            Self::Cpu { reason } => format!("Compute runs on the CPU: {reason}."),
+            Self::Cpu { reason } => format!("Compute runs on the CPU: {}.", reason.long()),
         }
     }
 }
@@ -99,16 +252,16 @@ impl Backend {
 /// The CPU engine: `mclr-shared`'s reference code, single-threaded in the browser.
 #[derive(Debug, Clone)]
 pub struct CpuEngine {
-    reason: String,
+    reason: CpuReason,
 }
 
 /// The engine the views compute with.
 #[derive(Debug)]
 pub enum Engine {
     /// `mclr-shared`'s WGSL compute shaders through WebGPU (browser builds only), with the
-    /// adapter's name for the badge.
+    /// adapter's name for the badge and whether `gpu=1` forced it onto a software adapter.
     #[cfg(target_arch = "wasm32")]
-    Gpu(GpuEngine, String),
+    Gpu(GpuEngine, String, bool),
     /// `mclr-shared` on the CPU.
     Cpu(CpuEngine),
 }
@@ -161,27 +314,41 @@ pub struct Frame {
 }
 
 impl Engine {
-    /// The CPU engine, with the reason WebGPU is not used.
+    /// The CPU engine, with the reason WebGPU is not used, in plain words.
     pub fn cpu(reason: impl Into<String>) -> Self {
-        Self::Cpu(CpuEngine {
-            reason: reason.into(),
-        })
+        Self::cpu_because(CpuReason::Other(reason.into()))
     }
 
-    /// Picks the engine: WebGPU when the browser exposes `navigator.gpu` and an adapter is
-    /// obtained, the CPU otherwise or when `force_cpu` is set (the `cpu=1` link parameter).
-    pub async fn select(force_cpu: bool) -> Self {
-        if force_cpu {
-            return Self::cpu("forced by the cpu=1 link parameter");
+    fn cpu_because(reason: CpuReason) -> Self {
+        Self::Cpu(CpuEngine { reason })
+    }
+
+    /// Picks the engine by [`choose`]: `force_cpu` is the `cpu=1` link parameter, `force_gpu`
+    /// `gpu=1`. The adapter is looked at twice: as the browser describes it before any device
+    /// is made (so a software adapter costs no device and no shader compilation), and as wgpu
+    /// reports it once the engine is built.
+    pub async fn select(force_cpu: bool, force_gpu: bool) -> Self {
+        match choose(force_cpu, force_gpu, browser_has_webgpu(), None) {
+            Choice::Cpu(reason) => return Self::cpu_because(reason),
+            Choice::WebGpu { .. } => {}
         }
-        if !browser_has_webgpu() {
-            return Self::cpu("this browser does not expose WebGPU");
+        let probed = browser_adapter().await;
+        if let Some(adapter) = &probed {
+            let device_type = if adapter.fallback { "Cpu" } else { "Other" };
+            if let Choice::Cpu(reason) = choose(
+                force_cpu,
+                force_gpu,
+                true,
+                Some((&adapter.name, device_type)),
+            ) {
+                return Self::cpu_because(reason);
+            }
         }
-        Self::webgpu().await
+        Self::webgpu(force_cpu, force_gpu, probed.map(|a| a.name)).await
     }
 
     #[cfg(target_arch = "wasm32")]
-    async fn webgpu() -> Self {
+    async fn webgpu(force_cpu: bool, force_gpu: bool, browser_name: Option<String>) -> Self {
         match GpuEngine::new().await {
             Ok(gpu) => {
                 // wgpu names a browser adapter by `GPUAdapterInfo.description`, which browsers
@@ -189,16 +356,23 @@ impl Engine {
                 // name it instead.
                 let mut name = gpu.adapter().name.trim().to_owned();
                 if name.is_empty() {
-                    name = browser_adapter_name().await.unwrap_or_default();
+                    name = browser_name.unwrap_or_default();
                 }
-                Self::Gpu(gpu, name)
+                let device_type = gpu.adapter().device_type.clone();
+                match choose(force_cpu, force_gpu, true, Some((&name, &device_type))) {
+                    // The device is dropped here: the CPU path is faster on this adapter.
+                    Choice::Cpu(reason) => Self::cpu_because(reason),
+                    Choice::WebGpu { forced } => Self::Gpu(gpu, name, forced),
+                }
             }
-            Err(error) => Self::cpu(format!("WebGPU is present but unusable ({error})")),
+            Err(error) => Self::cpu_because(CpuReason::Unusable {
+                error: error.to_string(),
+            }),
         }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    async fn webgpu() -> Self {
+    async fn webgpu(_force_cpu: bool, _force_gpu: bool, _browser_name: Option<String>) -> Self {
         Self::cpu("native builds have no WebGPU")
     }
 
@@ -209,9 +383,10 @@ impl Engine {
                 reason: cpu.reason.clone(),
             },
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu, adapter) => Backend::WebGpu {
+            Self::Gpu(gpu, adapter, forced) => Backend::WebGpu {
                 adapter: adapter.clone(),
                 device_type: gpu.adapter().device_type.clone(),
+                forced: *forced,
             },
         }
     }
@@ -225,7 +400,7 @@ impl Engine {
         match self {
             Self::Cpu(_) => Ok(Transport::Cpu(operators.transport(coefficients)?)),
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu, _) => {
+            Self::Gpu(gpu, _, _) => {
                 let (k, n) = (operators.blocks(), operators.block_size());
                 let generators = operators.generators(coefficients)?;
                 let blocks = gpu.expm(&generators, n).await.map_err(gpu_error)?;
@@ -239,7 +414,7 @@ impl Engine {
         match (self, transport) {
             (_, Transport::Cpu(blocks)) => Ok(blocks.apply(z)?),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu, _), Transport::Gpu { blocks, k, n }) => {
+            (Self::Gpu(gpu, _, _), Transport::Gpu { blocks, k, n }) => {
                 gpu.apply_blocks(blocks, *k, *n, z).await.map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -256,7 +431,7 @@ impl Engine {
                 Metric::Cosine,
             )?)),
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu, _) => gpu
+            Self::Gpu(gpu, _, _) => gpu
                 .upload_gallery(GalleryData::F32(features), dim, Metric::Cosine)
                 .map(GalleryIndex::Gpu)
                 .map_err(gpu_error),
@@ -273,7 +448,7 @@ impl Engine {
         match (self, gallery) {
             (_, GalleryIndex::Cpu(index)) => Ok(index.search_batch(queries, k)?),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu, _), GalleryIndex::Gpu(index)) => {
+            (Self::Gpu(gpu, _, _), GalleryIndex::Gpu(index)) => {
                 gpu.knn(index, queries, k).await.map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -294,7 +469,7 @@ impl Engine {
                 Ok(Walker::Cpu(operators.transport(coefficients)?))
             }
             #[cfg(target_arch = "wasm32")]
-            Self::Gpu(gpu, _) => {
+            Self::Gpu(gpu, _, _) => {
                 let (k, n) = (operators.blocks(), operators.block_size());
                 let generators = operators.generators(coefficients)?;
                 gpu.path_from_generators(&generators, k, n, z0)
@@ -310,7 +485,7 @@ impl Engine {
         match (self, walker) {
             (_, Walker::Cpu(step)) => check_position(z, step.dim()),
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu, _), Walker::Gpu(path)) => {
+            (Self::Gpu(gpu, _, _), Walker::Gpu(path)) => {
                 gpu.set_path_position(path, z).map_err(gpu_error)
             }
             #[cfg(target_arch = "wasm32")]
@@ -337,7 +512,7 @@ impl Engine {
                 })
             }
             #[cfg(target_arch = "wasm32")]
-            (Self::Gpu(gpu, _), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
+            (Self::Gpu(gpu, _, _), Walker::Gpu(path), GalleryIndex::Gpu(index)) => {
                 let frame = gpu.path_step_knn(path, index, k).await.map_err(gpu_error)?;
                 Ok(Frame {
                     z: frame.z,
@@ -382,10 +557,21 @@ fn browser_has_webgpu() -> bool {
         .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
-/// The browser's name for its default WebGPU adapter: `GPUAdapterInfo.description`, else its
-/// vendor, architecture and device, e.g. "google swiftshader"; `None` when it tells none.
+/// What the browser tells about its default WebGPU adapter before any device is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AdapterProbe {
+    /// `GPUAdapterInfo.description`, else its vendor, architecture and device, e.g. "google
+    /// swiftshader"; empty when it tells none.
+    name: String,
+    /// `GPUAdapterInfo.isFallbackAdapter` (or the older `GPUAdapter.isFallbackAdapter`): a
+    /// software adapter, which wgpu reports as device type `Cpu`.
+    fallback: bool,
+}
+
+/// Asks `navigator.gpu` for its default adapter and reads its description; `None` when there is
+/// none or the browser refuses.
 #[cfg(target_arch = "wasm32")]
-async fn browser_adapter_name() -> Option<String> {
+async fn browser_adapter() -> Option<AdapterProbe> {
     use wasm_bindgen::{JsCast, JsValue};
 
     fn get(target: &JsValue, key: &str) -> Option<JsValue> {
@@ -398,20 +584,41 @@ async fn browser_adapter_name() -> Option<String> {
     let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
     let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
-    let info = get(&adapter, "info")?;
+    if adapter.is_undefined() || adapter.is_null() {
+        return None;
+    }
+    let info = get(&adapter, "info").unwrap_or(JsValue::UNDEFINED);
     let text = |key: &str| {
         get(&info, key)
             .and_then(|v| v.as_string())
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    text("description").or_else(|| {
-        let parts: Vec<String> = ["vendor", "architecture", "device"]
-            .into_iter()
-            .filter_map(text)
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(" "))
+    let name = text("description")
+        .or_else(|| {
+            let parts: Vec<String> = ["vendor", "architecture", "device"]
+                .into_iter()
+                .filter_map(text)
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .unwrap_or_default();
+    let flag = |target: &JsValue| {
+        get(target, "isFallbackAdapter")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    Some(AdapterProbe {
+        name,
+        fallback: flag(&info) || flag(&adapter),
     })
+}
+
+/// Native builds have no browser to ask.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::unused_async)]
+async fn browser_adapter() -> Option<AdapterProbe> {
+    None
 }
 
 /// Native builds (the unit tests) have no browser.
@@ -456,10 +663,113 @@ pub(crate) mod tests {
 
     #[test]
     fn forced_cpu_is_reported_on_the_badge() {
-        let engine = block_on(Engine::select(true));
+        let engine = block_on(Engine::select(true, false));
         assert_eq!(engine.backend().key(), "cpu");
-        assert_eq!(engine.backend().label(), "CPU fallback");
+        assert_eq!(engine.backend().why(), "cpu-forced");
+        assert_eq!(engine.backend().label(), "CPU — forced by cpu=1");
         assert!(engine.backend().detail().contains("cpu=1"));
+        // The parser never sets both; if it did, the CPU would still win.
+        let engine = block_on(Engine::select(true, true));
+        assert_eq!(engine.backend().why(), "cpu-forced");
+    }
+
+    #[test]
+    fn without_webgpu_the_cpu_runs_and_says_why() {
+        let engine = block_on(Engine::select(false, true));
+        let backend = engine.backend();
+        assert_eq!(backend.key(), "cpu");
+        assert_eq!(backend.why(), "no-webgpu");
+        assert_eq!(backend.label(), "CPU — no WebGPU in this browser");
+    }
+
+    #[test]
+    fn a_software_adapter_means_the_cpu_unless_gpu_1_forces_webgpu() {
+        let swiftshader = Some(("google swiftshader", "Other"));
+        let fallback = Some(("", "Cpu"));
+        let hardware = Some(("NVIDIA GeForce RTX 4090", "DiscreteGpu"));
+        assert_eq!(
+            choose(false, false, true, swiftshader),
+            Choice::Cpu(CpuReason::SoftwareAdapter {
+                adapter: "google swiftshader".to_owned()
+            })
+        );
+        assert!(matches!(
+            choose(false, false, true, fallback),
+            Choice::Cpu(CpuReason::SoftwareAdapter { .. })
+        ));
+        assert_eq!(
+            choose(false, true, true, swiftshader),
+            Choice::WebGpu { forced: true }
+        );
+        assert_eq!(
+            choose(false, false, true, hardware),
+            Choice::WebGpu { forced: false }
+        );
+        // gpu=1 on hardware changes nothing.
+        assert_eq!(
+            choose(false, true, true, hardware),
+            Choice::WebGpu { forced: false }
+        );
+        // Before the adapter is known, WebGPU is still in the running.
+        assert_eq!(
+            choose(false, false, true, None),
+            Choice::WebGpu { forced: false }
+        );
+        assert_eq!(
+            choose(true, true, true, hardware),
+            Choice::Cpu(CpuReason::Forced)
+        );
+        assert_eq!(
+            choose(false, true, false, None),
+            Choice::Cpu(CpuReason::NoWebGpu)
+        );
+        assert!(is_software_adapter(
+            "llvmpipe (LLVM 19.1.7, 256 bits)",
+            "Cpu"
+        ));
+        assert!(is_software_adapter("SwiftShader Device (Subzero)", "Other"));
+        assert!(!is_software_adapter("Apple M2", "IntegratedGpu"));
+    }
+
+    #[test]
+    fn the_badge_says_which_engine_and_why() {
+        let software = Backend::Cpu {
+            reason: CpuReason::SoftwareAdapter {
+                adapter: "google swiftshader".to_owned(),
+            },
+        };
+        assert_eq!(
+            software.label(),
+            "CPU — WebGPU offers only a software adapter (google swiftshader)"
+        );
+        assert_eq!(software.why(), "software-adapter");
+        let detail = software.detail();
+        assert!(
+            detail.starts_with("Compute runs on the CPU: WebGPU offers only"),
+            "{detail}"
+        );
+        assert!(detail.contains("gpu=1"), "{detail}");
+        let forced = Backend::WebGpu {
+            adapter: "google swiftshader".to_owned(),
+            device_type: "Cpu".to_owned(),
+            forced: true,
+        };
+        assert_eq!(forced.key(), "webgpu");
+        assert_eq!(forced.why(), "gpu-forced");
+        assert_eq!(forced.label(), "WebGPU · google swiftshader (cpu)");
+        assert!(forced.detail().contains("gpu=1"), "{}", forced.detail());
+        let failed = Backend::Cpu {
+            reason: CpuReason::Unusable {
+                error: "no adapter".to_owned(),
+            },
+        };
+        assert_eq!(failed.label(), "CPU — WebGPU failed to start");
+        assert!(
+            failed.detail().contains("(no adapter)"),
+            "{}",
+            failed.detail()
+        );
+        assert_eq!(failed.why(), "webgpu-failed");
     }
 
     #[test]
@@ -467,6 +777,7 @@ pub(crate) mod tests {
         let webgpu = |adapter: &str, device_type: &str| Backend::WebGpu {
             adapter: adapter.to_owned(),
             device_type: device_type.to_owned(),
+            forced: false,
         };
         let software = webgpu("SwiftShader", "Cpu");
         assert_eq!(software.label(), "WebGPU · SwiftShader (cpu)");

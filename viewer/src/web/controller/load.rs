@@ -29,8 +29,8 @@ impl Controller {
     /// Starts the app: picks the engine, then loads the bundle of the link (or the demo).
     pub async fn start(self) {
         let ui = self.ui;
-        let force_cpu = ui.state.with_untracked(|s| s.force_cpu);
-        let engine = Engine::select(force_cpu).await;
+        let (force_cpu, force_gpu) = ui.state.with_untracked(|s| (s.force_cpu, s.force_gpu));
+        let engine = Engine::select(force_cpu, force_gpu).await;
         ui.backend.set(Some(engine.backend()));
         self.with_core(|core| core.engine = Some(Rc::new(engine)));
         let url = ui
@@ -103,7 +103,7 @@ impl Controller {
         let engine = self.with_core(|core| core.engine.clone()).flatten();
         let engine = match engine {
             Some(engine) => engine,
-            None => Rc::new(Engine::select(true).await),
+            None => Rc::new(Engine::select(true, false).await),
         };
         let gallery = engine.upload_gallery(&session.features, session.dim())?;
         let mut by_class = vec![Vec::new(); session.class_names.len()];

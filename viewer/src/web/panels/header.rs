@@ -48,6 +48,7 @@ pub fn Header(ui: Ui) -> impl IntoView {
             <span
                 id="badge"
                 data-backend=move || ui.backend.with(|b| b.as_ref().map(|b| b.key()))
+                data-why=move || ui.backend.with(|b| b.as_ref().map(|b| b.why()))
                 title=move || ui.backend.with(|b| b.as_ref().map(|b| b.detail()))
             >
                 {move || {
