@@ -295,11 +295,11 @@ impl ViewState {
     /// Whether a link opens the first view (a representative anchor, the largest operator,
     /// playing) rather than the view its parameters describe.
     ///
-    /// Only links that no earlier viewer wrote or read as a view do: the empty query (the demo
-    /// page), and links whose only parameters are the new `gpu` and `follow` switches plus, when
-    /// following, the `bundle` being followed (the address `mclr view` prints). Every other link,
-    /// `?bundle=x.mclr` or `?cpu=1` alone included, keeps its exact old meaning: anchor 0 (or the
-    /// link's), the link's operators, paused.
+    /// Only links that describe nothing do: the empty query (the demo page), and the address
+    /// `mclr view` prints, whose only parameters are the `bundle` it follows and `follow` itself
+    /// (follow mode is new, so no earlier link meant anything else by it). Every other link —
+    /// `?bundle=x.mclr`, `?cpu=1` or `?gpu=1` alone included — keeps its exact meaning: anchor 0
+    /// (or the link's), the link's operators, paused.
     pub fn opens_first_view(query: &str) -> bool {
         let (state, _) = Self::from_query(query);
         let query = query.strip_prefix('?').unwrap_or(query);
@@ -307,11 +307,7 @@ impl ViewState {
             .split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| percent::decode(pair.split_once('=').map_or(pair, |(key, _)| key)))
-            .all(|key| match key.as_str() {
-                "gpu" | "follow" => true,
-                "bundle" => state.follow,
-                _ => false,
-            })
+            .all(|key| matches!(key.as_str(), "follow" | "bundle") && state.follow)
     }
 
     /// The range t runs over in this view: [0, 1] for a transport A → B (t = 0 is A, t = 1 the
@@ -657,10 +653,9 @@ mod tests {
         for query in [
             "",
             "?",
-            "?gpu=1",
             "follow=1",
             "?bundle=run/live.mclr&follow=1",
-            "bundle=run%2Flive.mclr&follow=1&gpu=1",
+            "bundle=run%2Flive.mclr&follow=true",
         ] {
             assert!(ViewState::opens_first_view(query), "{query:?}");
         }
@@ -673,7 +668,10 @@ mod tests {
             "?anchor=abc&ops=zz",
             "?mode=prior",
             "?zoom=3",
+            "?gpu=1",
             "?gpu=1&T=3",
+            "?bundle=run/live.mclr&follow=1&cpu=1",
+            "?follow=maybe",
         ] {
             assert!(!ViewState::opens_first_view(query), "{query:?}");
         }
