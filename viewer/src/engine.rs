@@ -24,6 +24,8 @@ pub enum CpuReason {
     Forced,
     /// The browser has no `navigator.gpu`.
     NoWebGpu,
+    /// The browser has `navigator.gpu` but no adapter (WebGPU turned off, a blocklisted GPU).
+    NoAdapter,
     /// WebGPU's only adapter is a software one (device type `Cpu`, or a known software
     /// rasteriser such as SwiftShader): it runs the WGSL shaders on the CPU, an order of
     /// magnitude slower than the viewer's own CPU code (BENCHMARKS.md). `gpu=1` overrides this.
@@ -46,6 +48,7 @@ impl CpuReason {
         match self {
             Self::Forced => "forced by cpu=1".to_owned(),
             Self::NoWebGpu => "no WebGPU in this browser".to_owned(),
+            Self::NoAdapter => "WebGPU offers no adapter".to_owned(),
             Self::SoftwareAdapter { adapter } => {
                 let adapter = adapter.trim();
                 if adapter.is_empty() {
@@ -64,6 +67,9 @@ impl CpuReason {
         match self {
             Self::Forced => "forced by the cpu=1 link parameter".to_owned(),
             Self::NoWebGpu => "this browser does not expose WebGPU".to_owned(),
+            Self::NoAdapter => "this browser exposes WebGPU but offers no adapter (WebGPU may be \
+                                turned off, or the GPU blocklisted)"
+                .to_owned(),
             Self::SoftwareAdapter { .. } => format!(
                 "{}, which runs the shaders on the CPU, more slowly than the viewer's own CPU \
                  code; add gpu=1 to the link to use it anyway",
@@ -79,6 +85,7 @@ impl CpuReason {
         match self {
             Self::Forced => "cpu-forced",
             Self::NoWebGpu => "no-webgpu",
+            Self::NoAdapter => "no-adapter",
             Self::SoftwareAdapter { .. } => "software-adapter",
             Self::Unusable { .. } => "webgpu-failed",
             Self::Other(_) => "other",
@@ -147,25 +154,36 @@ pub enum Choice {
     },
 }
 
+/// What the browser offers for WebGPU, as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer<'a> {
+    /// No `navigator.gpu`.
+    Nothing,
+    /// `navigator.gpu` exists but `requestAdapter()` gave no adapter.
+    NoAdapter,
+    /// `navigator.gpu` exists; the adapter is not known yet.
+    Unknown,
+    /// An adapter: its name and its wgpu device type (`Cpu` for a browser's fallback adapter).
+    Adapter {
+        /// The adapter's name, e.g. "google swiftshader".
+        name: &'a str,
+        /// wgpu's device type, e.g. "Cpu", "DiscreteGpu", "Other".
+        device_type: &'a str,
+    },
+}
+
 /// The choice of engine, the one policy: `cpu=1` always means the CPU (the parser drops a
-/// `gpu=1` beside it, with a warning); no WebGPU means the CPU; a software adapter (`adapter`
-/// = name and wgpu device type, `None` while it is not known yet) means the CPU unless `gpu=1`
-/// forces WebGPU — which keeps the WGSL path testable on SwiftShader; any other adapter means
-/// WebGPU.
-pub fn choose(
-    force_cpu: bool,
-    force_gpu: bool,
-    webgpu: bool,
-    adapter: Option<(&str, &str)>,
-) -> Choice {
+/// `gpu=1` beside it, with a warning); no WebGPU or no adapter means the CPU; a software adapter
+/// means the CPU unless `gpu=1` forces WebGPU — which keeps the WGSL path testable on
+/// SwiftShader; any other adapter (or one not known yet) means WebGPU.
+pub fn choose(force_cpu: bool, force_gpu: bool, offer: Offer<'_>) -> Choice {
     if force_cpu {
         return Choice::Cpu(CpuReason::Forced);
     }
-    if !webgpu {
-        return Choice::Cpu(CpuReason::NoWebGpu);
-    }
-    match adapter {
-        Some((name, device_type)) if is_software_adapter(name, device_type) => {
+    match offer {
+        Offer::Nothing => Choice::Cpu(CpuReason::NoWebGpu),
+        Offer::NoAdapter => Choice::Cpu(CpuReason::NoAdapter),
+        Offer::Adapter { name, device_type } if is_software_adapter(name, device_type) => {
             if force_gpu {
                 Choice::WebGpu { forced: true }
             } else {
@@ -174,7 +192,7 @@ pub fn choose(
                 })
             }
         }
-        _ => Choice::WebGpu { forced: false },
+        Offer::Unknown | Offer::Adapter { .. } => Choice::WebGpu { forced: false },
     }
 }
 
@@ -210,7 +228,8 @@ impl Backend {
     }
 
     /// Value of the badge's `data-why` attribute: why this engine, as a key (`cpu-forced`,
-    /// `no-webgpu`, `software-adapter`, `webgpu-failed`, `gpu-forced`, `adapter`, `other`).
+    /// `no-webgpu`, `no-adapter`, `software-adapter`, `webgpu-failed`, `gpu-forced`, `adapter`,
+    /// `other`).
     pub fn why(&self) -> &'static str {
         match self {
             Self::WebGpu { forced: true, .. } => "gpu-forced",
@@ -328,23 +347,32 @@ impl Engine {
     /// is made (so a software adapter costs no device and no shader compilation), and as wgpu
     /// reports it once the engine is built.
     pub async fn select(force_cpu: bool, force_gpu: bool) -> Self {
-        match choose(force_cpu, force_gpu, browser_has_webgpu(), None) {
+        let offer = if browser_has_webgpu() {
+            Offer::Unknown
+        } else {
+            Offer::Nothing
+        };
+        match choose(force_cpu, force_gpu, offer) {
             Choice::Cpu(reason) => return Self::cpu_because(reason),
             Choice::WebGpu { .. } => {}
         }
         let probed = browser_adapter().await;
-        if let Some(adapter) = &probed {
-            let device_type = if adapter.fallback { "Cpu" } else { "Other" };
-            if let Choice::Cpu(reason) = choose(
-                force_cpu,
-                force_gpu,
-                true,
-                Some((&adapter.name, device_type)),
-            ) {
-                return Self::cpu_because(reason);
-            }
+        let offer = match &probed {
+            Probe::NoAdapter => Offer::NoAdapter,
+            Probe::Unknown => Offer::Unknown,
+            Probe::Adapter(adapter) => Offer::Adapter {
+                name: &adapter.name,
+                device_type: if adapter.fallback { "Cpu" } else { "Other" },
+            },
+        };
+        if let Choice::Cpu(reason) = choose(force_cpu, force_gpu, offer) {
+            return Self::cpu_because(reason);
         }
-        Self::webgpu(force_cpu, force_gpu, probed.map(|a| a.name)).await
+        let name = match probed {
+            Probe::Adapter(adapter) => Some(adapter.name),
+            Probe::NoAdapter | Probe::Unknown => None,
+        };
+        Self::webgpu(force_cpu, force_gpu, name).await
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -359,7 +387,11 @@ impl Engine {
                     name = browser_name.unwrap_or_default();
                 }
                 let device_type = gpu.adapter().device_type.clone();
-                match choose(force_cpu, force_gpu, true, Some((&name, &device_type))) {
+                let offer = Offer::Adapter {
+                    name: &name,
+                    device_type: &device_type,
+                };
+                match choose(force_cpu, force_gpu, offer) {
                     // The device is dropped here: the CPU path is faster on this adapter.
                     Choice::Cpu(reason) => Self::cpu_because(reason),
                     Choice::WebGpu { forced } => Self::Gpu(gpu, name, forced),
@@ -568,10 +600,30 @@ struct AdapterProbe {
     fallback: bool,
 }
 
-/// Asks `navigator.gpu` for its default adapter and reads its description; `None` when there is
-/// none or the browser refuses.
+/// What asking the browser for an adapter gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Probe {
+    /// No answer (no `navigator.gpu`, or the request failed): wgpu will find out.
+    Unknown,
+    /// `requestAdapter()` resolved to no adapter.
+    NoAdapter,
+    /// An adapter, described.
+    Adapter(AdapterProbe),
+}
+
+/// Asks `navigator.gpu` for its default adapter and reads its description.
 #[cfg(target_arch = "wasm32")]
-async fn browser_adapter() -> Option<AdapterProbe> {
+async fn browser_adapter() -> Probe {
+    match browser_adapter_inner().await {
+        Some(Some(adapter)) => Probe::Adapter(adapter),
+        Some(None) => Probe::NoAdapter,
+        None => Probe::Unknown,
+    }
+}
+
+/// `None` when the browser could not be asked, `Some(None)` when it has no adapter.
+#[cfg(target_arch = "wasm32")]
+async fn browser_adapter_inner() -> Option<Option<AdapterProbe>> {
     use wasm_bindgen::{JsCast, JsValue};
 
     fn get(target: &JsValue, key: &str) -> Option<JsValue> {
@@ -585,7 +637,7 @@ async fn browser_adapter() -> Option<AdapterProbe> {
     let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
     if adapter.is_undefined() || adapter.is_null() {
-        return None;
+        return Some(None);
     }
     let info = get(&adapter, "info").unwrap_or(JsValue::UNDEFINED);
     let text = |key: &str| {
@@ -608,17 +660,17 @@ async fn browser_adapter() -> Option<AdapterProbe> {
             .and_then(|v| v.as_bool())
             .unwrap_or(false)
     };
-    Some(AdapterProbe {
+    Some(Some(AdapterProbe {
         name,
         fallback: flag(&info) || flag(&adapter),
-    })
+    }))
 }
 
 /// Native builds have no browser to ask.
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::unused_async)]
-async fn browser_adapter() -> Option<AdapterProbe> {
-    None
+async fn browser_adapter() -> Probe {
+    Probe::Unknown
 }
 
 /// Native builds (the unit tests) have no browser.
@@ -684,44 +736,55 @@ pub(crate) mod tests {
 
     #[test]
     fn a_software_adapter_means_the_cpu_unless_gpu_1_forces_webgpu() {
-        let swiftshader = Some(("google swiftshader", "Other"));
-        let fallback = Some(("", "Cpu"));
-        let hardware = Some(("NVIDIA GeForce RTX 4090", "DiscreteGpu"));
+        let swiftshader = Offer::Adapter {
+            name: "google swiftshader",
+            device_type: "Other",
+        };
+        let fallback = Offer::Adapter {
+            name: "",
+            device_type: "Cpu",
+        };
+        let hardware = Offer::Adapter {
+            name: "NVIDIA GeForce RTX 4090",
+            device_type: "DiscreteGpu",
+        };
         assert_eq!(
-            choose(false, false, true, swiftshader),
+            choose(false, false, swiftshader),
             Choice::Cpu(CpuReason::SoftwareAdapter {
                 adapter: "google swiftshader".to_owned()
             })
         );
         assert!(matches!(
-            choose(false, false, true, fallback),
+            choose(false, false, fallback),
             Choice::Cpu(CpuReason::SoftwareAdapter { .. })
         ));
         assert_eq!(
-            choose(false, true, true, swiftshader),
+            choose(false, true, swiftshader),
             Choice::WebGpu { forced: true }
         );
         assert_eq!(
-            choose(false, false, true, hardware),
+            choose(false, false, hardware),
             Choice::WebGpu { forced: false }
         );
         // gpu=1 on hardware changes nothing.
         assert_eq!(
-            choose(false, true, true, hardware),
+            choose(false, true, hardware),
             Choice::WebGpu { forced: false }
         );
         // Before the adapter is known, WebGPU is still in the running.
         assert_eq!(
-            choose(false, false, true, None),
+            choose(false, false, Offer::Unknown),
             Choice::WebGpu { forced: false }
         );
+        assert_eq!(choose(true, true, hardware), Choice::Cpu(CpuReason::Forced));
+        // gpu=1 cannot make an adapter appear.
         assert_eq!(
-            choose(true, true, true, hardware),
-            Choice::Cpu(CpuReason::Forced)
+            choose(false, true, Offer::Nothing),
+            Choice::Cpu(CpuReason::NoWebGpu)
         );
         assert_eq!(
-            choose(false, true, false, None),
-            Choice::Cpu(CpuReason::NoWebGpu)
+            choose(false, true, Offer::NoAdapter),
+            Choice::Cpu(CpuReason::NoAdapter)
         );
         assert!(is_software_adapter(
             "llvmpipe (LLVM 19.1.7, 256 bits)",
@@ -770,6 +833,11 @@ pub(crate) mod tests {
             failed.detail()
         );
         assert_eq!(failed.why(), "webgpu-failed");
+        let none = Backend::Cpu {
+            reason: CpuReason::NoAdapter,
+        };
+        assert_eq!(none.label(), "CPU — WebGPU offers no adapter");
+        assert_eq!(none.why(), "no-adapter");
     }
 
     #[test]
