@@ -45,7 +45,7 @@ impl Browser {
     }
 
     /// Every curve path: its run, series and `data-points` parsed back into numbers.
-    fn curve_paths(&self) -> Vec<(String, String, Vec<(u64, f64)>)> {
+    fn curve_paths(&self) -> Vec<CurvePath> {
         let v = self.js(
             r##"return [...document.querySelectorAll("#curves path.curve")].map((p) => [
                  p.getAttribute("data-run"), p.getAttribute("data-series"), p.getAttribute("data-points")]);"##,
@@ -56,10 +56,24 @@ impl Browser {
             .iter()
             .map(|p| {
                 let text = |i: usize| p[i].as_str().unwrap_or_default().to_owned();
-                (text(0), text(1), parse_points(&text(2)))
+                CurvePath {
+                    run: text(0),
+                    series: text(1),
+                    points: parse_points(&text(2)),
+                }
             })
             .collect()
     }
+}
+
+/// One `path.curve` of the curves panel.
+struct CurvePath {
+    /// `data-run`.
+    run: String,
+    /// `data-series`.
+    series: String,
+    /// `data-points`, parsed.
+    points: Vec<(u64, f64)>,
 }
 
 /// Reads what these tests check, in one round trip.
@@ -175,12 +189,12 @@ fn simclr_log(records: std::ops::Range<u64>) -> String {
 
 /// Fails unless the curve paths of run `label` are exactly the series `curves::parse` reads from
 /// `jsonl`: one path per series, its points equal in number, order and value.
-fn assert_paths_match(paths: &[(String, String, Vec<(u64, f64)>)], label: &str, jsonl: &str) {
+fn assert_paths_match(paths: &[CurvePath], label: &str, jsonl: &str) {
     let parsed = curves::parse(jsonl).unwrap();
     let mine: BTreeMap<&str, &Vec<(u64, f64)>> = paths
         .iter()
-        .filter(|(run, _, _)| run == label)
-        .map(|(_, series, points)| (series.as_str(), points))
+        .filter(|path| path.run == label)
+        .map(|path| (path.series.as_str(), &path.points))
         .collect();
     let names: Vec<&str> = parsed.series.iter().map(|s| s.name.as_str()).collect();
     let drawn: Vec<&str> = mine.keys().copied().collect();
@@ -452,6 +466,7 @@ fn the_first_view_plays_the_largest_operator_from_a_representative_anchor() {
         &["--force-prefers-reduced-motion"],
         SNAPSHOT_JS,
     );
+    let anchor_text = anchor.to_string();
     calm.navigate(&server.url("/"));
     let v = calm.wait_ready();
     assert_eq!(
@@ -459,7 +474,8 @@ fn the_first_view_plays_the_largest_operator_from_a_representative_anchor() {
         "the flag did not set the preference: {v}"
     );
     let v = calm.wait("the first view's anchor and operator", REACT, |v| {
-        v["anchor"] == anchor.to_string() && v["selected"] == json!([largest.to_string()])
+        v["anchor"].as_str() == Some(anchor_text.as_str())
+            && v["selected"] == json!([largest.to_string()])
     });
     assert!(v["hint"].is_string(), "{v}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -569,9 +585,7 @@ fn follow_mode_swaps_the_model_in_place_and_survives_a_half_written_file() {
     let m = row.as_str().unwrap().to_owned();
     b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
     let slider = format!("input.coef[data-index=\"{m}\"]");
-    b.wait(&format!("{slider}"), REACT, |v| {
-        v["coefs"].get(m.as_str()).is_some()
-    });
+    b.wait(&slider, REACT, |v| v["coefs"].get(m.as_str()).is_some());
     let r = b
         .session
         .find(&slider)
@@ -612,8 +626,10 @@ fn follow_mode_swaps_the_model_in_place_and_survives_a_half_written_file() {
     assert_eq!(after["error"], Value::Null, "{after}");
     assert_eq!(after["live_warning"], Value::Null, "{after}");
     b.wait("the longer log's curves", FOLLOW, |_| {
-        b.curve_paths().iter().any(|(run, series, points)| {
-            run == "manifoldclr (live)" && series == "loss.total" && points.len() == 25
+        b.curve_paths().iter().any(|path| {
+            path.run == "manifoldclr (live)"
+                && path.series == "loss.total"
+                && path.points.len() == 25
         })
     });
     assert_paths_match(&b.curve_paths(), "manifoldclr (live)", &log_v2);

@@ -602,6 +602,8 @@ struct AdapterProbe {
 
 /// What asking the browser for an adapter gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Native builds have no browser to ask, so only `Unknown` is ever made there.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 enum Probe {
     /// No answer (no `navigator.gpu`, or the request failed): wgpu will find out.
     Unknown,
