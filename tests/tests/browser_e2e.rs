@@ -52,6 +52,7 @@ return {
   backend: attr("#badge", "data-backend"),
   badge: text("#badge"),
   badge_detail: attr("#badge", "title"),
+  why: attr("#badge", "data-why"),
   bundle: text("#bundle-name"),
   error: shown("#error") ? text("#error") : null,
   warnings: shown("#warnings") ? text("#warnings") : null,
@@ -78,9 +79,9 @@ fn trail(v: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the site, checks the badge, and plays a path from anchor 5; returns the snapshot after
-/// pausing.
-fn play_a_path(b: &Browser, url: &str, backend: &str) -> Value {
+/// Loads the site, checks the badge (engine and why), and plays a path from anchor 5; returns
+/// the snapshot after pausing.
+fn play_a_path(b: &Browser, url: &str, backend: &str, why: &str) -> Value {
     b.navigate(url);
     let v = b.wait_ready();
     assert_eq!(v["backend"], backend, "badge backend: {v}");
@@ -94,8 +95,9 @@ fn play_a_path(b: &Browser, url: &str, backend: &str) -> Value {
                 .is_some_and(|adapter| !adapter.trim().is_empty()),
             "badge text without the adapter: {v}"
         ),
-        _ => assert!(badge.starts_with("CPU fallback"), "badge text: {v}"),
+        _ => assert!(badge.starts_with("CPU — "), "badge text: {v}"),
     }
+    assert_eq!(v["why"], why, "badge data-why: {v}");
     assert!(
         v["points"].as_str().is_some_and(|p| p != "0"),
         "scatter has no points: {v}"
@@ -168,7 +170,9 @@ fn webgpu_path_plays_and_its_share_link_restores_the_view() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = serve_dist();
     let b = Browser::new("webgpu", Gpu::WebGpu);
-    let played = play_a_path(&b, &server.url("/"), "webgpu");
+    // gpu=1: Chromium's only adapter here is SwiftShader, a software one, on which the viewer
+    // would pick the CPU path; the link forces WebGPU so that the WGSL path stays covered.
+    let played = play_a_path(&b, &server.url("/?gpu=1"), "webgpu", "gpu-forced");
 
     // Move one coefficient off its default with the keyboard, as a person would.
     let m = played["selected"][0].as_str().unwrap().to_owned();
@@ -191,8 +195,8 @@ fn webgpu_path_plays_and_its_share_link_restores_the_view() {
     });
     let link = shared["share"].as_str().unwrap().to_owned();
     assert!(
-        link.contains("anchor=5"),
-        "share link lacks the anchor: {link}"
+        link.contains("anchor=5") && link.contains("gpu=1"),
+        "share link lacks the anchor or gpu=1: {link}"
     );
     b.assert_console_clean(&[]);
     drop(b);
@@ -202,7 +206,7 @@ fn webgpu_path_plays_and_its_share_link_restores_the_view() {
     fresh.navigate(&link);
     let restored = fresh.wait_ready();
     fresh.shot("restored");
-    for key in ["anchor", "selected", "coefs", "T", "t"] {
+    for key in ["anchor", "selected", "coefs", "T", "t", "backend", "why"] {
         assert_eq!(
             restored[key], state[key],
             "`{key}` not restored from {link}: {restored}"
@@ -223,7 +227,11 @@ fn cpu_fallback_is_labelled_and_plays_the_same_path() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = serve_dist();
     let b = Browser::new("cpu", Gpu::Off);
-    play_a_path(&b, &server.url("/?cpu=1"), "cpu");
+    let v = play_a_path(&b, &server.url("/?cpu=1"), "cpu", "cpu-forced");
+    assert!(
+        v["badge"].as_str().is_some_and(|t| t.contains("cpu=1")),
+        "the badge does not say cpu=1 chose the CPU: {v}"
+    );
     b.assert_console_clean(&[]);
 }
 

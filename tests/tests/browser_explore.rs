@@ -100,9 +100,11 @@ fn prior_mode_shows_s_seeded_samples_and_the_kept_fraction() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let site = serve_dist();
     let b = Browser::new("prior", Gpu::WebGpu);
-    let link = site.url("/?anchor=17&mode=prior&seed=5&S=48");
+    // gpu=1: SwiftShader is a software adapter, on which the viewer would pick the CPU path.
+    let link = site.url("/?anchor=17&mode=prior&seed=5&S=48&gpu=1");
     b.navigate(&link);
-    b.wait_ready();
+    let v = b.wait_ready();
+    assert_eq!(v["backend"], "webgpu", "{v}");
     let first = b.wait("48 painted prior tiles and a kept fraction", REACT, |v| {
         v["prior_tiles"].as_array().is_some_and(|t| t.len() == 48)
             && v["prior_fraction"].is_string()
@@ -157,8 +159,9 @@ fn transport_mode_shows_the_matching_error_and_reaches_b() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let site = serve_dist();
     let b = Browser::new("transport", Gpu::WebGpu);
-    b.navigate(&site.url("/?anchor=3&b=250&mode=transport"));
-    b.wait_ready();
+    b.navigate(&site.url("/?anchor=3&b=250&mode=transport&gpu=1"));
+    let v = b.wait_ready();
+    assert_eq!(v["backend"], "webgpu", "{v}");
     let v = b.wait("a numeric #transport-error", REACT, |v| {
         v["transport_error"].as_str().is_some()
     });
@@ -213,7 +216,7 @@ fn transport_mode_shows_the_matching_error_and_reaches_b() {
     b.wait("#play to say Play", REACT, |v| v["play"] == "Play");
 
     // A link's t outside [0, 1] is clamped into it, with a warning.
-    b.navigate(&site.url("/?anchor=3&b=250&mode=transport&t=-0.5"));
+    b.navigate(&site.url("/?anchor=3&b=250&mode=transport&t=-0.5&gpu=1"));
     let v = b.wait_ready();
     let v = if v["warnings"].is_null() {
         b.wait("a warning about t", REACT, |v| !v["warnings"].is_null())

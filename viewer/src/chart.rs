@@ -1,5 +1,6 @@
-//! Axis arithmetic for the inspect charts: linear scales from data to pixels and "nice" tick
-//! values (1, 2 or 5 times a power of ten), so every chart gets readable, labelled axes.
+//! Axis arithmetic for the SVG charts (inspect mode's and the training curves'): linear scales
+//! from data to pixels and "nice" tick values (1, 2 or 5 times a power of ten), placed and
+//! labelled, so every chart gets readable, labelled axes.
 
 /// A linear map from a data interval to a pixel interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +60,27 @@ pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> (Vec<f64>, f64) {
     let n = ((last - first).max(0.0) as usize).min(64);
     let ticks = (0..=n).map(|i| (first + i as f64) * step).collect();
     (ticks, step)
+}
+
+/// One labelled tick: where it sits along its axis and what it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Position along the axis, CSS pixels.
+    pub at: f64,
+    /// The label.
+    pub label: String,
+}
+
+/// Ticks at the values of a [`nice_ticks`] result, placed by `scale` and labelled by
+/// [`tick_label`] with its step.
+pub fn placed_ticks(scale: &Scale, (values, step): &(Vec<f64>, f64)) -> Vec<Tick> {
+    values
+        .iter()
+        .map(|&v| Tick {
+            at: scale.map(v),
+            label: tick_label(v, *step),
+        })
+        .collect()
 }
 
 /// A tick label with just the decimals its step needs ("0.25", "-2", "1e-4").
@@ -127,6 +149,16 @@ mod tests {
         assert_eq!(tick_label(-2.0, 1.0), "-2");
         assert_eq!(tick_label(0.0, 0.1), "0");
         assert_eq!(tick_label(40.0, 20.0), "40");
+    }
+
+    #[test]
+    fn placed_ticks_sit_where_the_scale_puts_their_values() {
+        let scale = Scale::new((0.0, 2.0), (10.0, 30.0));
+        let ticks = placed_ticks(&scale, &nice_ticks(0.0, 2.0, 4));
+        let at: Vec<f64> = ticks.iter().map(|t| t.at).collect();
+        let labels: Vec<&str> = ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(at, [10.0, 15.0, 20.0, 25.0, 30.0]);
+        assert_eq!(labels, ["0", "0.5", "1.0", "1.5", "2.0"]);
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! moving point — and keeps the whole view in a share link.
 //!
 //! The modules outside `web` are plain Rust and tested natively: the share-link state, the
-//! compute engine's CPU path, the digest of a bundle, the path player, prior sampling, transport
-//! A → B, operator analytics and chart axes. `web` is the browser
-//! app and only exists on wasm32.
+//! compute engine's CPU path and its choice, the digest of a bundle, the path player, prior
+//! sampling, transport A → B, operator analytics, chart axes, the training curves' layout, follow
+//! mode's decisions and the first view's picks. `web` is the browser app and only exists on
+//! wasm32.
 
 pub mod chart;
+pub mod curve_plot;
 pub mod engine;
 pub mod error;
+pub mod first_view;
+pub mod follow;
 pub mod inspect;
 pub mod percent;
 pub mod player;

@@ -2,7 +2,7 @@
 //! 2-D PCA coordinates of every gallery image, the operators, and the operator list in display
 //! order. Built once per loaded bundle; everything after trusts its shapes.
 
-use mclr_shared::bundle::{Bundle, RunMetadata, Thumbnails};
+use mclr_shared::bundle::{Bundle, RunMetadata, RunRecord, Thumbnails};
 use mclr_shared::geometry::Pca;
 use mclr_shared::operators::{CoefficientEncoder, Operators, PriorNetwork};
 
@@ -73,8 +73,12 @@ pub struct Session {
     pub heatmap: Vec<f32>,
     /// Operator indices by decreasing norm: the order of the operator list.
     pub order: Vec<usize>,
-    /// The thumbnail sprite sheet and its layout.
+    /// The thumbnail sprite sheet and its layout; the sheet itself may be a file beside the
+    /// bundle ([`Thumbnails::sheet_file`]), which the browser fetches.
     pub thumbnails: Thumbnails,
+    /// The run around the model: when it was saved, whether it is a live snapshot, and the
+    /// training logs for the curves panel.
+    pub run: RunRecord,
     /// The prior p(c | z0), or why it cannot be used (the rest of the viewer works without it).
     pub prior: std::result::Result<PriorNetwork, mclr_shared::Error>,
     /// The coefficient encoder q(c | z0, z1), or why it cannot be used.
@@ -155,6 +159,7 @@ impl Session {
             heatmap,
             order,
             thumbnails: bundle.thumbnails,
+            run: bundle.run,
         })
     }
 
@@ -281,6 +286,10 @@ mod tests {
             (
                 2,
                 &include_bytes!("../../shared/tests/golden/bundle_v2.mclr")[..],
+            ),
+            (
+                3,
+                &include_bytes!("../../shared/tests/golden/bundle_v3.mclr")[..],
             ),
         ] {
             let session = Session::from_bytes(bytes, "golden.mclr")

@@ -87,8 +87,14 @@ pub struct ViewState {
     /// The operator shown in inspect mode; `None` inspects the first selected operator, else
     /// the one of largest norm.
     pub inspect: Option<u32>,
-    /// Use the CPU engine even where WebGPU is available.
+    /// Use the CPU engine even where WebGPU is available (`cpu=1`).
     pub force_cpu: bool,
+    /// Use WebGPU even where its only adapter is a software one (`gpu=1`), on which the CPU
+    /// engine is usually faster; never set together with `force_cpu`, which wins.
+    pub force_gpu: bool,
+    /// Follow the bundle as a run rewrites it (`follow=1`): poll its address and swap the model
+    /// in place when it changes, keeping the rest of this state.
+    pub follow: bool,
 }
 
 impl Default for ViewState {
@@ -105,6 +111,8 @@ impl Default for ViewState {
             samples: None,
             inspect: None,
             force_cpu: false,
+            force_gpu: false,
+            follow: false,
         }
     }
 }
@@ -240,19 +248,29 @@ impl ViewState {
                     .parse::<u64>()
                     .map(|seed| state.seed = Some(seed))
                     .map_err(|_| "not a whole number from 0 to 2^64 − 1".to_owned()),
-                "cpu" => match value.as_str() {
-                    "1" | "true" => {
-                        state.force_cpu = true;
-                        Ok(())
-                    }
-                    "0" | "false" => Ok(()),
-                    _ => Err("use cpu=1 to force the CPU engine".to_owned()),
-                },
+                "cpu" => parse_flag(&value)
+                    .map(|on| state.force_cpu = on)
+                    .ok_or_else(|| "use cpu=1 to force the CPU engine".to_owned()),
+                "gpu" => parse_flag(&value)
+                    .map(|on| state.force_gpu = on)
+                    .ok_or_else(|| "use gpu=1 to force the WebGPU engine".to_owned()),
+                "follow" => parse_flag(&value)
+                    .map(|on| state.follow = on)
+                    .ok_or_else(|| "use follow=1 to follow a run as it trains".to_owned()),
                 _ => Err("unknown parameter".to_owned()),
             };
             if let Err(reason) = outcome {
                 warnings.push(Warning::new(&key, &value, reason));
             }
+        }
+        if state.force_cpu && state.force_gpu {
+            // The safer engine wins: cpu=1 is how a person gets away from a failing GPU.
+            state.force_gpu = false;
+            warnings.push(Warning::new(
+                "gpu",
+                "1",
+                "cpu=1 is also set, and it wins: the CPU engine is used",
+            ));
         }
         if let Some(text) = t_text {
             match parse_finite(&text) {
@@ -272,6 +290,24 @@ impl ViewState {
             }
         }
         (state, warnings)
+    }
+
+    /// Whether a link opens the first view (a representative anchor, the largest operator,
+    /// playing) rather than the view its parameters describe.
+    ///
+    /// Only links that describe nothing do: the empty query (the demo page), and the address
+    /// `mclr view` prints, whose only parameters are the `bundle` it follows and `follow` itself
+    /// (follow mode is new, so no earlier link meant anything else by it). Every other link —
+    /// `?bundle=x.mclr`, `?cpu=1` or `?gpu=1` alone included — keeps its exact meaning: anchor 0
+    /// (or the link's), the link's operators, paused.
+    pub fn opens_first_view(query: &str) -> bool {
+        let (state, _) = Self::from_query(query);
+        let query = query.strip_prefix('?').unwrap_or(query);
+        query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| percent::decode(pair.split_once('=').map_or(pair, |(key, _)| key)))
+            .all(|key| matches!(key.as_str(), "follow" | "bundle") && state.follow)
     }
 
     /// The range t runs over in this view: [0, 1] for a transport A → B (t = 0 is A, t = 1 the
@@ -296,6 +332,9 @@ impl ViewState {
         let mut parts: Vec<String> = Vec::new();
         if let Some(url) = &self.bundle {
             parts.push(format!("bundle={}", percent::encode(url, ":/")));
+        }
+        if self.follow {
+            parts.push("follow=1".to_owned());
         }
         if let Some(anchor) = self.anchor {
             parts.push(format!("anchor={anchor}"));
@@ -331,6 +370,9 @@ impl ViewState {
         }
         if self.force_cpu {
             parts.push("cpu=1".to_owned());
+        }
+        if self.force_gpu {
+            parts.push("gpu=1".to_owned());
         }
         parts.join("&")
     }
@@ -415,6 +457,15 @@ fn parse_bundle(value: &str) -> Result<String, String> {
         ))
     } else {
         Ok(value.to_owned())
+    }
+}
+
+/// A switch: `1`/`true` is on, `0`/`false` off, anything else `None`.
+fn parse_flag(value: &str) -> Option<bool> {
+    match value {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
     }
 }
 
@@ -553,6 +604,76 @@ mod tests {
             samples: Some(128),
             inspect: Some(2),
             force_cpu: true,
+            force_gpu: false,
+            follow: true,
+        }
+    }
+
+    #[test]
+    fn every_field_survives_a_round_trip_with_gpu_forced() {
+        let state = ViewState {
+            force_cpu: false,
+            force_gpu: true,
+            ..full_state()
+        };
+        let (parsed, warnings) = ViewState::from_query(&state.to_query());
+        assert_eq!(warnings, vec![]);
+        assert_eq!(parsed, state);
+    }
+
+    #[test]
+    fn the_follow_link_mclr_view_prints_is_printed_back_unchanged() {
+        let query = "bundle=run/live.mclr&follow=1";
+        let (state, warnings) = ViewState::from_query(query);
+        assert_eq!(warnings, vec![]);
+        assert!(state.follow);
+        assert_eq!(state.bundle.as_deref(), Some("run/live.mclr"));
+        assert_eq!(state.to_query(), query);
+        let (state, warnings) = ViewState::from_query("follow=0&gpu=false");
+        assert_eq!((state, warnings), (ViewState::default(), vec![]));
+    }
+
+    #[test]
+    fn cpu_wins_over_gpu_with_a_warning() {
+        for query in ["cpu=1&gpu=1", "gpu=1&cpu=true"] {
+            let (state, warnings) = ViewState::from_query(query);
+            assert!(state.force_cpu && !state.force_gpu, "{query}");
+            assert_eq!(warnings.len(), 1, "{query}");
+            assert_eq!(warnings[0].parameter, "gpu");
+            assert!(warnings[0].reason.contains("cpu=1"), "{warnings:?}");
+            assert_eq!(state.to_query(), "cpu=1");
+        }
+        let (_, warnings) = ViewState::from_query("gpu=yes&follow=2");
+        let names: Vec<&str> = warnings.iter().map(|w| w.parameter.as_str()).collect();
+        assert_eq!(names, ["gpu", "follow"]);
+    }
+
+    #[test]
+    fn only_links_without_an_earlier_meaning_open_the_first_view() {
+        for query in [
+            "",
+            "?",
+            "follow=1",
+            "?bundle=run/live.mclr&follow=1",
+            "bundle=run%2Flive.mclr&follow=true",
+        ] {
+            assert!(ViewState::opens_first_view(query), "{query:?}");
+        }
+        // Links an earlier viewer read as a view keep that meaning.
+        for query in [
+            "?cpu=1",
+            "?bundle=fresh.mclr",
+            "?bundle=fresh.mclr&follow=0",
+            "?anchor=0",
+            "?anchor=abc&ops=zz",
+            "?mode=prior",
+            "?zoom=3",
+            "?gpu=1",
+            "?gpu=1&T=3",
+            "?bundle=run/live.mclr&follow=1&cpu=1",
+            "?follow=maybe",
+        ] {
+            assert!(!ViewState::opens_first_view(query), "{query:?}");
         }
     }
 
@@ -683,7 +804,7 @@ mod tests {
     /// prints to a query that parses back to the same state without a warning.
     #[test]
     fn garbage_queries_never_panic_and_their_state_round_trips() {
-        const PIECES: [&str; 34] = [
+        const PIECES: [&str; 36] = [
             "anchor",
             "ops",
             "T",
@@ -692,6 +813,8 @@ mod tests {
             "seed",
             "b",
             "cpu",
+            "gpu",
+            "follow",
             "bundle",
             "S",
             "op",
@@ -730,7 +853,7 @@ mod tests {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                query.push_str(PIECES[usize::try_from(rng % 34).unwrap()]);
+                query.push_str(PIECES[usize::try_from(rng % 36).unwrap()]);
             }
             let (state, _) = ViewState::from_query(&query);
             let (again, warnings) = ViewState::from_query(&state.to_query());

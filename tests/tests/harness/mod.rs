@@ -50,6 +50,36 @@ pub fn serve_dist() -> Site {
     site::serve(&dist, 0).unwrap()
 }
 
+/// A served copy of the built site (`index.html`, `style.css`, `pkg/`, `demo.mclr`) in a fresh
+/// folder, so that a test can add, replace and break files beside the viewer (a followed run, a
+/// bundle with training logs) without touching `www/dist`.
+pub fn serve_copy_of_dist() -> (tempfile::TempDir, Site) {
+    let dist = workspace_root().join("www/dist");
+    // Checks that the site is built, with the same message as `serve_dist`.
+    drop(serve_dist());
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["index.html", "style.css", "demo.mclr"] {
+        std::fs::copy(dist.join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("pkg")).unwrap();
+    for entry in std::fs::read_dir(dist.join("pkg")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join("pkg").join(entry.file_name())).unwrap();
+        }
+    }
+    let site = site::serve(dir.path(), 0).unwrap();
+    (dir, site)
+}
+
+/// Writes `bytes` to `path` the way a trainer replaces a file: a temporary file beside it,
+/// renamed over it, so that no reader ever sees half of it.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// A browser session with a name for its screenshots and the script that reads the page.
 pub struct Browser {
     _driver: Driver,
@@ -63,11 +93,21 @@ impl Browser {
     /// Starts chromedriver and a fresh Chromium profile; `snapshot_js` returns the page's state
     /// as one JSON object.
     pub fn open(name: &str, gpu: Gpu, snapshot_js: &'static str) -> Self {
+        Self::open_with(name, gpu, &[], snapshot_js)
+    }
+
+    /// [`Browser::open`] with `extra` command-line flags after the project's (e.g.
+    /// `--force-prefers-reduced-motion`).
+    pub fn open_with(name: &str, gpu: Gpu, extra: &[&str], snapshot_js: &'static str) -> Self {
         chromium::require_installed().unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let driver = Driver::start().unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let profile = tempfile::tempdir().unwrap();
+        let mut capabilities = chromium::capabilities(profile.path(), gpu);
+        if let Some(args) = capabilities["goog:chromeOptions"]["args"].as_array_mut() {
+            args.extend(extra.iter().map(|a| json!(a)));
+        }
         let session = driver
-            .session(&chromium::capabilities(profile.path(), gpu))
+            .session(&capabilities)
             .unwrap_or_else(|e| panic!("starting Chromium: {}", error_chain(&e)));
         Self {
             _driver: driver,

@@ -1,17 +1,18 @@
 //! The top-level component: reads the link into the state, starts the controller and provides it
-//! as context, keeps the address bar and the view following the state, listens to the window
-//! (space, drops, resizes), and lays the panels out.
+//! as context, keeps the address bar and the view following the state (except while the first
+//! view is untouched: opening the page adds nothing to its address), listens to the window
+//! (space, drops, resizes), ticks the clock, and lays the panels out.
 
 use leptos::ev;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 
-use super::controller::{Controller, Source};
+use super::controller::Controller;
 use super::page;
 use super::panels::{
-    AnchorPanel, Header, InspectPanel, Legend, NeighbourStrip, OperatorList, PathControls,
-    PriorControls, PriorGrid, Scatter, ShareBar, TransportPanel,
+    AnchorPanel, CurvesPanel, Header, InspectPanel, Legend, NeighbourStrip, OperatorList,
+    PathControls, PriorControls, PriorGrid, Scatter, ShareBar, TransportPanel,
 };
 use super::signals::Ui;
 use crate::state::{ViewState, shown_warnings};
@@ -19,19 +20,34 @@ use crate::state::{ViewState, shown_warnings};
 /// The whole app.
 #[component]
 pub fn App() -> impl IntoView {
-    let (state, warnings) = ViewState::from_query(&page::query());
+    let query = page::query();
+    let first_view = ViewState::opens_first_view(&query);
+    let (state, warnings) = ViewState::from_query(&query);
     let ui = Ui::new(state, warnings.iter().map(ToString::to_string).collect());
     let ctl = Controller::provide(ui);
 
-    // The address bar and the path follow the state.
+    // The address bar and the path follow the state. The untouched first view leaves the
+    // address as it was opened: it says nothing a link did not, and the first change the
+    // person makes writes the whole view.
     Effect::new(move |_| {
-        let query = ui.state.with(ViewState::to_query);
+        let query = ui.state.with(|state| {
+            let untouched = ui
+                .first_view
+                .with_untracked(|first| first.as_ref().is_some_and(|f| f.state == *state));
+            (!untouched).then(|| state.to_query())
+        });
         ui.speed.track();
-        ctl.update_url(query);
+        if let Some(query) = query {
+            if ui.first_view.with_untracked(Option::is_some) {
+                ui.first_view.set(None);
+            }
+            ctl.update_url(query);
+        }
         spawn_local(ctl.refresh());
     });
-    spawn_local(ctl.start());
+    spawn_local(ctl.start(first_view));
     install_window_listeners(ctl);
+    page::every_second(move || ui.now_ms.set(js_sys::Date::now()));
 
     view! {
         <Header ui=ui />
@@ -55,6 +71,9 @@ pub fn App() -> impl IntoView {
                     .collect_view()
             }}
         </ul>
+        <p id="first-view-hint" class="first-view-hint" hidden=move || ui.first_view.with(Option::is_none)>
+            {move || ui.first_view.with(|f| f.as_ref().map(|f| f.hint.clone()))}
+        </p>
         <main class="layout">
             <section class="scatter-panel">
                 <Scatter ui=ui />
@@ -72,10 +91,11 @@ pub fn App() -> impl IntoView {
                 <InspectPanel ui=ui />
                 <ShareBar ui=ui />
                 <NeighbourStrip ui=ui />
+                <CurvesPanel ui=ui />
             </section>
         </main>
         <footer class="hint">
-            "Drop a .mclr file anywhere to open it · space plays and pauses · wheel zooms, drag pans, click picks the anchor"
+            "Drop a .mclr bundle anywhere to open it, or a metrics.jsonl to add its training curves · space plays and pauses · wheel zooms, drag pans, click picks the anchor"
         </footer>
     }
 }
@@ -92,12 +112,8 @@ fn install_window_listeners(ctl: Controller) {
     let _ = window_event_listener(ev::dragover, |e| e.prevent_default());
     let _ = window_event_listener(ev::drop, move |e| {
         e.prevent_default();
-        if let Some(file) = e
-            .data_transfer()
-            .and_then(|d| d.files())
-            .and_then(|f| f.get(0))
-        {
-            spawn_local(ctl.load(Source::File(file)));
+        if let Some(files) = e.data_transfer().and_then(|d| d.files()) {
+            ctl.open_files(&files);
         }
     });
     let _ = window_event_listener(ev::resize, move |_| ctl.resized());

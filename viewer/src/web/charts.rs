@@ -1,4 +1,4 @@
-//! The inspect charts, drawn as SVG: the eigenvalues of the inspected operator's blocks in the
+//! The SVG charts' shared axes, and the inspect charts: the eigenvalues of the inspected operator's blocks in the
 //! complex plane, its coordinate sweep, the class × operator heatmap with its colour scale, and
 //! the operators' norms and usage. Axis arithmetic lives in `crate::chart` (tested natively).
 //! Clicking an operator in the heatmap or the bar chart inspects it.
@@ -6,44 +6,42 @@
 use leptos::prelude::*;
 
 use super::signals::Ui;
-use crate::chart::{Scale, heat_colour, nice_ticks, tick_label};
+use crate::chart::{Scale, Tick, heat_colour, nice_ticks, placed_ticks, tick_label};
 use crate::viewport::class_colour;
 
 /// Plot area margins: left, right, top, bottom (CSS pixels).
 const MARGIN: (f64, f64, f64, f64) = (48.0, 12.0, 12.0, 36.0);
 
-/// Draws x and y axes with ticks, grid lines and labels for `x` and `y` over a `w × h` chart.
-fn axes(
-    x: Scale,
-    y: Scale,
-    x_ticks: &(Vec<f64>, f64),
-    y_ticks: &(Vec<f64>, f64),
-    labels: (&'static str, &'static str),
+/// Draws x and y axes with `x_ticks` and `y_ticks` (grid lines and labels) and the axis
+/// `labels` over a `w × h` chart with plot-area `margin` (left, right, top, bottom).
+pub fn axes(
+    x_ticks: &[Tick],
+    y_ticks: &[Tick],
+    labels: (String, String),
     (w, h): (f64, f64),
+    margin: (f64, f64, f64, f64),
 ) -> impl IntoView + use<> {
-    let (left, right, top, bottom) = MARGIN;
+    let (left, right, top, bottom) = margin;
     let x_marks = x_ticks
-        .0
         .iter()
-        .map(|&v| {
-            let px = x.map(v);
+        .map(|tick| {
+            let px = tick.at;
             view! {
                 <line class="grid" x1=px x2=px y1=top y2=h - bottom></line>
                 <text class="tick" x=px y=h - bottom + 14.0 text-anchor="middle">
-                    {tick_label(v, x_ticks.1)}
+                    {tick.label.clone()}
                 </text>
             }
         })
         .collect_view();
     let y_marks = y_ticks
-        .0
         .iter()
-        .map(|&v| {
-            let py = y.map(v);
+        .map(|tick| {
+            let py = tick.at;
             view! {
                 <line class="grid" x1=left x2=w - right y1=py y2=py></line>
                 <text class="tick" x=left - 6.0 y=py + 4.0 text-anchor="end">
-                    {tick_label(v, y_ticks.1)}
+                    {tick.label.clone()}
                 </text>
             }
         })
@@ -106,9 +104,7 @@ pub fn EigenPlot(ui: Ui) -> impl IntoView {
                 .blocks
                 .iter()
                 .enumerate()
-                .flat_map(|(k, values)| {
-                    values.iter().map(move |&(re, im)| (k, re, im))
-                })
+                .flat_map(|(k, values)| values.iter().map(move |&(re, im)| (k, re, im)))
                 .map(|(k, re, im)| {
                     view! {
                         <circle
@@ -135,7 +131,13 @@ pub fn EigenPlot(ui: Ui) -> impl IntoView {
                     height=H
                     data-count=count
                 >
-                    {axes(x, y, &x_ticks, &y_ticks, ("Re λ (growth rate)", "Im λ (angular speed)"), (W, H))}
+                    {axes(
+                        &placed_ticks(&x, &x_ticks),
+                        &placed_ticks(&y, &y_ticks),
+                        ("Re λ (growth rate)".to_owned(), "Im λ (angular speed)".to_owned()),
+                        (W, H),
+                        MARGIN,
+                    )}
                     <line class="zero" x1=zero_x x2=zero_x y1=top y2=H - bottom></line>
                     <line class="zero" x1=left x2=W - right y1=zero_y y2=zero_y></line>
                     {points}
@@ -202,7 +204,13 @@ pub fn SweepPlot(ui: Ui) -> impl IntoView {
             let zero = x.map(0.0);
             view! {
                 <svg id="sweep-plot" class="chart" width=W height=H data-lines=d>
-                    {axes(x, y, &x_ticks, &y_ticks, ("t", "coordinate of T(t·e_m) z0"), (W, H))}
+                    {axes(
+                        &placed_ticks(&x, &x_ticks),
+                        &placed_ticks(&y, &y_ticks),
+                        ("t".to_owned(), "coordinate of T(t·e_m) z0".to_owned()),
+                        (W, H),
+                        MARGIN,
+                    )}
                     <line class="zero" x1=zero x2=zero y1=top y2=H - bottom></line>
                     {lines}
                 </svg>

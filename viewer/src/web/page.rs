@@ -1,5 +1,5 @@
 //! The page around the app: its address (read once, then kept in sync with the view), the
-//! `data-ready` flag, the clock and the clipboard.
+//! `data-ready` flag, the clocks and timers, the reduced-motion preference and the clipboard.
 
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -63,6 +63,48 @@ pub fn now_ms() -> f64 {
     web_sys::window()
         .and_then(|w| w.performance())
         .map_or(0.0, |p| p.now())
+}
+
+/// Resolves after `ms` milliseconds (a `setTimeout`); at once when the browser refuses one.
+pub async fn sleep_ms(ms: u32) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Calls `tick` every second for as long as the page lives.
+pub fn every_second(tick: impl FnMut() + 'static) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let callback = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(tick);
+    if window
+        .set_interval_with_callback_and_timeout_and_arguments_0(
+            callback.as_ref().unchecked_ref(),
+            1000,
+        )
+        .is_ok()
+    {
+        // The interval lasts as long as the page, and so must its callback.
+        callback.forget();
+    }
+}
+
+/// Whether the person asked their system for less motion (`prefers-reduced-motion: reduce`):
+/// then nothing starts moving by itself.
+pub fn prefers_reduced_motion() -> bool {
+    web_sys::window()
+        .and_then(|w| {
+            w.match_media("(prefers-reduced-motion: reduce)")
+                .ok()
+                .flatten()
+        })
+        .is_some_and(|list| list.matches())
 }
 
 /// The message of a JavaScript error value, for the error panel.

@@ -3,7 +3,9 @@
 
 use leptos::prelude::*;
 
+use crate::curve_plot::RunLogs;
 use crate::engine::Backend;
+use crate::follow::LiveStatus;
 use crate::state::ViewState;
 
 /// Bytes of a bundle download so far, and the announced total if any.
@@ -121,6 +123,28 @@ pub struct TransportView {
     pub top: Vec<(usize, f32)>,
 }
 
+/// Where the model in use came from, for `#live-status`: shown for a followed bundle and for a
+/// live snapshot opened once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveView {
+    /// Epoch, step and save time of the model in use.
+    pub status: LiveStatus,
+    /// Whether the page follows the run (`follow=1`).
+    pub following: bool,
+    /// The last poll's problem, if it failed (the model in use stays).
+    pub warning: Option<String>,
+}
+
+/// The first view as it was set up: while the state still equals it, the address bar keeps the
+/// link as it was opened and the hint shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstView {
+    /// The state the first view set.
+    pub state: ViewState,
+    /// The line explaining it.
+    pub hint: String,
+}
+
 /// All signals of the app; `Copy`, so handlers and async tasks capture it freely.
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
@@ -160,6 +184,14 @@ pub struct Ui {
     pub transport: RwSignal<Option<TransportView>>,
     /// Bumped after the sprite sheet of a new bundle is decoded, so thumbnails redraw.
     pub sprites_version: RwSignal<u64>,
+    /// The runs of the training-curves panel.
+    pub curves: RwSignal<RunLogs>,
+    /// The live status line's contents, when there is one.
+    pub live: RwSignal<Option<LiveView>>,
+    /// The wall clock (ms since the Unix epoch), refreshed every second, for ages.
+    pub now_ms: RwSignal<f64>,
+    /// The first view while it is untouched.
+    pub first_view: RwSignal<Option<FirstView>>,
 }
 
 impl Ui {
@@ -184,6 +216,10 @@ impl Ui {
             sweep: RwSignal::new(None),
             spectrum: RwSignal::new(None),
             transport: RwSignal::new(None),
+            curves: RwSignal::new(RunLogs::default()),
+            live: RwSignal::new(None),
+            now_ms: RwSignal::new(js_sys::Date::now()),
+            first_view: RwSignal::new(None),
         }
     }
 }

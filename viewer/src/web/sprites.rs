@@ -1,5 +1,6 @@
 //! The thumbnail sprite sheet, decoded once by the browser into an `ImageBitmap`; tiles are
-//! drawn onto small canvases with `drawImage` source rectangles.
+//! drawn onto small canvases with `drawImage` source rectangles. The sheet's bytes come from the
+//! bundle or, for a bundle that names a sheet file, from beside it (`controller::load`).
 
 use mclr_shared::bundle::{ImageFormat, Thumbnails};
 use wasm_bindgen::JsCast;
@@ -26,14 +27,16 @@ fn browser_error(action: &str, value: &wasm_bindgen::JsValue) -> ViewerError {
 }
 
 impl Sprites {
-    /// Decodes the sheet (PNG or JPEG) with the browser's image decoder.
-    pub async fn decode(thumbnails: &Thumbnails) -> Result<Self> {
+    /// Decodes `sheet` (PNG or JPEG: the bundle's embedded sheet, or the file beside it after
+    /// [`mclr_shared::bundle::check_sheet`]) with the browser's image decoder, laid out as
+    /// `thumbnails` says.
+    pub async fn decode(thumbnails: &Thumbnails, sheet: &[u8]) -> Result<Self> {
         let action = "decode the thumbnail sheet";
         let window = web_sys::window().ok_or_else(|| ViewerError::Browser {
             action: action.to_owned(),
             reason: "there is no window".to_owned(),
         })?;
-        let bytes = js_sys::Uint8Array::from(thumbnails.sheet.as_slice());
+        let bytes = js_sys::Uint8Array::from(sheet);
         let parts = js_sys::Array::of1(&bytes);
         let options = web_sys::BlobPropertyBag::new();
         options.set_type(match thumbnails.format {

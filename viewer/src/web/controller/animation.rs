@@ -29,7 +29,8 @@ impl Controller {
         }
     }
 
-    fn schedule_frame(self) {
+    /// Asks for an animation frame unless one is already asked for.
+    pub(super) fn schedule_frame(self) {
         let Some(window) = web_sys::window() else {
             return;
         };
@@ -85,10 +86,13 @@ impl Controller {
             })
             .unwrap_or(false);
         // Paused or restarted while this frame computed: its result is not shown. A pause has
-        // written the time it saw into the state, so the path goes back there.
+        // written the time it saw into the state, so the path goes back there; a restart (a new
+        // coefficient, a followed bundle swapped in) goes on playing from the new path.
         if !current || !ui.playing.get_untracked() {
             if current {
                 spawn_local(self.refresh());
+            } else if ui.playing.get_untracked() {
+                self.schedule_frame();
             }
             return;
         }

@@ -1,6 +1,7 @@
-//! What happens when: loading a bundle ([`load`]), (re)computing the view when the state changes
-//! ([`view`]), the animation loop ([`animation`]), drawing ([`draw`]), the scatter's mouse
-//! handling ([`pointer`]) and the throttled address bar ([`url`]).
+//! What happens when: loading a bundle ([`load`]), following a run as it trains ([`follow`]),
+//! (re)computing the view when the state changes ([`view`]), the animation loop ([`animation`]),
+//! drawing ([`draw`]), the scatter's mouse handling ([`pointer`]), the throttled address bar
+//! ([`url`]) and training logs opened as files ([`logs`]).
 //!
 //! The browser objects and the loaded bundle live in one [`Core`], kept in a local (`!Send`)
 //! [`StoredValue`] of the app's owner and reached through the [`Controller`] handle, which the
@@ -10,7 +11,9 @@
 
 mod animation;
 mod draw;
+mod follow;
 mod load;
+mod logs;
 mod pointer;
 mod url;
 mod view;
@@ -38,6 +41,8 @@ struct Loaded {
     session: Session,
     gallery: GalleryIndex,
     sprites: Option<Sprites>,
+    /// The sheet file beside the bundle the sprites came from, if they did.
+    sheet: Option<load::SheetFile>,
     by_class: Vec<Vec<usize>>,
 }
 
@@ -57,6 +62,10 @@ struct Core {
     frame_pending: bool,
     drag: Option<pointer::Drag>,
     url: url::UrlThrottle,
+    /// The follow loop's bookkeeping while a run is followed.
+    following: Option<follow::Following>,
+    /// Bumped whenever following starts or stops, so an older loop ends.
+    follow_generation: u64,
 }
 
 /// The app's controller: its signals and its [`Core`]. `Copy`, so handlers, browser callbacks

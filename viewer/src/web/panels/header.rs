@@ -1,12 +1,12 @@
-//! The header: the bundle's name and description, the mode buttons, the file picker and the
-//! engine badge.
+//! The header: the bundle's name and description, the live status of a followed run, the mode
+//! buttons, the file picker and the engine badge.
 
 use leptos::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
 
+use crate::follow::LiveStatus;
 use crate::state::Mode;
-use crate::web::controller::{Controller, Source};
+use crate::web::controller::Controller;
 use crate::web::signals::Ui;
 
 /// The header: bundle name and description, mode buttons, file picker, engine badge.
@@ -23,6 +23,7 @@ pub fn Header(ui: Ui) -> impl IntoView {
                 <span class="meta">
                     {move || ui.summary.with(|s| s.as_ref().map(|s| s.description.clone()))}
                 </span>
+                <LiveStatusLine ui=ui />
             </div>
             <nav class="modes" aria-label="Mode">
                 <ModeButton ui=ui mode=Mode::Path label="Path" />
@@ -30,16 +31,20 @@ pub fn Header(ui: Ui) -> impl IntoView {
                 <ModeButton ui=ui mode=Mode::Transport label="Transport" />
                 <ModeButton ui=ui mode=Mode::Inspect label="Inspect" />
             </nav>
-            <label class="open-file" title="Open a .mclr bundle (or drop one on the page)">
-                "Open .mclr…"
+            <label
+                class="open-file"
+                title="Open a .mclr bundle, or metrics.jsonl training logs to compare (or drop them on the page)"
+            >
+                "Open…"
                 <input
                     id="file-input"
                     type="file"
-                    accept=".mclr"
+                    accept=".mclr,.jsonl"
+                    multiple
                     on:change=move |e| {
                         let input: HtmlInputElement = event_target(&e);
-                        if let Some(file) = input.files().and_then(|files| files.get(0)) {
-                            spawn_local(ctl.load(Source::File(file)));
+                        if let Some(files) = input.files() {
+                            ctl.open_files(&files);
                         }
                         input.set_value("");
                     }
@@ -48,6 +53,7 @@ pub fn Header(ui: Ui) -> impl IntoView {
             <span
                 id="badge"
                 data-backend=move || ui.backend.with(|b| b.as_ref().map(|b| b.key()))
+                data-why=move || ui.backend.with(|b| b.as_ref().map(|b| b.why()))
                 title=move || ui.backend.with(|b| b.as_ref().map(|b| b.detail()))
             >
                 {move || {
@@ -56,6 +62,40 @@ pub fn Header(ui: Ui) -> impl IntoView {
                 }}
             </span>
         </header>
+    }
+}
+
+/// `#live-status`: where the model in use came from (epoch, step, age) for a followed run or a
+/// live snapshot, with the follow loop's last problem; the age is refreshed every second.
+#[component]
+fn LiveStatusLine(ui: Ui) -> impl IntoView {
+    let status = move || ui.live.with(|l| l.as_ref().map(|l| l.status));
+    let attribute = move |pick: fn(&LiveStatus) -> String| status().map(|s| pick(&s));
+    view! {
+        <span
+            id="live-status"
+            class="live"
+            class:following=move || ui.live.with(|l| l.as_ref().is_some_and(|l| l.following))
+            hidden=move || ui.live.with(Option::is_none)
+            data-epoch=move || attribute(|s| s.epoch.to_string())
+            data-step=move || attribute(|s| s.step.to_string())
+            data-saved-ms=move || attribute(|s| s.saved_unix_ms.to_string())
+        >
+            <span class="live-text">
+                {move || {
+                    let now = ui.now_ms.get();
+                    ui.live.with(|l| l.as_ref().map(|l| l.status.text(l.following, now)))
+                }}
+            </span>
+            <span
+                id="live-warning"
+                class="live-warning"
+                role="status"
+                hidden=move || ui.live.with(|l| l.as_ref().is_none_or(|l| l.warning.is_none()))
+            >
+                {move || ui.live.with(|l| l.as_ref().and_then(|l| l.warning.clone()))}
+            </span>
+        </span>
     }
 }
 

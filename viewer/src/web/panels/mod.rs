@@ -3,6 +3,7 @@
 //! through context ([`Controller::expect`](super::controller::Controller::expect)).
 //! Text from bundles and links is always inserted as text, never as HTML.
 
+mod curves;
 mod header;
 mod inspect;
 mod legend;
@@ -15,6 +16,7 @@ mod scatter;
 mod share;
 mod transport;
 
+pub use self::curves::CurvesPanel;
 pub use self::header::Header;
 pub use self::inspect::InspectPanel;
 pub use self::legend::Legend;

@@ -58,6 +58,7 @@ fn OperatorItem(ui: Ui, row: OperatorRow) -> impl IntoView {
             class="operator"
             class:selected=move || coefficient().is_some()
             data-index=m.to_string()
+            data-norm=row.norm.to_string()
             on:click=move |_| toggle_operator(ui, m)
         >
             <div class="op-head">
