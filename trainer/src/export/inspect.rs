@@ -168,6 +168,44 @@ pub fn summarise(file: &BundleFile) -> String {
         thumbs.format,
         mib(thumbs.sheet.len())
     );
+    if let Some(name) = &thumbs.sheet_file {
+        let _ = writeln!(
+            out,
+            "            sheet stored beside the bundle as {}",
+            escape(name)
+        );
+    }
+    let record = &bundle.run;
+    let logs: Vec<String> = record
+        .training_logs
+        .iter()
+        .map(|log| match mclr_shared::curves::parse(&log.jsonl) {
+            Ok(curves) => format!(
+                "{} ({} records to step {})",
+                escape(&log.label),
+                curves.records,
+                curves
+                    .last_step
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string())
+            ),
+            Err(e) => format!("{} (unreadable: {e})", escape(&log.label)),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "record:     {}, model saved at {} (Unix ms), training logs: {}",
+        if record.live {
+            "live snapshot"
+        } else {
+            "exported"
+        },
+        record.saved_unix_ms,
+        if logs.is_empty() {
+            "none".to_owned()
+        } else {
+            logs.join(", ")
+        }
+    );
     let variance = bundle
         .pca
         .explained_variance

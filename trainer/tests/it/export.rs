@@ -414,7 +414,10 @@ fn written_bundle_reads_back_and_inspect_summarises_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("format v2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("format v{}", bundle::FORMAT_VERSION)),
+        "{stdout}"
+    );
     assert!(stdout.contains("i8 weights"), "{stdout}");
     assert!(stdout.contains("manifoldclr on cifar10"), "{stdout}");
     assert!(
@@ -426,6 +429,20 @@ fn written_bundle_reads_back_and_inspect_summarises_it() {
         "{stdout}"
     );
     assert!(stdout.contains("linear.top1 = 0.25"), "{stdout}");
+    // The run record: an export, with the run's own training log.
+    assert!(
+        stdout.contains("record:     exported, model saved at "),
+        "{stdout}"
+    );
+    let log = &f.bundle.run.training_logs[0];
+    let records = log.jsonl.lines().count();
+    assert!(records > 0, "the exported run logged nothing");
+    assert!(
+        stdout.contains(&format!(
+            "training logs: manifoldclr ({records} records to step "
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]
