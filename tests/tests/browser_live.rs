@@ -663,3 +663,219 @@ fn follow_mode_swaps_the_model_in_place_and_survives_a_half_written_file() {
     assert_eq!(selected(&healed), selected(&before), "{healed}");
     b.assert_console_clean(&[]);
 }
+
+/// The `mclr` binary the workspace's test build made (`MCLR_BIN` overrides): beside this test's
+/// own profile folder, or the release one.
+fn mclr_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("MCLR_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/<this test>
+    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let target = profile.parent().unwrap();
+    let candidates = [profile.join("mclr"), target.join("release/mclr")];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no `mclr` binary at {candidates:?}: build it with `cargo build -p mclr-trainer \
+                 --bin mclr` (the workspace's test build makes it), or set MCLR_BIN"
+            )
+        })
+}
+
+/// Runs `mclr` with `args`, failing the test with its output if it fails.
+fn mclr(args: &[&str]) {
+    let out = std::process::Command::new(mclr_binary())
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mclr {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mclr view` as a child process, killed when dropped.
+struct View {
+    child: std::process::Child,
+    url: String,
+}
+
+impl View {
+    /// Starts `mclr view run --port 0` on the built site and reads the URL it prints.
+    fn start(run: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(mclr_binary())
+            .arg("view")
+            .arg(run)
+            .args(["--port", "0", "--site"])
+            .arg(workspace_root().join("www/dist"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                let status = child.wait().unwrap();
+                panic!("mclr view ended ({status}) without printing a URL");
+            };
+            let line = line.unwrap();
+            if let Some(at) = line.find("http://") {
+                break line[at..].split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The operator norms of the live bundle `mclr train` wrote into `run`.
+fn live_norms(run: &std::path::Path) -> (u64, Vec<f32>) {
+    let bytes = std::fs::read(run.join("live.mclr")).unwrap();
+    let live = bundle::decode(&bytes).unwrap();
+    assert!(live.run.live, "live.mclr is not marked live");
+    (live.metadata.steps, live.stats.norms.to_f32_vec().unwrap())
+}
+
+#[test]
+fn mclr_view_follows_a_run_that_trains_one_more_checkpoint_keeping_the_view() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    drop(serve_dist()); // the site must be built; says how otherwise
+    let data = workspace_root().join("data/cifar10");
+    assert!(
+        data.join("test_batch.bin").is_file(),
+        "CIFAR-10 is missing at {}: run `cargo run -p mclr-trainer -- data fetch cifar10 --dir \
+         data/cifar10 --offline` (`cargo xtask demo --smoke` does)",
+        data.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_arg = run.to_str().unwrap();
+    let data_set = format!("data.dir={}", data.display());
+    // Two epochs of 4 steps, a checkpoint (and a live bundle of 64 test images) after each; the
+    // first invocation stops after epoch 1.
+    let train = [
+        "train",
+        "--config",
+        "demo",
+        "--run-dir",
+        run_arg,
+        "--set",
+        &data_set,
+        "--set",
+        "data.subset=128",
+        "--set",
+        "optim.batch_size=32",
+        "--set",
+        "optim.epochs=2",
+        "--set",
+        "run.live_gallery=64",
+        "--device",
+        "cpu",
+    ];
+    let mut first = train.to_vec();
+    first.extend(["--stop-after-epochs", "1"]);
+    mclr(&first);
+    let (steps_1, norms_1) = live_norms(&run);
+    assert_eq!(steps_1, 4);
+
+    let view = View::start(&run);
+    assert!(
+        view.url.ends_with("/?bundle=run/live.mclr&follow=1"),
+        "{}",
+        view.url
+    );
+    let b = Browser::new("mclr-view", Gpu::Off);
+    b.navigate(&view.url);
+    let v = b.wait_ready();
+    assert_eq!(v["error"], Value::Null, "{v}");
+    let v = b.wait("#live-status at the first checkpoint", REACT, |v| {
+        v["live_step"] == "4"
+    });
+    assert_eq!(v["live_epoch"], "1", "{v}");
+    assert_eq!(norms_shown(&v), norms_1, "{v}");
+    // The served run's log is the curves.
+    b.wait("the run's curves", REACT, |v| {
+        v["curve_runs"] == json!([["manifoldclr (live)", "ok"]])
+    });
+
+    // A view of one's own: another operator, its coefficient moved, a different anchor.
+    let row = b.js(
+        r##"const r = [...document.querySelectorAll("#operators .operator")].find((r) => !r.classList.contains("selected"));
+           return r.getAttribute("data-index");"##,
+        &[],
+    );
+    let m = row.as_str().unwrap().to_owned();
+    b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
+    let slider = format!("input.coef[data-index=\"{m}\"]");
+    b.wait(&slider, REACT, |v| v["coefs"].get(m.as_str()).is_some());
+    let r = b
+        .session
+        .find(&slider)
+        .and_then(|e| b.session.send_keys(&e, "\u{E012}\u{E012}"));
+    b.check(r);
+    let before = b.wait("the coefficient moved, in the address too", REACT, |v| {
+        v["coefs"][m.as_str()].as_str().is_some_and(|c| c != "1")
+            && v["search"].as_str().is_some_and(|s| s.contains("ops="))
+    });
+    b.shot("before");
+
+    // The run goes on to its second checkpoint while the page watches.
+    let mut second = train.to_vec();
+    second.push("--resume");
+    mclr(&second);
+    let (steps_2, norms_2) = live_norms(&run);
+    assert_eq!(steps_2, 8);
+    assert_ne!(norms_2, norms_1, "training did not move the operators");
+    let after = b.wait("#live-status at the second checkpoint", FOLLOW, |v| {
+        v["live_step"] == "8"
+    });
+    assert_eq!(after["live_epoch"], "2", "{after}");
+    let after = b.wait("the new operator norms", REACT, |v| {
+        norms_shown(v) == norms_2
+    });
+    for key in ["anchor", "coefs", "play"] {
+        assert_eq!(
+            after[key], before[key],
+            "`{key}` changed in the swap: {after}"
+        );
+    }
+    // The share link's state apart from the playing t: bundle, follow, anchor, ops, T, mode.
+    let without_t = |v: &Value| -> Vec<String> {
+        let search = v["search"].as_str().unwrap_or_default();
+        search
+            .trim_start_matches('?')
+            .split('&')
+            .filter(|p| !p.starts_with("t="))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        without_t(&before).iter().any(|p| p.starts_with("ops=")),
+        "{before}"
+    );
+    assert_eq!(without_t(&after), without_t(&before), "{after}");
+    assert_eq!(selected(&after), selected(&before), "{after}");
+    assert_eq!(after["error"], Value::Null, "{after}");
+    assert_eq!(after["live_warning"], Value::Null, "{after}");
+    b.shot("after");
+    b.assert_console_clean(&[]);
+    drop(view);
+}
