@@ -434,6 +434,14 @@ fn the_first_view_plays_the_largest_operator_from_a_representative_anchor() {
     );
     assert!(hint.contains("neighbours"), "{hint}");
     assert_eq!(v["error"], Value::Null, "{v}");
+    // The shipped demo carries its run's training log, so its curves are on the page.
+    let own_log = &bundle::decode(&demo).unwrap().run.training_logs;
+    assert!(!own_log.is_empty(), "www/demo.mclr carries no training log");
+    let v = b.wait("the demo's curves", REACT, |v| {
+        v["curves_shown"] == true && v["curve_paths"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(v["curve_runs"][0][1], "ok", "{v}");
+    assert_paths_match(&b.curve_paths(), &own_log[0].label, &own_log[0].jsonl);
     b.shot("playing");
     // Opening the page wrote nothing into its address.
     std::thread::sleep(Duration::from_millis(600));
