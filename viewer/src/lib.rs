@@ -12,7 +12,9 @@ pub mod chart;
 pub mod engine;
 pub mod error;
 pub mod inspect;
-pub mod percent;
+/// The share link's percent codec, which lives in `mclr-shared` so that the site server
+/// decodes request paths with the same code.
+pub use mclr_shared::percent;
 pub mod player;
 pub mod prior;
 pub mod session;
