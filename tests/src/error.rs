@@ -1,5 +1,5 @@
-//! The crate's one error type: what the site server, the browser launcher and the WebDriver
-//! client can fail with, each variant naming what was being done.
+//! The crate's one error type: what the browser launcher and the WebDriver client can fail with,
+//! each variant naming what was being done (the site server has its own, `mclr_serve::Error`).
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ pub enum Error {
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
-        /// What was being done, e.g. "binding 127.0.0.1:8080".
+        /// What was being done, e.g. "finding a free port".
         context: String,
         /// The operating system's error.
         source: std::io::Error,

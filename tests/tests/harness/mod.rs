@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mclr_tests::chromium::{self, Gpu};
-use mclr_tests::site::{self, Site};
+use mclr_tests::site::{self, Server};
 use mclr_tests::webdriver::{Driver, Session};
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ pub fn artifacts() -> PathBuf {
 }
 
 /// The site server over `www/dist`, or a failure saying how to build it.
-pub fn serve_dist() -> Site {
+pub fn serve_dist() -> Server {
     let dist = workspace_root().join("www/dist");
     for file in [
         "index.html",
