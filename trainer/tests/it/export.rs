@@ -414,7 +414,10 @@ fn written_bundle_reads_back_and_inspect_summarises_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("format v2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("format v{}", bundle::FORMAT_VERSION)),
+        "{stdout}"
+    );
     assert!(stdout.contains("i8 weights"), "{stdout}");
     assert!(stdout.contains("manifoldclr on cifar10"), "{stdout}");
     assert!(
