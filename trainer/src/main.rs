@@ -104,7 +104,7 @@ struct ExportArgs {
     #[command(flatten)]
     device: DeviceArg,
     /// Thumbnail side in pixels.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = mclr_trainer::export::DEFAULT_TILE_PX)]
     tile_px: u32,
     /// Sprite sheet encoding: png (lossless) or jpeg (smaller).
     #[arg(long, value_enum, default_value_t = ThumbnailsArg::Png)]
@@ -217,7 +217,8 @@ struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     config: Option<String>,
     /// Override a config key, e.g. `--set optim.epochs=10` (repeatable). With --resume only
-    /// `optim.epochs` may change (to extend the run); any other difference is refused.
+    /// `optim.epochs` (to extend the run) and `run.live_every`/`run.live_gallery` may change;
+    /// any other difference is refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Run directory (default: runs/<config name>).
@@ -231,6 +232,13 @@ struct TrainArgs {
     /// Stop after this many epochs in total (checkpointed; resume later with --resume).
     #[arg(long)]
     stop_after_epochs: Option<u64>,
+    /// Write the live bundle RUN/live.mclr (for `mclr view`) at every N-th checkpoint and at the
+    /// last; the same as `--set run.live_every=N` (0: never).
+    #[arg(long, value_name = "N")]
+    live_every: Option<u64>,
+    /// Write no live bundles; the same as `--set run.live_every=0`.
+    #[arg(long, conflicts_with = "live_every")]
+    no_live: bool,
 }
 
 /// `mclr data …`
@@ -412,9 +420,16 @@ fn checkpoints(args: &CheckpointsArgs) -> anyhow::Result<()> {
 fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     use mclr_trainer::config::Config;
     use mclr_trainer::train::{self, TrainOptions};
+    // The live-bundle flags are spellings of a config key, so the run's config records them.
+    let mut overrides = args.overrides.clone();
+    if args.no_live {
+        overrides.push("run.live_every=0".to_owned());
+    } else if let Some(every) = args.live_every {
+        overrides.push(format!("run.live_every={every}"));
+    }
     let given = match &args.config {
         Some(name) => Some(
-            Config::resolve(name, &args.overrides)
+            Config::resolve(name, &overrides)
                 .with_context(|| format!("while resolving config `{name}`"))?,
         ),
         None => None,
@@ -430,7 +445,7 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     // a longer optim.epochs.
     let config = match given {
         Some(config) => config,
-        None => train::saved_config(&run_dir, &args.overrides).with_context(|| {
+        None => train::saved_config(&run_dir, &overrides).with_context(|| {
             format!(
                 "while reading the config of the run in {}",
                 run_dir.display()
