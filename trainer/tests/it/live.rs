@@ -1,12 +1,16 @@
-//! Live bundles: a tiny ManifoldCLR run on synthetic images writes `live.mclr` +
-//! `live-thumbs.png` at its checkpoints (the same sections `mclr export` computes, the
-//! operators of the checkpoint), and `run.live_every` controls it.
+//! Live bundles and `mclr view`: a tiny ManifoldCLR run on synthetic images writes
+//! `live.mclr` + `live-thumbs.png` at its checkpoints (the same sections `mclr export` computes,
+//! the operators of the checkpoint), `run.live_every` and `--no-live` control it, and `mclr view`
+//! serves a run directory beside a site and nothing outside them.
 
 // A panic in a test is a failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::support;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -243,4 +247,115 @@ fn the_schedule_counts_checkpoints_from_the_start_and_always_takes_the_last() {
     assert_eq!(due(&run(10, 3), 100), [30, 60, 90, 100]);
     assert_eq!(due(&run(1, 0), 3), Vec::<u64>::new());
     assert_eq!(RunConfig::default().live_every, 1);
+}
+
+/// `mclr view` as a child process, killed when dropped.
+struct Viewer(Child);
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `mclr view RUN --port 0 --site SITE` and returns it with the URL it printed.
+fn start_view(run: &Path, site: &Path) -> (Viewer, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mclr"))
+        .args(["view", "--port", "0", "--site"])
+        .arg(site)
+        .arg(run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let viewer = Viewer(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    (viewer, line.trim().to_owned())
+}
+
+/// `GET target` on `addr` (host:port); the status line and the body.
+fn get(addr: &str, target: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn mclr_view_serves_the_site_and_the_run_and_nothing_outside_them() {
+    let outer = tempfile::tempdir().unwrap();
+    let (run, site) = (outer.path().join("run"), outer.path().join("site"));
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(outer.path().join("config.toml"), "SECRET outside").unwrap();
+    std::fs::write(site.join("index.html"), "<p>viewer</p>").unwrap();
+    std::fs::write(run.join("config.toml"), "name = \"tiny\"").unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "{\"step\":0}\n").unwrap();
+    std::fs::write(run.join("live.mclr"), "LIVE").unwrap();
+
+    let (_viewer, url) = start_view(&run, &site);
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{url}"));
+    let (port, query) = rest.split_once('/').unwrap();
+    assert_eq!(query, "?bundle=run/live.mclr&follow=1");
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(
+        get(&addr, "/"),
+        ("HTTP/1.1 200 OK".into(), "<p>viewer</p>".into())
+    );
+    assert_eq!(
+        get(&addr, &format!("/{query}")).1,
+        "<p>viewer</p>",
+        "the printed URL opens the page"
+    );
+    assert_eq!(
+        get(&addr, "/run/metrics.jsonl"),
+        ("HTTP/1.1 200 OK".into(), "{\"step\":0}\n".into())
+    );
+    assert_eq!(get(&addr, "/run/config.toml").1, "name = \"tiny\"");
+    for target in [
+        "/run/../config.toml",
+        "/run/%2e%2e/config.toml",
+        "/../config.toml",
+        "/run/%2F..%2Fconfig.toml",
+    ] {
+        let (status, body) = get(&addr, target);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{target}");
+        assert!(!body.contains("SECRET"), "{target}");
+    }
+
+    // Without a live bundle but with an exported one, the URL opens that, without following.
+    std::fs::remove_file(run.join("live.mclr")).unwrap();
+    std::fs::write(run.join("bundle.mclr"), "EXPORTED").unwrap();
+    let (_viewer, url) = start_view(&run, &site);
+    assert!(url.ends_with("/?bundle=run/bundle.mclr"), "{url}");
+}
+
+#[test]
+fn mclr_view_refuses_a_folder_that_is_not_a_run_and_a_missing_site() {
+    let outer = tempfile::tempdir().unwrap();
+    let view = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mclr"))
+            .arg("view")
+            .args(args)
+            .current_dir(outer.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let not_a_run = outer.path().to_string_lossy().into_owned();
+    let err = view(&["--port", "0", &not_a_run]);
+    assert!(err.contains("is not a run directory"), "{err}");
+    std::fs::write(outer.path().join("config.toml"), "").unwrap();
+    let err = view(&["--port", "0", &not_a_run]);
+    assert!(err.contains("cargo xtask web"), "{err}");
+    let err = view(&["--port", "0", "--site", &not_a_run, &not_a_run]);
+    assert!(err.contains("has no index.html"), "{err}");
 }
