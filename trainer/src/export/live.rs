@@ -12,7 +12,9 @@
 //!   ([`Thumbnails::sheet_file`]), written at the first live bundle and again only if it is
 //!   missing or differs, so a checkpoint rewrites only the features and the networks;
 //! * `run.live` is true, `run.saved_unix_ms` is the time of writing, and there are no training
-//!   logs and no evaluation metrics (the viewer reads `metrics.jsonl` beside the bundle).
+//!   logs and no metrics: no evaluation, and not export's measure of what int8 storage changes
+//!   in the prior (it runs the prior on the host and would double a live bundle's cost); the
+//!   viewer reads `metrics.jsonl` beside the bundle.
 //!
 //! Both files are replaced atomically ([`crate::durable::write_atomic`]), so a reader sees a
 //! whole old or a whole new bundle. [`due`] decides which checkpoints get one; [`LiveWriter`] is
@@ -162,6 +164,7 @@ impl LiveBundles {
             facts,
             &Precision {
                 weights: WeightPrecision::default(),
+                check_quantization: false,
                 device,
             },
         )?;

@@ -24,8 +24,9 @@
 //!
 //! The sections that are jobs of their own live in their own modules: `stats` (the operator
 //! statistics from prior samples), `sprites` (the thumbnail sprite sheet) and `inspect` (reading
-//! a bundle file back and `mclr inspect`'s terminal-safe summary). This module assembles the
-//! bundle and writes it.
+//! a bundle file back and `mclr inspect`'s terminal-safe summary). [`live`] writes the light
+//! bundles of a run still training with the same assembly. This module assembles the bundle
+//! (one function, `assemble`, for both) and writes it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -165,6 +166,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         facts,
         &Precision {
             weights: options.weights,
+            check_quantization: true,
             device: &options.device,
         },
     )?;
@@ -244,6 +246,10 @@ pub(crate) struct RunFacts<'a> {
 pub(crate) struct Precision<'a> {
     /// Storage precision of the prior and encoder weights.
     pub(crate) weights: WeightPrecision,
+    /// Whether to measure and record ([`PRIOR_QUANTIZATION_METRIC`]) how much that precision
+    /// changes the prior's outputs. It runs the prior on the host, twice: about 1.5 s for a
+    /// demo-sized run, which a live bundle at every checkpoint cannot afford.
+    pub(crate) check_quantization: bool,
     /// Where the model runs.
     pub(crate) device: &'a Device,
 }
@@ -251,8 +257,9 @@ pub(crate) struct Precision<'a> {
 /// The one assembly of a bundle from a ManifoldCLR model, shared by `mclr export` and the live
 /// bundles of a training run: gallery features recomputed by `model` in eval mode, PCA of the
 /// stored features, operator statistics from seeded prior samples, the prior and encoder at
-/// `precision.weights` (the change this makes to the prior recorded in the metrics), and the
-/// given `thumbnails` and `facts`. The caller validates the result.
+/// `precision.weights` (with `precision.check_quantization`, the change this makes to the prior
+/// recorded in the metrics), and the given `thumbnails` and `facts`. The caller validates the
+/// result.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] if the model has no operators; tensor errors; [`Error::Bundle`] if a section cannot be built.
@@ -300,16 +307,18 @@ pub(crate) fn assemble(
     let prior = manifold.prior.export()?;
     let stored_prior = prior.with_precision(precision.weights)?;
     let mut metrics = facts.metrics;
-    metrics.insert(
-        PRIOR_QUANTIZATION_METRIC.to_owned(),
-        f64::from(prior_output_change(
-            &prior,
-            &stored_prior,
-            &stored,
-            d,
-            QUANTIZATION_CHECK_IMAGES,
-        )?),
-    );
+    if precision.check_quantization {
+        metrics.insert(
+            PRIOR_QUANTIZATION_METRIC.to_owned(),
+            f64::from(prior_output_change(
+                &prior,
+                &stored_prior,
+                &stored,
+                d,
+                QUANTIZATION_CHECK_IMAGES,
+            )?),
+        );
+    }
 
     Ok(Bundle {
         metadata: RunMetadata {
