@@ -1,7 +1,7 @@
-//! The crate's one error type: what the site server, the browser launcher and the WebDriver
-//! client can fail with, each variant naming what was being done. The error that caused one (an OS
-//! error, the HTTP client's) is its `source()`, not part of its message: print it with
-//! [`mclr_shared::error_chain`].
+//! The crate's one error type: what the browser launcher and the WebDriver client can fail with,
+//! each variant naming what was being done (the site server has its own, `mclr_serve::Error`). The
+//! error that caused one (an OS error, the HTTP client's) is its `source()`, not part of its
+//! message: print it with [`mclr_shared::error_chain`].
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ pub enum Error {
     /// A file or socket operation failed.
     #[error("{context}")]
     Io {
-        /// What was being done, e.g. "binding 127.0.0.1:8080".
+        /// What was being done, e.g. "finding a free port".
         context: String,
         /// The operating system's error.
         #[source]

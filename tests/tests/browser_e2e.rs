@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use harness::{BROWSER, Browser, LOAD, serve_dist, workspace_root};
 use mclr_tests::chromium::Gpu;
-use mclr_tests::site::Site;
+use mclr_tests::site::Server;
 use serde_json::Value;
 
 /// Anything that follows a click.
@@ -307,7 +307,7 @@ fn gallery_size(path: &Path) -> usize {
 }
 
 /// Loads `query` and checks that the page shows `file` (by name) with all its gallery points.
-fn shows_bundle(b: &Browser, server: &Site, query: &str, file: &Path) {
+fn shows_bundle(b: &Browser, server: &Server, query: &str, file: &Path) {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     let n = gallery_size(file);
     b.navigate(&server.url(query));

@@ -334,6 +334,13 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept besides the best one.
     pub keep_last: usize,
+    /// Write a live bundle (`RUN/live.mclr`, for `mclr view`) at every this many checkpoints,
+    /// and at the run's last; 0: never (`mclr train --live-every N`, `--no-live`). Not a
+    /// training setting: a resumed run may change it.
+    pub live_every: u64,
+    /// Images in a live bundle's gallery: the first this many of the test split (fewer if the
+    /// split is smaller).
+    pub live_gallery: usize,
 }
 
 impl Default for Config {
@@ -437,6 +444,8 @@ impl Default for RunConfig {
             log_every: 50,
             checkpoint_every: 10,
             keep_last: 3,
+            live_every: 1,
+            live_gallery: 2000,
         }
     }
 }

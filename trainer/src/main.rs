@@ -9,7 +9,9 @@
 //!   `results.json` and `results.md`;
 //! * `mclr export RUN --out FILE.mclr [--gallery test|train] [--max N]` writes a ManifoldCLR run
 //!   as a viewer bundle, and `mclr inspect FILE.mclr` summarises one, or says why it cannot be
-//!   read.
+//!   read;
+//! * `mclr view RUN [--port N] [--host H] [--site DIR]` serves the built viewer site with a
+//!   read-only view of the run directory, to follow its live bundle while it trains.
 
 use std::path::PathBuf;
 
@@ -53,6 +55,26 @@ enum Command {
     /// Verify every checkpoint of a run directory against its manifest and load its tensors;
     /// fails if any is incomplete or inconsistent.
     Checkpoints(CheckpointsArgs),
+    /// Serve the viewer site and a read-only view of a run directory, to follow the run's live
+    /// bundle in a browser while it trains.
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+struct ViewArgs {
+    /// The run directory (the folder `mclr train --run-dir` writes; it holds config.toml).
+    run: PathBuf,
+    /// Port to serve on (0 picks a free one; the URL printed says which).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on. Anything but a loopback address makes the run's bundles, metrics
+    /// and config readable by anyone who can reach the port.
+    #[arg(long, default_value_t = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))]
+    host: std::net::IpAddr,
+    /// The built viewer site [default: www/dist in the current folder or the nearest one above
+    /// it that has one; `cargo xtask web` builds it]
+    #[arg(long, value_name = "DIR")]
+    site: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +126,7 @@ struct ExportArgs {
     #[command(flatten)]
     device: DeviceArg,
     /// Thumbnail side in pixels.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = mclr_trainer::export::DEFAULT_TILE_PX)]
     tile_px: u32,
     /// Sprite sheet encoding: png (lossless) or jpeg (smaller).
     #[arg(long, value_enum, default_value_t = ThumbnailsArg::Png)]
@@ -217,7 +239,8 @@ struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     config: Option<String>,
     /// Override a config key, e.g. `--set optim.epochs=10` (repeatable). With --resume only
-    /// `optim.epochs` may change (to extend the run); any other difference is refused.
+    /// `optim.epochs` (to extend the run) and `run.live_every`/`run.live_gallery` may change;
+    /// any other difference is refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Run directory (default: runs/<config name>).
@@ -231,6 +254,13 @@ struct TrainArgs {
     /// Stop after this many epochs in total (checkpointed; resume later with --resume).
     #[arg(long)]
     stop_after_epochs: Option<u64>,
+    /// Write the live bundle RUN/live.mclr (for `mclr view`) at every N-th checkpoint and at the
+    /// last; the same as `--set run.live_every=N` (0: never).
+    #[arg(long, value_name = "N")]
+    live_every: Option<u64>,
+    /// Write no live bundles; the same as `--set run.live_every=0`.
+    #[arg(long, conflicts_with = "live_every")]
+    no_live: bool,
 }
 
 /// `mclr data …`
@@ -300,6 +330,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => export(&args)?,
         Command::Inspect(args) => inspect(&args)?,
         Command::Checkpoints(args) => checkpoints(&args)?,
+        Command::View(args) => view(&args)?,
         Command::Data { command } => match command {
             DataCommand::Fetch(args) => {
                 let options = FetchOptions {
@@ -412,9 +443,16 @@ fn checkpoints(args: &CheckpointsArgs) -> anyhow::Result<()> {
 fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     use mclr_trainer::config::Config;
     use mclr_trainer::train::{self, TrainOptions};
+    // The live-bundle flags are spellings of a config key, so the run's config records them.
+    let mut overrides = args.overrides.clone();
+    if args.no_live {
+        overrides.push("run.live_every=0".to_owned());
+    } else if let Some(every) = args.live_every {
+        overrides.push(format!("run.live_every={every}"));
+    }
     let given = match &args.config {
         Some(name) => Some(
-            Config::resolve(name, &args.overrides)
+            Config::resolve(name, &overrides)
                 .with_context(|| format!("while resolving config `{name}`"))?,
         ),
         None => None,
@@ -430,7 +468,7 @@ fn train(args: &TrainArgs, progress: bool) -> anyhow::Result<()> {
     // a longer optim.epochs.
     let config = match given {
         Some(config) => config,
-        None => train::saved_config(&run_dir, &args.overrides).with_context(|| {
+        None => train::saved_config(&run_dir, &overrides).with_context(|| {
             format!(
                 "while reading the config of the run in {}",
                 run_dir.display()
@@ -553,6 +591,99 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
         bundle.num_gallery()
     );
     Ok(())
+}
+
+/// `mclr view`: serves the site and the run until interrupted.
+fn view(args: &ViewArgs) -> anyhow::Result<()> {
+    use mclr_trainer::export::live::LIVE_BUNDLE_FILE;
+    use mclr_trainer::train::checkpoint::CONFIG_FILE;
+    use std::io::Write as _;
+    if !args.run.join(CONFIG_FILE).is_file() {
+        anyhow::bail!(
+            "{} is not a run directory: it has no {CONFIG_FILE} (pass the folder `mclr train \
+             --run-dir` writes into)",
+            args.run.display()
+        );
+    }
+    let site = match &args.site {
+        Some(site) => site.clone(),
+        None => find_site()?,
+    };
+    if !site.join("index.html").is_file() {
+        anyhow::bail!(
+            "{} has no index.html: pass the built site with --site, or build it with `cargo \
+             xtask web`",
+            site.display()
+        );
+    }
+    if !args.host.is_loopback() {
+        tracing::warn!(
+            "--host {}: the run's bundles, metrics and config become readable by anyone who can \
+             reach port {} of this machine",
+            args.host,
+            args.port
+        );
+    }
+    let server = mclr_serve::start(&mclr_serve::Options {
+        site: site.clone(),
+        run: Some(args.run.clone()),
+        host: args.host,
+        port: args.port,
+    })
+    .with_context(|| format!("while serving {}", args.run.display()))?;
+    let exported = "bundle.mclr";
+    let query = if args.run.join(LIVE_BUNDLE_FILE).is_file() {
+        format!("?bundle=run/{LIVE_BUNDLE_FILE}&follow=1")
+    } else if args.run.join(exported).is_file() {
+        info!(
+            "{} has no {LIVE_BUNDLE_FILE} (the run writes it at its checkpoints); showing the \
+             exported {exported}, which does not change, so the page does not follow it",
+            args.run.display()
+        );
+        format!("?bundle=run/{exported}")
+    } else {
+        info!(
+            "{} has no bundle yet: the page waits for {LIVE_BUNDLE_FILE}, which the run writes \
+             at its first checkpoint",
+            args.run.display()
+        );
+        format!("?bundle=run/{LIVE_BUNDLE_FILE}&follow=1")
+    };
+    let addr = server.addr();
+    // A wildcard address is not one a browser can open; loopback reaches it from this machine.
+    let shown = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    info!(
+        "serving {} at / and {} at /run/ (Ctrl-C stops); open:",
+        site.display(),
+        args.run.display()
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "http://{shown}/{query}")
+            .and_then(|()| out.flush())
+            .context("while printing the URL")?;
+    }
+    server.wait();
+    Ok(())
+}
+
+/// `www/dist` in the current folder or the nearest folder above it that has a built one.
+fn find_site() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_dir().context("while reading the current folder")?;
+    here.ancestors()
+        .map(|dir| dir.join("www").join("dist"))
+        .find(|dist| dist.join("index.html").is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no built viewer site (www/dist/index.html) in {} or a folder above it: build it \
+                 with `cargo xtask web` in the mclr checkout, or pass --site DIR",
+                here.display()
+            )
+        })
 }
 
 /// `mclr inspect`.

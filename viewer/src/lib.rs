@@ -16,7 +16,9 @@ pub mod error;
 pub mod first_view;
 pub mod follow;
 pub mod inspect;
-pub mod percent;
+/// The share link's percent codec, which lives in `mclr-shared` so that the site server
+/// decodes request paths with the same code.
+pub use mclr_shared::percent;
 pub mod player;
 pub mod prior;
 pub mod session;

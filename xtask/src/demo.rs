@@ -278,7 +278,7 @@ pub fn pipeline(opts: &Options) -> Result<()> {
             );
             return Ok(());
         }
-        let site = mclr_tests::site::serve(&dist, opts.port)
+        let site = mclr_serve::serve(&dist, opts.port)
             .with_context(|| format!("serving {} on port {}", dist.display(), opts.port))?;
         println!(
             "serving {DIST} (Ctrl-C stops):\n  {}    the shipped demo bundle\n  {}    the \

@@ -1,6 +1,6 @@
 //! `cargo xtask serve [--port 8080] [--dir www/dist]`: serves the built site on 127.0.0.1 with
-//! the server the browser end-to-end test uses (`mclr_tests::site`), so what a person clicks
-//! through locally is served exactly as in CI.
+//! the server the browser end-to-end test and `mclr view` use (`mclr-serve`), so what a person
+//! clicks through locally is served exactly as in CI.
 
 use std::path::PathBuf;
 
@@ -33,8 +33,8 @@ pub fn run(opts: &Options) -> Result<()> {
             dir.display()
         );
     }
-    let site = mclr_tests::site::serve(&dir, port)
-        .with_context(|| format!("serving {}", dir.display()))?;
+    let site =
+        mclr_serve::serve(&dir, port).with_context(|| format!("serving {}", dir.display()))?;
     println!(
         "serving {} at {} (Ctrl-C stops)",
         dir.display(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mclr_shared::error_chain;
 use mclr_tests::chromium::{self, Gpu};
-use mclr_tests::site::{self, Site};
+use mclr_tests::site::{self, Server};
 use mclr_tests::webdriver::{Driver, Session};
 use serde_json::{Value, json};
 
@@ -33,7 +33,7 @@ pub fn artifacts() -> PathBuf {
 }
 
 /// The site server over `www/dist`, or a failure saying how to build it.
-pub fn serve_dist() -> Site {
+pub fn serve_dist() -> Server {
     let dist = workspace_root().join("www/dist");
     for file in [
         "index.html",
@@ -53,7 +53,7 @@ pub fn serve_dist() -> Site {
 /// A served copy of the built site (`index.html`, `style.css`, `pkg/`, `demo.mclr`) in a fresh
 /// folder, so that a test can add, replace and break files beside the viewer (a followed run, a
 /// bundle with training logs) without touching `www/dist`.
-pub fn serve_copy_of_dist() -> (tempfile::TempDir, Site) {
+pub fn serve_copy_of_dist() -> (tempfile::TempDir, Server) {
     let dist = workspace_root().join("www/dist");
     // Checks that the site is built, with the same message as `serve_dist`.
     drop(serve_dist());

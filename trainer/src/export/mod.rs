@@ -24,8 +24,9 @@
 //!
 //! The sections that are jobs of their own live in their own modules: `stats` (the operator
 //! statistics from prior samples), `sprites` (the thumbnail sprite sheet) and `inspect` (reading
-//! a bundle file back and `mclr inspect`'s terminal-safe summary). This module assembles the
-//! bundle and writes it.
+//! a bundle file back and `mclr inspect`'s terminal-safe summary). [`live`] writes the light
+//! bundles of a run still training with the same assembly. This module assembles the bundle
+//! (one function, `assemble`, for both) and writes it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,14 +35,15 @@ use std::sync::Arc;
 use candle_core::Device;
 use mclr_shared::bundle::{
     self, ArrayBlob, Bundle, Gallery, ImageFormat, MlpWeights, PcaBasis, RunMetadata, RunRecord,
-    TrainingLog, WeightPrecision,
+    Thumbnails, TrainingLog, WeightPrecision,
 };
 use mclr_shared::geometry::Pca;
 
-use crate::config::Method;
-use crate::data::{self, Split};
+use crate::config::{Config, Method};
+use crate::data::{self, DatasetName, ImageSet, Split};
 use crate::error::{Error, Result};
 use crate::eval::features;
+use crate::model::ssl::SslModel;
 use crate::run::{Run, Weights};
 use crate::train::checkpoint;
 
@@ -66,10 +68,14 @@ pub const PRIOR_QUANTIZATION_METRIC: &str = "export_prior_rel_change";
 /// Gallery images the quantisation check runs the prior on.
 const QUANTIZATION_CHECK_IMAGES: usize = 256;
 
+/// Thumbnail side in pixels of `mclr export` (`--tile-px`) and of live bundles.
+pub const DEFAULT_TILE_PX: u32 = 32;
+
 /// Images per forward pass when computing prior parameters.
 const BATCH_SIZE: usize = features::BATCH_SIZE;
 
 mod inspect;
+pub mod live;
 mod sprites;
 mod stats;
 
@@ -107,7 +113,7 @@ impl Default for ExportOptions {
             gallery: Split::EvalTest,
             max: None,
             device: Device::Cpu,
-            tile_px: 32,
+            tile_px: DEFAULT_TILE_PX,
             thumbnail_format: ImageFormat::Png,
             data_dir: None,
             weights: WeightPrecision::default(),
@@ -139,43 +145,150 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         });
     }
     let state = run.state()?;
-    let device = &options.device;
-    let model = run.model(Weights::Trained, device)?;
+    let model = run.model(Weights::Trained, &options.device)?;
+    let data_dir = options.data_dir.as_ref().unwrap_or(&config.data.dir);
+    let gallery = GalleryImages::load(dataset, data_dir, options.gallery, options.max)?;
+    let thumbnails = sprite_sheet(&gallery.images, options.tile_px, options.thumbnail_format)?;
+    let facts = RunFacts {
+        run_dir,
+        config,
+        config_toml: &run.config_toml,
+        dataset,
+        epochs_done: state.epochs_done,
+        steps: state.step,
+        metrics: read_metrics(run_dir)?,
+        record: run_record(run_dir, method_name(config.method.kind))?,
+    };
+    let bundle = assemble(
+        &model,
+        &gallery,
+        thumbnails,
+        facts,
+        &Precision {
+            weights: options.weights,
+            check_quantization: true,
+            device: &options.device,
+        },
+    )?;
+    bundle::validate(&bundle)?;
+    Ok(bundle)
+}
+
+/// The gallery images of a bundle, loaded once: the first images of a labelled split, in
+/// dataset order, with their labels.
+pub(crate) struct GalleryImages {
+    /// The images.
+    pub(crate) images: Arc<ImageSet>,
+    /// Their labels.
+    pub(crate) labels: Vec<u16>,
+    /// The split they come from.
+    pub(crate) split: Split,
+}
+
+impl GalleryImages {
+    /// The first `max` images of `split` (all if `None` or fewer), read from `data_dir`.
+    ///
+    /// # Errors
+    /// Dataset errors; [`Error::InvalidSetting`] for an unlabelled split.
+    pub(crate) fn load(
+        dataset: DatasetName,
+        data_dir: &Path,
+        split: Split,
+        max: Option<usize>,
+    ) -> Result<Self> {
+        let mut images = data::load(dataset, data_dir, split)?;
+        if let Some(max) = max
+            && max < images.len()
+        {
+            images = images.prefix(max)?;
+        }
+        let Some(labels) = images.labels().map(<[u16]>::to_vec) else {
+            return Err(Error::InvalidSetting {
+                setting: "--gallery",
+                expected: "a labelled split".into(),
+                found: split.to_string(),
+            });
+        };
+        Ok(Self {
+            images: Arc::new(images),
+            labels,
+            split,
+        })
+    }
+
+    /// Number of images.
+    pub(crate) fn len(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// What a bundle records about its run besides what it computes from the model.
+pub(crate) struct RunFacts<'a> {
+    /// The run directory (named in errors).
+    pub(crate) run_dir: &'a Path,
+    /// The run's resolved config.
+    pub(crate) config: &'a Config,
+    /// `config.toml` verbatim.
+    pub(crate) config_toml: &'a str,
+    /// The dataset it trains on.
+    pub(crate) dataset: DatasetName,
+    /// Epochs completed by the model.
+    pub(crate) epochs_done: u64,
+    /// Steps completed by the model.
+    pub(crate) steps: u64,
+    /// Evaluation results to record (the quantisation change is added).
+    pub(crate) metrics: BTreeMap<String, f64>,
+    /// The run record (save time, live flag, training logs).
+    pub(crate) record: RunRecord,
+}
+
+/// Where the model runs and how precisely its heads are stored.
+pub(crate) struct Precision<'a> {
+    /// Storage precision of the prior and encoder weights.
+    pub(crate) weights: WeightPrecision,
+    /// Whether to measure and record ([`PRIOR_QUANTIZATION_METRIC`]) how much that precision
+    /// changes the prior's outputs. It runs the prior on the host, twice: about 1.5 s for a
+    /// demo-sized run, which a live bundle at every checkpoint cannot afford.
+    pub(crate) check_quantization: bool,
+    /// Where the model runs.
+    pub(crate) device: &'a Device,
+}
+
+/// The one assembly of a bundle from a ManifoldCLR model, shared by `mclr export` and the live
+/// bundles of a training run: gallery features recomputed by `model` in eval mode, PCA of the
+/// stored features, operator statistics from seeded prior samples, the prior and encoder at
+/// `precision.weights` (with `precision.check_quantization`, the change this makes to the prior
+/// recorded in the metrics), and the given `thumbnails` and `facts`. The caller validates the
+/// result.
+///
+/// # Errors
+/// [`Error::Checkpoint`] if the model has no operators; tensor errors; [`Error::Bundle`] if a section cannot be built.
+pub(crate) fn assemble(
+    model: &SslModel,
+    gallery: &GalleryImages,
+    thumbnails: Thumbnails,
+    facts: RunFacts<'_>,
+    precision: &Precision<'_>,
+) -> Result<Bundle> {
+    let (config, dataset, device) = (facts.config, facts.dataset, precision.device);
     let Some(manifold) = &model.manifold else {
         return Err(Error::Checkpoint {
-            path: run_dir.to_owned(),
+            path: facts.run_dir.to_owned(),
             reason: "the model has no operators".into(),
         });
     };
-
-    // The gallery images.
-    let data_dir = options.data_dir.as_ref().unwrap_or(&config.data.dir);
-    let mut images = data::load(dataset, data_dir, options.gallery)?;
-    if let Some(max) = options.max
-        && max < images.len()
-    {
-        images = images.prefix(max)?;
-    }
-    let images = Arc::new(images);
-    let Some(labels) = images.labels().map(<[u16]>::to_vec) else {
-        return Err(Error::InvalidSetting {
-            setting: "--gallery",
-            expected: "a labelled split".into(),
-            found: options.gallery.to_string(),
-        });
-    };
-    let n = images.len();
+    let n = gallery.len();
     let operators = manifold.operators.to_operators()?;
     let (m, d) = (operators.num_operators(), operators.dim());
 
-    let raw = features::extract(&model, &images, dataset, device, None)?;
+    let raw = features::extract(model, &gallery.images, dataset, device, None)?;
     let features = ArrayBlob::from_f16_lossy(&[n, d], &raw)?;
     // Everything derived from the features uses the values the bundle stores.
     let stored = features.to_f32_vec()?;
     let source_indices = (0..n)
         .map(|i| u32::try_from(i).map_err(|_| too_many(n)))
         .collect::<Result<Vec<u32>>>()?;
-    let class_names = images.class_names().to_vec();
+    let class_names = gallery.images.class_names().to_vec();
 
     let pca = Pca::fit(&stored, n, d, PCA_COMPONENTS.min(d))?;
     let p = pca.explained_variance.len();
@@ -183,7 +296,7 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         &OperatorInputs {
             norms: operators.frobenius_norms(),
             features: &stored,
-            labels: &labels,
+            labels: &gallery.labels,
             classes: class_names.len(),
             threshold: config.method.threshold,
         },
@@ -192,27 +305,29 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     )?;
 
     let prior = manifold.prior.export()?;
-    let stored_prior = prior.with_precision(options.weights)?;
-    let mut metrics = read_metrics(run_dir)?;
-    metrics.insert(
-        PRIOR_QUANTIZATION_METRIC.to_owned(),
-        f64::from(prior_output_change(
-            &prior,
-            &stored_prior,
-            &stored,
-            d,
-            QUANTIZATION_CHECK_IMAGES,
-        )?),
-    );
+    let stored_prior = prior.with_precision(precision.weights)?;
+    let mut metrics = facts.metrics;
+    if precision.check_quantization {
+        metrics.insert(
+            PRIOR_QUANTIZATION_METRIC.to_owned(),
+            f64::from(prior_output_change(
+                &prior,
+                &stored_prior,
+                &stored,
+                d,
+                QUANTIZATION_CHECK_IMAGES,
+            )?),
+        );
+    }
 
-    let bundle = Bundle {
+    Ok(Bundle {
         metadata: RunMetadata {
             dataset: dataset.to_string(),
             method: method_name(config.method.kind).to_owned(),
-            config_toml: run.config_toml.clone(),
+            config_toml: facts.config_toml.to_owned(),
             producer: format!("mclr {}", env!("CARGO_PKG_VERSION")),
-            epochs: u32::try_from(state.epochs_done).unwrap_or(u32::MAX),
-            steps: state.step,
+            epochs: u32::try_from(facts.epochs_done).unwrap_or(u32::MAX),
+            steps: facts.steps,
             threshold: config.method.threshold,
             metrics,
         },
@@ -226,25 +341,26 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
             operators.as_slice(),
         )?,
         prior: stored_prior,
-        encoder: manifold.encoder.export()?.with_precision(options.weights)?,
+        encoder: manifold
+            .encoder
+            .export()?
+            .with_precision(precision.weights)?,
         gallery: Gallery {
-            split: gallery_name(options.gallery).to_owned(),
+            split: gallery_name(gallery.split).to_owned(),
             features,
-            labels: ArrayBlob::from_u16(&[n], &labels)?,
+            labels: ArrayBlob::from_u16(&[n], &gallery.labels)?,
             class_names,
             source_indices: ArrayBlob::from_u32(&[n], &source_indices)?,
         },
-        thumbnails: sprite_sheet(&images, options.tile_px, options.thumbnail_format)?,
+        thumbnails,
         pca: PcaBasis {
             mean: ArrayBlob::from_f32(&[d], &pca.mean)?,
             components: ArrayBlob::from_f32(&[p, d], &pca.components)?,
             explained_variance: ArrayBlob::from_f32(&[p], &pca.explained_variance)?,
         },
         stats,
-        run: run_record(run_dir, method_name(config.method.kind))?,
-    };
-    bundle::validate(&bundle)?;
-    Ok(bundle)
+        run: facts.record,
+    })
 }
 
 /// The bundle's run record for the run in `run_dir`: its `metrics.jsonl` as the one training log

@@ -22,6 +22,8 @@
 //!                          the three files above, config.toml and manifest.json
 //! checkpoints/best         the checkpoint with the lowest mean epoch loss: a symbolic link,
 //!                          replaced atomically, to a copy `checkpoints/best-NNNN-*`
+//! live.mclr                ManifoldCLR: a light viewer bundle of the latest live checkpoint,
+//! live-thumbs.png          and its thumbnail sheet (`crate::export::live`; `mclr view` serves them)
 //! ```
 //!
 //! The top-level model, optimiser, state and manifest files are copies of the newest checkpoint

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::data::loader::{LoaderConfig, SslLoader};
 use crate::data::{self, ImageSet, Split};
 use crate::error::{Error, Result};
+use crate::export::live::LiveWriter;
 use crate::model::ssl::{Group, SslModel};
 use crate::optim::{AdamW, GroupSettings, ParamGroup};
 use checkpoint::{Checkpoint, TrainState};
@@ -189,6 +190,7 @@ pub fn train_on(
         }
     };
     let mut objective = Objective::with_state(config, Some(&state.objective));
+    let mut live = LiveWriter::new(config, run_dir);
     let mut metrics = MetricsWriter::open_at(&run_dir.join(checkpoint::METRICS_FILE), metrics_len)?;
     let last_epoch = options
         .stop_after_epochs
@@ -315,6 +317,8 @@ pub fn train_on(
                 metrics_bytes: metrics.sync_len()?,
             };
             save_checkpoint(&ck, run_dir, config.run.keep_last, is_best)?;
+            // After the commit: the live bundle shows a checkpoint that is already safe.
+            live.at_checkpoint(&model, config, &config_toml, &state, &options.device)?;
         }
         tracing::info!(epoch = done, loss = last_epoch_loss, "epoch done");
     }
@@ -405,10 +409,15 @@ pub fn saved_config(run_dir: &Path, overrides: &[String]) -> Result<Config> {
     Config::resolve(&path.to_string_lossy(), overrides)
 }
 
+/// Config keys a resumed run may change: its length, and the live bundles (a view of the run,
+/// not part of its training).
+pub const MAY_CHANGE_ON_RESUME: [&str; 3] = ["optim.epochs", "run.live_every", "run.live_gallery"];
+
 /// For `--resume`: the newest checkpoint, verified, once the configs agree. `config` (what the
 /// caller asks for) and the run's `config.toml` must both equal the config saved with the
 /// checkpoint, except `optim.epochs`, which may be raised to extend the run (the new length is
-/// written to `config.toml`). `None` when the run has no checkpoint yet (it starts over).
+/// written to `config.toml`), and the live bundles' settings ([`MAY_CHANGE_ON_RESUME`]). `None`
+/// when the run has no checkpoint yet (it starts over).
 fn resume_point(
     config: &Config,
     run_dir: &Path,
@@ -428,7 +437,7 @@ fn resume_point(
     let list = |diffs: Vec<crate::config::Difference>| {
         diffs
             .iter()
-            .filter(|d| d.key != "optim.epochs")
+            .filter(|d| !MAY_CHANGE_ON_RESUME.contains(&d.key.as_str()))
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")

@@ -20,6 +20,7 @@ mod export;
 mod feature_aug;
 mod interop;
 mod kernels;
+mod live;
 mod loader;
 mod losses;
 mod models;

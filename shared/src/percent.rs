@@ -1,5 +1,7 @@
-//! Percent-encoding (RFC 3986), the small part of it share links need: query components, and
-//! (strictly) request paths for the tests' site server.
+//! Percent-encoding (RFC 3986), the small part of it mclr needs: the viewer's share links encode
+//! and decode query components, and the site server (`mclr-serve`) decodes request paths
+//! strictly before it maps them to files. One codec for both, so that what a link writes is
+//! what a server reads.
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space and `%XX` a byte.
 /// A `%` not followed by two hex digits is kept literally (as browsers do); bytes that are not
