@@ -2,9 +2,9 @@
 //! checkpoints, so that `mclr view RUN` can show a ManifoldCLR run while it trains.
 //!
 //! `RUN/live.mclr` is an ordinary bundle (format v3) assembled by the same code as `mclr export`
-//! ([`super::assemble`]): the operators, prior and encoder of the model just checkpointed, the
-//! features of a fixed small gallery recomputed by its backbone in eval mode, their PCA and the
-//! operator statistics. What differs:
+//! (`assemble` in the parent module): the operators, prior and encoder of the model just
+//! checkpointed, the features of a fixed small gallery recomputed by its backbone in eval mode,
+//! their PCA and the operator statistics. What differs:
 //!
 //! * the gallery is the first [`RunConfig::live_gallery`] images of the test split (2,000 by
 //!   default), loaded once per training run with their thumbnails;

@@ -241,6 +241,72 @@ fn no_live_simclr_and_a_missing_test_split_write_none_and_training_goes_on() {
 }
 
 #[test]
+fn the_cli_flags_set_run_live_every_and_no_live_writes_none() {
+    // The full dataset on disk, as `mclr train` reads it: 5 small training batches and the test
+    // split.
+    let data = data_folder();
+    for b in 1..=5 {
+        let rgb = support::random_bytes(8 * 32 * 32 * 3, b);
+        let labels: Vec<u8> = (0..8).map(|i| (i % 10) as u8).collect();
+        support::write_cifar_batch(
+            &data.path().join(format!("data_batch_{b}.bin")),
+            &rgb,
+            &labels,
+        );
+    }
+    let train = |flag: &[&str]| {
+        let run = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mclr"))
+            .args(["--quiet", "train", "--config", "demo", "--device", "cpu"])
+            .args(TINY_CLI.iter().flat_map(|s| ["--set", s]))
+            .arg("--set")
+            .arg(format!("data.dir={}", data.path().display()))
+            .arg("--run-dir")
+            .arg(run.path())
+            .args(flag)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let saved = Config::resolve(
+            &run.path().join(checkpoint::CONFIG_FILE).to_string_lossy(),
+            &[],
+        )
+        .unwrap();
+        (run, saved.run.live_every)
+    };
+    let (run, every) = train(&["--no-live"]);
+    assert_eq!(every, 0, "recorded in config.toml");
+    assert!(!run.path().join(LIVE_BUNDLE_FILE).exists());
+    assert!(!run.path().join(LIVE_SHEET_FILE).exists());
+    let (run, every) = train(&["--live-every", "2"]);
+    assert_eq!(every, 2);
+    assert_eq!(
+        read_live(run.path()).metadata.epochs,
+        2,
+        "the last checkpoint"
+    );
+}
+
+/// `--set` values of a CPU-tiny run through the command line (the `tiny` config's).
+const TINY_CLI: [&str; 11] = [
+    "model.base_width=4",
+    "method.block_size=8",
+    "method.operators=4",
+    "method.prior_warmup_iters=2",
+    "optim.batch_size=8",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0.5",
+    "run.log_every=1",
+    "run.checkpoint_every=1",
+    "run.live_gallery=12",
+    "data.subset=16",
+];
+
+#[test]
 fn the_schedule_counts_checkpoints_from_the_start_and_always_takes_the_last() {
     let run = |checkpoint_every, live_every| RunConfig {
         checkpoint_every,
