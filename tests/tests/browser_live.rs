@@ -542,6 +542,34 @@ fn norms_shown(v: &Value) -> Vec<f32> {
     by_index.into_iter().map(|p| p.1).collect()
 }
 
+/// Selects the first operator not yet selected and moves its coefficient one step, then waits
+/// until the page and its (throttled) link both hold the moved coefficient; returns that
+/// snapshot, the view a swap must keep.
+fn select_another_operator_and_move_it(b: &Browser) -> Value {
+    let row = b.js(
+        r##"const r = [...document.querySelectorAll("#operators .operator")].find((r) => !r.classList.contains("selected"));
+           return r.getAttribute("data-index");"##,
+        &[],
+    );
+    let m = row.as_str().unwrap().to_owned();
+    b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
+    let slider = format!("input.coef[data-index=\"{m}\"]");
+    b.wait(&slider, REACT, |v| v["coefs"].get(m.as_str()).is_some());
+    let r = b
+        .session
+        .find(&slider)
+        .and_then(|e| b.session.send_keys(&e, "\u{E012}"));
+    b.check(r);
+    b.wait("the coefficient moved, in the address too", REACT, |v| {
+        v["coefs"][m.as_str()].as_str().is_some_and(|c| {
+            c != "1"
+                && v["search"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(&format!("{m}:{c}")))
+        })
+    })
+}
+
 #[test]
 fn follow_mode_swaps_the_model_in_place_and_survives_a_half_written_file() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -585,23 +613,7 @@ fn follow_mode_swaps_the_model_in_place_and_survives_a_half_written_file() {
     assert_paths_match(&b.curve_paths(), "manifoldclr (live)", &log_v1);
 
     // A second operator by hand, with its coefficient moved: more than the first view to keep.
-    let row = b.js(
-        r##"const r = [...document.querySelectorAll("#operators .operator")].find((r) => !r.classList.contains("selected"));
-           return r.getAttribute("data-index");"##,
-        &[],
-    );
-    let m = row.as_str().unwrap().to_owned();
-    b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
-    let slider = format!("input.coef[data-index=\"{m}\"]");
-    b.wait(&slider, REACT, |v| v["coefs"].get(m.as_str()).is_some());
-    let r = b
-        .session
-        .find(&slider)
-        .and_then(|e| b.session.send_keys(&e, "\u{E012}\u{E012}"));
-    b.check(r);
-    let before = b.wait("the coefficient moved", REACT, |v| {
-        v["coefs"][m.as_str()].as_str().is_some_and(|c| c != "1")
-    });
+    let before = select_another_operator_and_move_it(&b);
     b.shot("before");
 
     // The run moves on: a new snapshot, replaced atomically, and a longer log.
@@ -824,30 +836,8 @@ fn mclr_view_follows_a_run_that_trains_one_more_checkpoint_keeping_the_view() {
         v["curve_runs"] == json!([["manifoldclr (live)", "ok"]])
     });
 
-    // A view of one's own: another operator, its coefficient moved, a different anchor.
-    let row = b.js(
-        r##"const r = [...document.querySelectorAll("#operators .operator")].find((r) => !r.classList.contains("selected"));
-           return r.getAttribute("data-index");"##,
-        &[],
-    );
-    let m = row.as_str().unwrap().to_owned();
-    b.click(&format!("#operators .operator[data-index=\"{m}\"]"));
-    let slider = format!("input.coef[data-index=\"{m}\"]");
-    b.wait(&slider, REACT, |v| v["coefs"].get(m.as_str()).is_some());
-    let r = b
-        .session
-        .find(&slider)
-        .and_then(|e| b.session.send_keys(&e, "\u{E012}"));
-    b.check(r);
-    let before = b.wait("the coefficient moved, in the address too", REACT, |v| {
-        // The link is written throttled: wait until it holds the moved coefficient.
-        v["coefs"][m.as_str()].as_str().is_some_and(|c| {
-            c != "1"
-                && v["search"]
-                    .as_str()
-                    .is_some_and(|s| s.contains(&format!("{m}:{c}")))
-        })
-    });
+    // A view of one's own: another operator, its coefficient moved.
+    let before = select_another_operator_and_move_it(&b);
     b.shot("before");
 
     // The run goes on to its second checkpoint while the page watches.

@@ -27,22 +27,22 @@ const TEST_IMAGES: usize = 20;
 /// The live gallery of the tests (a prefix of the test split).
 const LIVE_GALLERY: usize = 12;
 
+/// `--set` values of the CPU-tiny ManifoldCLR of the `train` tests, for the library and the CLI.
+const TINY_SETS: [&str; 9] = [
+    "model.base_width=4",
+    "method.block_size=8",
+    "method.operators=4",
+    "method.prior_warmup_iters=2",
+    "optim.batch_size=8",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0.5",
+    "run.log_every=1",
+    "run.checkpoint_every=1",
+];
+
 /// The CPU-tiny ManifoldCLR of the `train` tests, reading its test split from `data_dir`.
 fn tiny(data_dir: &Path, extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = [
-        "model.base_width=4",
-        "method.block_size=8",
-        "method.operators=4",
-        "method.prior_warmup_iters=2",
-        "optim.batch_size=8",
-        "optim.epochs=2",
-        "optim.warmup_epochs=0.5",
-        "run.log_every=1",
-        "run.checkpoint_every=1",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut sets: Vec<String> = TINY_SETS.iter().map(|s| (*s).to_owned()).collect();
     sets.push(format!("data.dir={}", data_dir.display()));
     sets.push(format!("run.live_gallery={LIVE_GALLERY}"));
     sets.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -258,7 +258,9 @@ fn the_cli_flags_set_run_live_every_and_no_live_writes_none() {
         let run = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_mclr"))
             .args(["--quiet", "train", "--config", "demo", "--device", "cpu"])
-            .args(TINY_CLI.iter().flat_map(|s| ["--set", s]))
+            .args(TINY_SETS.iter().flat_map(|s| ["--set", s]))
+            .args(["--set", "data.subset=16", "--set"])
+            .arg(format!("run.live_gallery={LIVE_GALLERY}"))
             .arg("--set")
             .arg(format!("data.dir={}", data.path().display()))
             .arg("--run-dir")
@@ -290,21 +292,6 @@ fn the_cli_flags_set_run_live_every_and_no_live_writes_none() {
         "the last checkpoint"
     );
 }
-
-/// `--set` values of a CPU-tiny run through the command line (the `tiny` config's).
-const TINY_CLI: [&str; 11] = [
-    "model.base_width=4",
-    "method.block_size=8",
-    "method.operators=4",
-    "method.prior_warmup_iters=2",
-    "optim.batch_size=8",
-    "optim.epochs=2",
-    "optim.warmup_epochs=0.5",
-    "run.log_every=1",
-    "run.checkpoint_every=1",
-    "run.live_gallery=12",
-    "data.subset=16",
-];
 
 #[test]
 fn the_schedule_counts_checkpoints_from_the_start_and_always_takes_the_last() {
