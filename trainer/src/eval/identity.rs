@@ -129,6 +129,9 @@ pub fn identity_preservation_with(
 ) -> Result<IdentityResult> {
     train.ensure_compatible(test)?;
     ensure_positive("identity.repeats", config.repeats)?;
+    // The moved rows and their prior parameters are the same in every repeat: the prior network
+    // runs once, not once per repeat (it dominated the protocol's time).
+    let moves = PriorMoves::new(test, operators, prior, config)?;
     let mut repeats = Vec::with_capacity(config.repeats);
     for r in 0..config.repeats {
         let trained;
@@ -143,14 +146,13 @@ pub fn identity_preservation_with(
                 &trained
             }
         };
-        repeats.push(score_identity(
+        repeats.push(moves.score(
             probe,
             test,
             operators,
-            prior,
             threshold,
             stream_seed(&[IDENTITY_DOMAIN, seed, r as u64]),
-            config,
+            config.samples_per_image,
         )?);
     }
     let stat =
@@ -200,85 +202,132 @@ pub fn score_identity(
     seed: u64,
     config: &IdentityConfig,
 ) -> Result<RepeatScores> {
-    let samples_per_image = config.samples_per_image;
-    ensure_positive("identity test rows", test.len())?;
-    ensure_positive("identity.samples_per_image", samples_per_image)?;
-    ensure_positive("identity.batch_rows", config.batch_rows)?;
-    ensure_moves_fit(test, operators, prior)?;
-    let m = operators.num_operators();
-    let clean = probe.evaluate(test)?.top1;
-    let rows: Vec<usize> = (0..scored_rows(test.len(), config.batch_rows)).collect();
-    let test = &test.subset(&rows)?;
+    PriorMoves::new(test, operators, prior, config)?.score(
+        probe,
+        test,
+        operators,
+        threshold,
+        seed,
+        config.samples_per_image,
+    )
+}
 
-    let params = prior_params(test, prior)?;
-    let mean_scale: Vec<f32> = mean_scales(&merge(&params), m)?
-        .iter()
-        .map(|b| b.ln())
-        .collect();
-    let (zeros, hyper_loc, hyper_logscale) = (
-        vec![0.0_f32; m],
-        vec![SHIFT_PRIOR; m],
-        vec![SCALE_PRIOR_LN; m],
-    );
+/// The part of a repeat that does not depend on its probe or its seed: the scored test rows and
+/// the learned prior's parameters of each, chunk by chunk.
+struct PriorMoves {
+    /// The first [`scored_rows`] test rows.
+    scored: Features,
+    /// The learned prior of `scored`, one entry per chunk of [`CHUNK_ROWS`] rows.
+    params: Vec<LaplaceParams>,
+    /// ln of the mean-scale fixed prior's per-coefficient scale ([`mean_scales`]).
+    mean_logscale: Vec<f32>,
+}
 
-    let dim = test.dim();
-    let chunks: Vec<Moved> = test
-        .data()
-        .par_chunks(CHUNK_ROWS * dim)
-        .zip(params.par_iter())
-        .enumerate()
-        .map(|(chunk, (z, params))| {
-            let rows = z.len() / dim;
-            let stream = |kind: u64| stream_seed(&[IDENTITY_DOMAIN, seed, chunk as u64, kind]);
-            let sample = |kind: u64, loc: &[f32], logscale: &[f32]| {
-                LaplaceSampler::new(stream(kind)).sample(
-                    loc,
-                    logscale,
-                    threshold,
-                    samples_per_image,
-                )
-            };
-            let learned = operators.apply(&sample(0, &params.loc, &params.logscale)?, z)?;
-            let fixed = operators.apply(
-                &sample(1, &hyper_loc.repeat(rows), &hyper_logscale.repeat(rows))?,
-                z,
-            )?;
-            let mean_fixed = operators.apply(
-                &sample(3, &zeros.repeat(rows), &mean_scale.repeat(rows))?,
-                z,
-            )?;
-            let mut rng = StreamRng::from_words(&[IDENTITY_DOMAIN, seed, chunk as u64, 2]);
-            let random = random_moves(z, &learned, dim, &mut rng);
-            Ok(Moved {
-                learned,
-                fixed,
-                mean_fixed,
-                random_squared: random.squared,
-                random_matched: random.matched,
-                relative_shift: random.relative_shift,
-            })
-        })
-        .collect::<Result<_>>()?;
-
-    let labels = sample_labels(test, CHUNK_ROWS, samples_per_image);
-    let gather = |pick: fn(&Moved) -> &[f32]| -> Result<f64> {
-        let data: Vec<f32> = chunks
+impl PriorMoves {
+    /// Checks the inputs and runs the prior network over the scored rows of `test`.
+    fn new(
+        test: &Features,
+        operators: &Operators,
+        prior: &PriorNetwork,
+        config: &IdentityConfig,
+    ) -> Result<Self> {
+        ensure_positive("identity test rows", test.len())?;
+        ensure_positive("identity.samples_per_image", config.samples_per_image)?;
+        ensure_positive("identity.batch_rows", config.batch_rows)?;
+        ensure_moves_fit(test, operators, prior)?;
+        let rows: Vec<usize> = (0..scored_rows(test.len(), config.batch_rows)).collect();
+        let scored = test.subset(&rows)?;
+        let params = prior_params(&scored, prior)?;
+        let mean_logscale = mean_scales(&merge(&params), operators.num_operators())?
             .iter()
-            .flat_map(|c| pick(c).iter().copied())
+            .map(|b| b.ln())
             .collect();
-        let moved = Features::new(data, dim, labels.clone(), test.classes())?;
-        Ok(probe.evaluate(&moved)?.top1)
-    };
-    let shifts = chunks.iter().map(|c| c.relative_shift).sum::<f64>();
-    Ok(RepeatScores {
-        clean,
-        learned_prior: gather(|c| &c.learned)?,
-        fixed_prior: gather(|c| &c.fixed)?,
-        random: gather(|c| &c.random_squared)?,
-        fixed_prior_mean_scale: gather(|c| &c.mean_fixed)?,
-        random_matched: gather(|c| &c.random_matched)?,
-        relative_shift: shifts / (test.len() * samples_per_image) as f64,
-    })
+        Ok(Self {
+            scored,
+            params,
+            mean_logscale,
+        })
+    }
+
+    /// One repeat: `probe`'s top-1 on the clean `test` rows and on every kind of move of the
+    /// scored rows, `samples_per_image` moves per row, every draw fixed by `seed`.
+    fn score(
+        &self,
+        probe: &LinearProbe,
+        test: &Features,
+        operators: &Operators,
+        threshold: f32,
+        seed: u64,
+        samples_per_image: usize,
+    ) -> Result<RepeatScores> {
+        let clean = probe.evaluate(test)?.top1;
+        let (test, params, mean_scale) = (&self.scored, &self.params, &self.mean_logscale);
+        let m = operators.num_operators();
+        let (zeros, hyper_loc, hyper_logscale) = (
+            vec![0.0_f32; m],
+            vec![SHIFT_PRIOR; m],
+            vec![SCALE_PRIOR_LN; m],
+        );
+
+        let dim = test.dim();
+        let chunks: Vec<Moved> = test
+            .data()
+            .par_chunks(CHUNK_ROWS * dim)
+            .zip(params.par_iter())
+            .enumerate()
+            .map(|(chunk, (z, params))| {
+                let rows = z.len() / dim;
+                let stream = |kind: u64| stream_seed(&[IDENTITY_DOMAIN, seed, chunk as u64, kind]);
+                let sample = |kind: u64, loc: &[f32], logscale: &[f32]| {
+                    LaplaceSampler::new(stream(kind)).sample(
+                        loc,
+                        logscale,
+                        threshold,
+                        samples_per_image,
+                    )
+                };
+                let learned = operators.apply(&sample(0, &params.loc, &params.logscale)?, z)?;
+                let fixed = operators.apply(
+                    &sample(1, &hyper_loc.repeat(rows), &hyper_logscale.repeat(rows))?,
+                    z,
+                )?;
+                let mean_fixed = operators.apply(
+                    &sample(3, &zeros.repeat(rows), &mean_scale.repeat(rows))?,
+                    z,
+                )?;
+                let mut rng = StreamRng::from_words(&[IDENTITY_DOMAIN, seed, chunk as u64, 2]);
+                let random = random_moves(z, &learned, dim, &mut rng);
+                Ok(Moved {
+                    learned,
+                    fixed,
+                    mean_fixed,
+                    random_squared: random.squared,
+                    random_matched: random.matched,
+                    relative_shift: random.relative_shift,
+                })
+            })
+            .collect::<Result<_>>()?;
+
+        let labels = sample_labels(test, CHUNK_ROWS, samples_per_image);
+        let gather = |pick: fn(&Moved) -> &[f32]| -> Result<f64> {
+            let data: Vec<f32> = chunks
+                .iter()
+                .flat_map(|c| pick(c).iter().copied())
+                .collect();
+            let moved = Features::new(data, dim, labels.clone(), test.classes())?;
+            Ok(probe.evaluate(&moved)?.top1)
+        };
+        let shifts = chunks.iter().map(|c| c.relative_shift).sum::<f64>();
+        Ok(RepeatScores {
+            clean,
+            learned_prior: gather(|c| &c.learned)?,
+            fixed_prior: gather(|c| &c.fixed)?,
+            random: gather(|c| &c.random_squared)?,
+            fixed_prior_mean_scale: gather(|c| &c.mean_fixed)?,
+            random_matched: gather(|c| &c.random_matched)?,
+            relative_shift: shifts / (test.len() * samples_per_image) as f64,
+        })
+    }
 }
 
 /// The per-coefficient scale of the fixed prior: the mean over `params`' rows of the learned

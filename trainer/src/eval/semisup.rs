@@ -85,10 +85,12 @@ pub const FEATMATCH_HEADS: usize = 4;
 /// `nn.Dropout(0.1)`).
 pub const FEATMATCH_DROPOUT: f64 = 0.1;
 
-/// A feature-space augmentation: maps the unlabelled batch `z_u` (`U × d`) to augmented features
-/// of the same shape, drawing any randomness from the given stream (seeded per trial, so trials are
-/// reproducible).
-pub type Augmentation<'a> = dyn Fn(&Tensor, &mut StreamRng) -> Result<Tensor> + 'a;
+/// A feature-space augmentation: maps the unlabelled batch `z_u` (`U × d`), whose rows are the
+/// given training-set rows (so that anything computed per row from the frozen features, such as a
+/// learned prior's parameters, can be computed once for the whole set), to augmented features of
+/// the same shape, drawing any randomness from the given stream (seeded per trial, so trials are
+/// reproducible). `Sync`, because trials run in parallel.
+pub type Augmentation<'a> = dyn Fn(&Tensor, &[u32], &mut StreamRng) -> Result<Tensor> + Sync + 'a;
 
 /// Which semi-supervised variant a trial trains.
 #[derive(Clone, Copy)]
@@ -232,12 +234,26 @@ pub fn semi_supervised(
     config.validate()?;
     train.ensure_compatible(test)?;
     ensure_positive("semi-supervised training rows", train.len())?;
-    let mut trials = Vec::with_capacity(config.trials);
-    for t in 0..config.trials {
-        let seed = config.first_seed.wrapping_add(t as u64);
-        trials.push(trial(train, test, method, config, seed, device)?);
-    }
+    let trials = parallel_trials(config, |seed| {
+        trial(train, test, method, config, seed, device)
+    })?;
     Ok(summarise(method.name(), trials, config))
+}
+
+/// `run(seed)` for every trial's seed `first_seed + t`, in parallel (each trial depends on its seed
+/// only, so the results equal a loop's), in trial order. The first error in trial order wins.
+///
+/// # Errors
+/// The first failing trial's.
+pub fn parallel_trials(
+    config: &SemiSupervisedConfig,
+    run: impl Fn(u64) -> Result<f64> + Sync,
+) -> Result<Vec<f64>> {
+    use rayon::prelude::*;
+    (0..config.trials)
+        .into_par_iter()
+        .map(|t| run(config.first_seed.wrapping_add(t as u64)))
+        .collect()
 }
 
 /// The result of `method`'s `trials` (accuracies, trial `t` with seed `first_seed + t`): mean and
@@ -324,7 +340,8 @@ pub fn trial(
         let mut loss = candle_nn::loss::cross_entropy(&logits, &labels.index_select(&pick, 0)?)?;
 
         if let Some(consistency) = consistency {
-            let z_u = features.index_select(&rows_of(batches.unlabelled_batch())?, 0)?;
+            let unlabelled = batches.unlabelled_batch();
+            let z_u = features.index_select(&rows_of(unlabelled.clone())?, 0)?;
             let unlabelled_shape = z_u.dims2()?;
             let term = match consistency {
                 Consistency::Mixup => {
@@ -340,8 +357,8 @@ pub fn trial(
                     Some(mixup_consistency(&z_u, &z_mix, &lambda, &online, &ema)?)
                 }
                 Consistency::Confident(augment) => {
-                    let probs =
-                        candle_nn::ops::softmax_last_dim(&forward(&z_u, &classifier)?.detach())?;
+                    let logits_u = forward(&z_u, &classifier)?;
+                    let probs = candle_nn::ops::softmax_last_dim(&logits_u.detach())?;
                     let confident = probs
                         .max(D::Minus1)?
                         .gt(config.threshold)?
@@ -349,8 +366,10 @@ pub fn trial(
                     if confident.sum_all()?.to_scalar::<f32>()? > 0.0 {
                         let pseudo = probs.argmax(D::Minus1)?;
                         let z_aug = match (augment, &head) {
-                            (Augment::Identity, _) => z_u,
-                            (Augment::Caller(augment), _) => augment(&z_u, &mut aug_rng)?,
+                            (Augment::Identity, _) => None,
+                            (Augment::Caller(augment), _) => {
+                                Some(augment(&z_u, &unlabelled, &mut aug_rng)?)
+                            }
                             (Augment::FeatMatch, Some(head)) => {
                                 let mask = dropout_mask(
                                     &mut aug_rng,
@@ -358,7 +377,7 @@ pub fn trial(
                                     FEATMATCH_DROPOUT,
                                     device,
                                 )?;
-                                head.forward(&z_u, &z_l, Some(&mask))?
+                                Some(head.forward(&z_u, &z_l, Some(&mask))?)
                             }
                             (Augment::FeatMatch, None) => {
                                 return Err(invalid(
@@ -368,15 +387,22 @@ pub fn trial(
                                 ));
                             }
                         };
-                        if z_aug.dims() != [unlabelled_shape.0, unlabelled_shape.1] {
-                            return Err(Error::Shape {
-                                what: "augmented unlabelled features",
-                                expected: unlabelled_shape.0 * unlabelled_shape.1,
-                                found: z_aug.elem_count(),
-                            });
-                        }
-                        let log_probs =
-                            candle_nn::ops::log_softmax(&forward(&z_aug, &classifier)?, D::Minus1)?;
+                        // Without augmentation the classifier's output on z_u is reused: the
+                        // same values the pseudo-labels came from, now with their gradient.
+                        let logits_aug = match z_aug {
+                            None => logits_u,
+                            Some(z_aug) => {
+                                if z_aug.dims() != [unlabelled_shape.0, unlabelled_shape.1] {
+                                    return Err(Error::Shape {
+                                        what: "augmented unlabelled features",
+                                        expected: unlabelled_shape.0 * unlabelled_shape.1,
+                                        found: z_aug.elem_count(),
+                                    });
+                                }
+                                forward(&z_aug, &classifier)?
+                            }
+                        };
+                        let log_probs = candle_nn::ops::log_softmax(&logits_aug, D::Minus1)?;
                         let nll = log_probs
                             .gather(&pseudo.unsqueeze(1)?, 1)?
                             .squeeze(1)?

@@ -458,7 +458,7 @@ fn elongated(per_class: usize, seed: u64) -> Features {
 }
 
 /// Moves each row along the within-class (nuisance) directions: a class-preserving augmentation.
-fn along_nuisance(z: &Tensor, rng: &mut StreamRng) -> mclr_trainer::Result<Tensor> {
+fn along_nuisance(z: &Tensor, _: &[u32], rng: &mut StreamRng) -> mclr_trainer::Result<Tensor> {
     let (rows, dim) = z.dims2()?;
     let shift: Vec<f32> = (0..rows * dim)
         .map(|i| {
@@ -537,8 +537,9 @@ fn augmentation_that_changes_the_shape_is_rejected() {
         threshold: 0.0,
         ..SemiSupervisedConfig::default()
     };
-    let drop_row =
-        |z: &Tensor, _: &mut StreamRng| -> mclr_trainer::Result<Tensor> { Ok(z.narrow(0, 1, 2)?) };
+    let drop_row = |z: &Tensor, _: &[u32], _: &mut StreamRng| -> mclr_trainer::Result<Tensor> {
+        Ok(z.narrow(0, 1, 2)?)
+    };
     let result = semi_supervised(
         &train,
         &train,
