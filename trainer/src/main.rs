@@ -137,6 +137,11 @@ struct ExportArgs {
     /// to the prior is recorded in the bundle's metrics), f16 or f32 (exact).
     #[arg(long, value_enum, default_value_t = WeightsArg::Int8)]
     weights: WeightsArg,
+    /// Another run on the same dataset to record beside this one (repeatable), e.g. SimCLR at the
+    /// same budget: its results.json numbers go into the bundle's metrics as
+    /// `compare.<method>.<metric>` and its metrics.jsonl into the viewer's training curves
+    #[arg(long, value_name = "RUN")]
+    compare: Vec<PathBuf>,
 }
 
 /// `--device`, shared by the subcommands that run the model.
@@ -579,6 +584,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
         thumbnail_format: args.thumbnails.into(),
         data_dir: args.data_dir.path.clone(),
         weights: args.weights.into(),
+        compare: args.compare.clone(),
     };
     let bundle = export::export_run(&args.run, &options)
         .with_context(|| format!("while exporting the run in {}", args.run.display()))?;

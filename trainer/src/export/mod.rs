@@ -103,7 +103,15 @@ pub struct ExportOptions {
     /// a d = 64 run is then well under 20 MB). The largest change this makes to the prior's
     /// outputs on the gallery is recorded in the bundle's metrics.
     pub weights: WeightPrecision,
+    /// Runs on the same dataset to record beside this one (e.g. SimCLR at the same budget):
+    /// each one's `results.json` numbers go into the bundle's metrics under
+    /// `compare.<label>.` ([`COMPARE_PREFIX`]) and its `metrics.jsonl` becomes one more training
+    /// log, where `<label>` is its method (`simclr`), or its folder name when two share a method.
+    pub compare: Vec<PathBuf>,
 }
+
+/// Prefix of a compared run's metrics in a bundle: `compare.<label>.<metric>`.
+pub const COMPARE_PREFIX: &str = "compare";
 
 impl Default for ExportOptions {
     /// The test split, every image, CPU, 32 px PNG thumbnails, the config's data directory,
@@ -117,6 +125,7 @@ impl Default for ExportOptions {
             thumbnail_format: ImageFormat::Png,
             data_dir: None,
             weights: WeightPrecision::default(),
+            compare: Vec::new(),
         }
     }
 }
@@ -149,6 +158,9 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
     let data_dir = options.data_dir.as_ref().unwrap_or(&config.data.dir);
     let gallery = GalleryImages::load(dataset, data_dir, options.gallery, options.max)?;
     let thumbnails = sprite_sheet(&gallery.images, options.tile_px, options.thumbnail_format)?;
+    let mut metrics = read_metrics(run_dir)?;
+    let mut record = run_record(run_dir, method_name(config.method.kind))?;
+    add_compared_runs(&options.compare, &run, &mut metrics, &mut record)?;
     let facts = RunFacts {
         run_dir,
         config,
@@ -156,8 +168,8 @@ pub fn export_run(run_dir: &Path, options: &ExportOptions) -> Result<Bundle> {
         dataset,
         epochs_done: state.epochs_done,
         steps: state.step,
-        metrics: read_metrics(run_dir)?,
-        record: run_record(run_dir, method_name(config.method.kind))?,
+        metrics,
+        record,
     };
     let bundle = assemble(
         &model,
@@ -372,20 +384,72 @@ fn run_record(run_dir: &Path, label: &str) -> Result<RunRecord> {
         .map_err(|e| Error::io("reading the time of", &model, e))?
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let log_path = run_dir.join(checkpoint::METRICS_FILE);
-    let training_logs = match std::fs::read_to_string(&log_path) {
-        Ok(jsonl) => vec![TrainingLog {
-            label: label.to_owned(),
-            jsonl,
-        }],
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io("reading", &log_path, e)),
-    };
     Ok(RunRecord {
         saved_unix_ms,
         live: false,
-        training_logs,
+        training_logs: training_log(run_dir, label)?.into_iter().collect(),
     })
+}
+
+/// The run's `metrics.jsonl` labelled `label`, if it has one.
+fn training_log(run_dir: &Path, label: &str) -> Result<Option<TrainingLog>> {
+    let log_path = run_dir.join(checkpoint::METRICS_FILE);
+    match std::fs::read_to_string(&log_path) {
+        Ok(jsonl) => Ok(Some(TrainingLog {
+            label: label.to_owned(),
+            jsonl,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", &log_path, e)),
+    }
+}
+
+/// Adds each run of `compared` to `metrics` (its `results.json` under `compare.<label>.`) and to
+/// `record` (its `metrics.jsonl`, labelled `<label>`): see [`ExportOptions::compare`].
+fn add_compared_runs(
+    compared: &[PathBuf],
+    exported: &Run,
+    metrics: &mut BTreeMap<String, f64>,
+    record: &mut RunRecord,
+) -> Result<()> {
+    let runs = compared
+        .iter()
+        .map(|dir| Run::open(dir, &[]))
+        .collect::<Result<Vec<_>>>()?;
+    for run in &runs {
+        if run.dataset != exported.dataset {
+            return Err(Error::Checkpoint {
+                path: run.dir.clone(),
+                reason: format!(
+                    "was trained on {}, not {} as the exported run: a comparison needs the same \
+                     dataset",
+                    run.config.data.dataset, exported.config.data.dataset
+                ),
+            });
+        }
+    }
+    let method = |run: &Run| method_name(run.config.method.kind);
+    for run in &runs {
+        let shared = runs
+            .iter()
+            .filter(|other| method(other) == method(run))
+            .count()
+            > 1
+            || method(run) == method(exported);
+        let label = if shared {
+            run.dir.file_name().map_or_else(
+                || method(run).to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        } else {
+            method(run).to_owned()
+        };
+        for (key, value) in read_metrics(&run.dir)? {
+            metrics.insert(format!("{COMPARE_PREFIX}.{label}.{key}"), value);
+        }
+        record.training_logs.extend(training_log(&run.dir, &label)?);
+    }
+    Ok(())
 }
 
 /// Largest change of the prior's raw heads when its weights go from `exact` to `stored`, over the

@@ -374,6 +374,94 @@ fn bad_options_are_rejected_before_any_work() {
     }
 }
 
+/// A run folder `name` under `root` with `config`, a `results.json` and a `metrics.jsonl` but no
+/// weights: all that a compared run contributes to a bundle.
+fn compared_run(root: &Path, name: &str, config: &Config, results: &str, log: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(checkpoint::CONFIG_FILE), config.to_toml().unwrap()).unwrap();
+    std::fs::write(dir.join(export::RESULTS_FILE), results).unwrap();
+    std::fs::write(dir.join(checkpoint::METRICS_FILE), log).unwrap();
+    dir
+}
+
+#[test]
+fn compared_runs_record_their_results_under_a_prefix_and_their_training_logs() {
+    let f = fixture();
+    let root = tempfile::tempdir().unwrap();
+    let simclr_log =
+        "{\"step\":0,\"loss\":{\"total\":6.5}}\n{\"step\":4,\"loss\":{\"total\":6.25}}\n";
+    let simclr = compared_run(
+        root.path(),
+        "simclr-run",
+        &tiny(&f.data, &["method.kind=simclr"]),
+        r#"{"linear": {"top1": 0.125}, "knn": [{"k": 20, "top1": 0.375}]}"#,
+        simclr_log,
+    );
+    // A second ManifoldCLR run shares the exported run's method: it is labelled by its folder.
+    let other = compared_run(
+        root.path(),
+        "seed-2",
+        &tiny(&f.data, &["run.seed=2"]),
+        r#"{"linear": {"top1": 0.5}}"#,
+        "{\"step\":0}\n",
+    );
+    let options = ExportOptions {
+        max: Some(GALLERY),
+        compare: vec![simclr, other],
+        ..ExportOptions::default()
+    };
+    let b = export::export_run(&f.run, &options).unwrap();
+    let metrics = &b.metadata.metrics;
+    assert_eq!(metrics.get("compare.simclr.linear.top1"), Some(&0.125));
+    assert_eq!(metrics.get("compare.simclr.knn.0.top1"), Some(&0.375));
+    assert_eq!(metrics.get("compare.seed-2.linear.top1"), Some(&0.5));
+    // The exported run's own metrics are untouched.
+    assert_eq!(metrics.get("linear.top1"), Some(&0.25));
+    // Every number of both results files: simclr's three (`knn.0.k` included), seed-2's one.
+    assert_eq!(
+        metrics.len(),
+        f.bundle.metadata.metrics.len() + 4,
+        "{metrics:?}"
+    );
+    let labels: Vec<&str> = b
+        .run
+        .training_logs
+        .iter()
+        .map(|log| log.label.as_str())
+        .collect();
+    assert_eq!(labels, ["manifoldclr", "simclr", "seed-2"]);
+    assert_eq!(b.run.training_logs[1].jsonl, simclr_log);
+    bundle::validate(&b).unwrap();
+}
+
+#[test]
+fn a_compared_run_on_another_dataset_or_without_a_config_is_refused() {
+    let f = fixture();
+    let root = tempfile::tempdir().unwrap();
+    let stl = compared_run(
+        root.path(),
+        "stl",
+        &Config::resolve("stl10-simclr", &[]).unwrap(),
+        "{}",
+        "",
+    );
+    let options = |compare: PathBuf| ExportOptions {
+        max: Some(GALLERY),
+        compare: vec![compare],
+        ..ExportOptions::default()
+    };
+    let message = error_chain(&export::export_run(&f.run, &options(stl)).unwrap_err());
+    assert!(
+        message.contains("was trained on stl10, not cifar10"),
+        "{message}"
+    );
+    let missing = root.path().join("nothing-here");
+    let message = error_chain(&export::export_run(&f.run, &options(missing)).unwrap_err());
+    assert!(message.contains("nothing-here"), "{message}");
+    assert!(message.contains("config.toml"), "{message}");
+}
+
 #[test]
 fn simclr_run_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
