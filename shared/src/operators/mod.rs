@@ -7,11 +7,15 @@
 //! axes, e.g. (S, B, M) for S samples per point: row `r` then acts on feature row `r mod B`, which is
 //! how a (B, d) batch of features broadcasts over samples.
 
+mod agreement;
 mod coefficients;
 mod laplace;
 mod mlp;
 mod path;
 
+pub use agreement::{
+    NeighbourAgreement, bundle_neighbour_agreement, neighbour_agreement, spread_anchors,
+};
 pub use coefficients::{
     CoefficientEncoder, ENCODER_LOC_OFFSET, ENCODER_LOGSCALE_RANGE, LOC_CLAMP, LaplaceParams,
     PRIOR_LOGSCALE_MAX, PriorNetwork, SCALE_PRIOR_LN, SHIFT_PRIOR, prior_warmup_weight,

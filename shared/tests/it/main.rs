@@ -2,6 +2,7 @@
 //! matrix exponential, the geometry (PCA, eigenvalues, kNN) and the operators. The GPU engine's
 //! tests stay in their own binaries (`gpu_engine`, `gpu_browser`): they need the `gpu` feature.
 
+mod agreement;
 mod bundle;
 mod eigen_general;
 mod expm;
