@@ -49,6 +49,7 @@ fn bad_settings_are_refused_with_what_was_asked() {
 #[test]
 fn the_shipped_demo_keeps_nine_tenths_of_its_neighbours_labels_under_prior_samples() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../www/demo.mclr");
+    #[allow(clippy::disallowed_methods)] // a native test reading the repository's file
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let b = bundle::decode(&bytes).unwrap();
     assert!(
