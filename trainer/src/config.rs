@@ -14,9 +14,11 @@ use crate::error::{Error, Result};
 use crate::model::{projection, resnet};
 
 /// The built-in configurations, by name: every row of docs/method.md §9, the paper's feature-augmentation
-/// ablations and `demo`.
-pub const BUILTIN: [(&str, &str); 22] = [
+/// ablations, `demo` (the quick CPU run of `cargo xtask demo`) and `demo-large` (the shipped demo
+/// model, CPU-sized).
+pub const BUILTIN: [(&str, &str); 23] = [
     ("demo", include_str!("../configs/demo.toml")),
+    ("demo-large", include_str!("../configs/demo-large.toml")),
     (
         "cifar10-manifoldclr",
         include_str!("../configs/cifar10-manifoldclr.toml"),

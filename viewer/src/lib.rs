@@ -5,7 +5,7 @@
 //!
 //! The modules outside `web` are plain Rust and tested natively: the share-link state, the
 //! compute engine's CPU path and its choice, the digest of a bundle, the path player, prior
-//! sampling, transport A → B, operator analytics, chart axes, the training curves' layout, follow
+//! sampling, transport A → B, operator analytics, the results table, chart axes, the training curves' layout, follow
 //! mode's decisions and the first view's picks. `web` is the browser app and only exists on
 //! wasm32.
 
@@ -21,6 +21,7 @@ pub mod inspect;
 pub use mclr_shared::percent;
 pub mod player;
 pub mod prior;
+pub mod results;
 pub mod session;
 pub mod state;
 pub mod transport;

@@ -95,9 +95,15 @@ pub struct RunMetadata {
     pub steps: u64,
     /// Soft threshold ζ applied to coefficients sampled from the prior; finite and ≥ 0.
     pub threshold: f32,
-    /// Evaluation results by name, e.g. `linear_top1` → 0.87. Finite.
+    /// Evaluation results by name, e.g. `linear.top1` → 0.87. Finite. Those of a run recorded
+    /// beside this one (e.g. SimCLR at the same budget) are named `compare.<label>.<metric>`
+    /// ([`COMPARE_PREFIX`]).
     pub metrics: BTreeMap<String, f64>,
 }
+
+/// First segment of the metric names of a run recorded beside a bundle's own:
+/// `compare.<label>.<metric>`, where `<label>` has no dot.
+pub const COMPARE_PREFIX: &str = "compare";
 
 /// One fully connected layer, in `PyTorch`'s layout: `y = x · Wᵀ + b`.
 ///

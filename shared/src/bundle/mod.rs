@@ -77,8 +77,8 @@ use std::ops::RangeInclusive;
 
 pub use array::{ArrayBlob, DType, Dim};
 pub use contents::{
-    Bundle, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats, PcaBasis, RunMetadata,
-    RunRecord, Thumbnails, TrainingLog,
+    Bundle, COMPARE_PREFIX, Gallery, ImageFormat, LinearWeights, MlpWeights, OperatorStats,
+    PcaBasis, RunMetadata, RunRecord, Thumbnails, TrainingLog,
 };
 pub use validate::{check_sheet, validate};
 pub use weights::WeightPrecision;

@@ -105,13 +105,10 @@ pub struct ExportOptions {
     pub weights: WeightPrecision,
     /// Runs on the same dataset to record beside this one (e.g. SimCLR at the same budget):
     /// each one's `results.json` numbers go into the bundle's metrics under
-    /// `compare.<label>.` ([`COMPARE_PREFIX`]) and its `metrics.jsonl` becomes one more training
+    /// `compare.<label>.` ([`bundle::COMPARE_PREFIX`]) and its `metrics.jsonl` becomes one more training
     /// log, where `<label>` is its method (`simclr`), or its folder name when two share a method.
     pub compare: Vec<PathBuf>,
 }
-
-/// Prefix of a compared run's metrics in a bundle: `compare.<label>.<metric>`.
-pub const COMPARE_PREFIX: &str = "compare";
 
 impl Default for ExportOptions {
     /// The test split, every image, CPU, 32 px PNG thumbnails, the config's data directory,
@@ -436,16 +433,17 @@ fn add_compared_runs(
             .count()
             > 1
             || method(run) == method(exported);
+        // A label is one segment of the dotted metric names: no dots in it.
         let label = if shared {
             run.dir.file_name().map_or_else(
                 || method(run).to_owned(),
-                |n| n.to_string_lossy().into_owned(),
+                |n| n.to_string_lossy().replace('.', "-"),
             )
         } else {
             method(run).to_owned()
         };
         for (key, value) in read_metrics(&run.dir)? {
-            metrics.insert(format!("{COMPARE_PREFIX}.{label}.{key}"), value);
+            metrics.insert(format!("{}.{label}.{key}", bundle::COMPARE_PREFIX), value);
         }
         record.training_logs.extend(training_log(&run.dir, &label)?);
     }
@@ -543,7 +541,8 @@ fn too_many(n: usize) -> Error {
 }
 
 /// The numeric fields of the run's `results.json` (if any), flattened to dotted names
-/// (`linear.top1`, `knn.k20.top1`; array elements by index), non-finite values skipped.
+/// (`linear.top1`, `identity.clean.mean`; an array element by its `method` when it names one, as
+/// `semi_supervised.pseudo-label.mean`, else by its index), non-finite values skipped.
 fn read_metrics(run_dir: &Path) -> Result<BTreeMap<String, f64>> {
     let path = run_dir.join(RESULTS_FILE);
     let text = match std::fs::read(&path) {
@@ -583,7 +582,11 @@ fn flatten_numbers(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<S
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                flatten_numbers(&join(&i.to_string()), item, out);
+                let key = item
+                    .get("method")
+                    .and_then(serde_json::Value::as_str)
+                    .map_or_else(|| i.to_string(), str::to_owned);
+                flatten_numbers(&join(&key), item, out);
             }
         }
         serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::String(_) => {}

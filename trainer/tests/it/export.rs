@@ -395,7 +395,8 @@ fn compared_runs_record_their_results_under_a_prefix_and_their_training_logs() {
         root.path(),
         "simclr-run",
         &tiny(&f.data, &["method.kind=simclr"]),
-        r#"{"linear": {"top1": 0.125}, "knn": [{"k": 20, "top1": 0.375}]}"#,
+        r#"{"linear": {"top1": 0.125}, "knn": [{"k": 20, "top1": 0.375}],
+            "semi_supervised": [{"method": "pseudo-label", "mean": 0.25}]}"#,
         simclr_log,
     );
     // A second ManifoldCLR run shares the exported run's method: it is labelled by its folder.
@@ -415,13 +416,18 @@ fn compared_runs_record_their_results_under_a_prefix_and_their_training_logs() {
     let metrics = &b.metadata.metrics;
     assert_eq!(metrics.get("compare.simclr.linear.top1"), Some(&0.125));
     assert_eq!(metrics.get("compare.simclr.knn.0.top1"), Some(&0.375));
+    // Array elements that name their method are keyed by it.
+    assert_eq!(
+        metrics.get("compare.simclr.semi_supervised.pseudo-label.mean"),
+        Some(&0.25)
+    );
     assert_eq!(metrics.get("compare.seed-2.linear.top1"), Some(&0.5));
     // The exported run's own metrics are untouched.
     assert_eq!(metrics.get("linear.top1"), Some(&0.25));
-    // Every number of both results files: simclr's three (`knn.0.k` included), seed-2's one.
+    // Every number of both results files: simclr's four (`knn.0.k` included), seed-2's one.
     assert_eq!(
         metrics.len(),
-        f.bundle.metadata.metrics.len() + 4,
+        f.bundle.metadata.metrics.len() + 5,
         "{metrics:?}"
     );
     let labels: Vec<&str> = b

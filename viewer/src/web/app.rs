@@ -12,7 +12,7 @@ use super::controller::Controller;
 use super::page;
 use super::panels::{
     AnchorPanel, CurvesPanel, Header, InspectPanel, Legend, NeighbourStrip, OperatorList,
-    PathControls, PriorControls, PriorGrid, Scatter, ShareBar, TransportPanel,
+    PathControls, PriorControls, PriorGrid, ResultsPanel, Scatter, ShareBar, TransportPanel,
 };
 use super::signals::Ui;
 use crate::state::{ViewState, shown_warnings};
@@ -92,6 +92,7 @@ pub fn App() -> impl IntoView {
                 <ShareBar ui=ui />
                 <NeighbourStrip ui=ui />
                 <CurvesPanel ui=ui />
+                <ResultsPanel ui=ui />
             </section>
         </main>
         <footer class="hint">

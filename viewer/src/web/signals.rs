@@ -56,6 +56,8 @@ pub struct Summary {
     pub heatmap: Vec<f32>,
     /// M.
     pub num_operators: usize,
+    /// The evaluation figures of the run and of the runs compared with it.
+    pub results: crate::results::ResultsTable,
 }
 
 /// The hovered gallery point.

@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Result, ViewerError};
 use crate::first_view::{self, FIRST_VIEW_COEFFICIENT, representative_anchor};
 use crate::follow::{self, Fingerprint, LiveStatus, Validators, Watched};
+use crate::results::ResultsTable;
 use crate::session::Session;
 use crate::viewport::{Viewport, class_colour};
 use crate::web::loader::{self, Polled};
@@ -435,5 +436,6 @@ pub(super) fn summarise(session: &Session, by_class: &[Vec<usize>]) -> Summary {
             .collect(),
         heatmap: session.heatmap.clone(),
         num_operators: session.num_operators(),
+        results: ResultsTable::from_metrics(&meta.method, &meta.metrics),
     }
 }
