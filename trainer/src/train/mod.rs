@@ -216,7 +216,8 @@ pub fn train_on(
         .progress_chars("=> "),
     );
     bar.set_position(state.step);
-    let started = Instant::now();
+    // Training time is added up to here at each epoch's end (state.elapsed_secs).
+    let mut counted_until = Instant::now();
     let mut last_log = (Instant::now(), state.step);
     let mut last_epoch_loss = state.epoch_losses.last().copied().unwrap_or(f64::NAN);
 
@@ -302,7 +303,9 @@ pub fn train_on(
         state.epoch_losses.push(last_epoch_loss);
         state.objective = objective.state();
         state.optimizer = optimizer.meta();
-        state.elapsed_secs += started.elapsed().as_secs_f64();
+        let now = Instant::now();
+        state.elapsed_secs += now.duration_since(counted_until).as_secs_f64();
+        counted_until = now;
         let done = state.epochs_done;
         if done % config.run.checkpoint_every.max(1) == 0 || done == last_epoch {
             let is_best = state.best.is_none_or(|(_, best)| last_epoch_loss < best);
