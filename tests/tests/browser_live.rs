@@ -24,6 +24,7 @@ use mclr_shared::bundle::{self, TrainingLog};
 use mclr_shared::curves::{self, Series};
 use mclr_tests::chromium::Gpu;
 use mclr_viewer::first_view::representative_anchor;
+use mclr_viewer::results::{ResultsTable, format_value};
 use mclr_viewer::session::Session;
 use serde_json::{Value, json};
 
@@ -442,6 +443,28 @@ fn the_first_view_plays_the_largest_operator_from_a_representative_anchor() {
     });
     assert_eq!(v["curve_runs"][0][1], "ok", "{v}");
     assert_paths_match(&b.curve_paths(), &own_log[0].label, &own_log[0].jsonl);
+    // Its evaluation (and that of every run recorded beside it) is in the results panel, cell for
+    // cell as the bundle's metrics give it.
+    let meta = &bundle::decode(&demo).unwrap().metadata;
+    let table = ResultsTable::from_metrics(&meta.method, &meta.metrics);
+    assert!(!table.is_empty(), "www/demo.mclr carries no evaluation");
+    let mut expected = vec![
+        std::iter::once(String::new())
+            .chain(table.runs.iter().cloned())
+            .collect::<Vec<_>>(),
+    ];
+    expected.extend(table.rows.iter().map(|row| {
+        std::iter::once(row.label.to_owned())
+            .chain(row.values.iter().map(|&v| format_value(v)))
+            .collect()
+    }));
+    let shown = b.js(
+        r##"const panel = document.querySelector("#results");
+            return panel.hidden ? null : [...panel.querySelectorAll("tr")]
+              .map((tr) => [...tr.children].map((cell) => cell.textContent));"##,
+        &[],
+    );
+    assert_eq!(shown, json!(expected));
     b.shot("playing");
     // Opening the page wrote nothing into its address.
     std::thread::sleep(Duration::from_millis(600));
