@@ -465,6 +465,12 @@ fn the_first_view_plays_the_largest_operator_from_a_representative_anchor() {
         &[],
     );
     assert_eq!(shown, json!(expected));
+    b.js(
+        "document.querySelector('#results').scrollIntoView({block: 'start'});",
+        &[],
+    );
+    b.shot("results");
+    b.js("window.scrollTo(0, 0);", &[]);
     b.shot("playing");
     // Opening the page wrote nothing into its address.
     std::thread::sleep(Duration::from_millis(600));
