@@ -13,89 +13,98 @@ use crate::data::DatasetName;
 use crate::error::{Error, Result};
 use crate::model::{projection, resnet};
 
+mod keys;
+mod validate;
+
+pub use keys::{Difference, valid_keys};
+use keys::{apply_override, default_table, merge};
+
 /// The built-in configurations, by name: every row of docs/method.md §9, the paper's feature-augmentation
 /// ablations, `demo` (the quick CPU run of `cargo xtask demo`) and `demo-large` (the shipped demo
 /// model, CPU-sized).
 pub const BUILTIN: [(&str, &str); 23] = [
-    ("demo", include_str!("../configs/demo.toml")),
-    ("demo-large", include_str!("../configs/demo-large.toml")),
+    ("demo", include_str!("../../configs/demo.toml")),
+    ("demo-large", include_str!("../../configs/demo-large.toml")),
     (
         "cifar10-manifoldclr",
-        include_str!("../configs/cifar10-manifoldclr.toml"),
+        include_str!("../../configs/cifar10-manifoldclr.toml"),
     ),
     (
         "stl10-manifoldclr",
-        include_str!("../configs/stl10-manifoldclr.toml"),
+        include_str!("../../configs/stl10-manifoldclr.toml"),
     ),
     (
         "tin-manifoldclr",
-        include_str!("../configs/tin-manifoldclr.toml"),
+        include_str!("../../configs/tin-manifoldclr.toml"),
     ),
     (
         "cifar10-manifoldclr-proj",
-        include_str!("../configs/cifar10-manifoldclr-proj.toml"),
+        include_str!("../../configs/cifar10-manifoldclr-proj.toml"),
     ),
     (
         "stl10-manifoldclr-proj",
-        include_str!("../configs/stl10-manifoldclr-proj.toml"),
+        include_str!("../../configs/stl10-manifoldclr-proj.toml"),
     ),
     (
         "tin-manifoldclr-proj",
-        include_str!("../configs/tin-manifoldclr-proj.toml"),
+        include_str!("../../configs/tin-manifoldclr-proj.toml"),
     ),
     (
         "cifar10-manifoldclr-thresh",
-        include_str!("../configs/cifar10-manifoldclr-thresh.toml"),
+        include_str!("../../configs/cifar10-manifoldclr-thresh.toml"),
     ),
     (
         "stl10-manifoldclr-thresh",
-        include_str!("../configs/stl10-manifoldclr-thresh.toml"),
+        include_str!("../../configs/stl10-manifoldclr-thresh.toml"),
     ),
     (
         "tin-manifoldclr-thresh",
-        include_str!("../configs/tin-manifoldclr-thresh.toml"),
+        include_str!("../../configs/tin-manifoldclr-thresh.toml"),
     ),
     (
         "cifar10-simclr",
-        include_str!("../configs/cifar10-simclr.toml"),
+        include_str!("../../configs/cifar10-simclr.toml"),
     ),
-    ("stl10-simclr", include_str!("../configs/stl10-simclr.toml")),
-    ("tin-simclr", include_str!("../configs/tin-simclr.toml")),
+    (
+        "stl10-simclr",
+        include_str!("../../configs/stl10-simclr.toml"),
+    ),
+    ("tin-simclr", include_str!("../../configs/tin-simclr.toml")),
     (
         "cifar10-simclr-nohead",
-        include_str!("../configs/cifar10-simclr-nohead.toml"),
+        include_str!("../../configs/cifar10-simclr-nohead.toml"),
     ),
     (
         "stl10-simclr-nohead",
-        include_str!("../configs/stl10-simclr-nohead.toml"),
+        include_str!("../../configs/stl10-simclr-nohead.toml"),
     ),
     (
         "tin-simclr-nohead",
-        include_str!("../configs/tin-simclr-nohead.toml"),
+        include_str!("../../configs/tin-simclr-nohead.toml"),
     ),
     (
         "cifar10-simclr-gaussaug",
-        include_str!("../configs/cifar10-simclr-gaussaug.toml"),
+        include_str!("../../configs/cifar10-simclr-gaussaug.toml"),
     ),
     (
         "stl10-simclr-gaussaug",
-        include_str!("../configs/stl10-simclr-gaussaug.toml"),
+        include_str!("../../configs/stl10-simclr-gaussaug.toml"),
     ),
     (
         "tin-simclr-gaussaug",
-        include_str!("../configs/tin-simclr-gaussaug.toml"),
+        include_str!("../../configs/tin-simclr-gaussaug.toml"),
     ),
     (
         "cifar10-simclr-mixup",
-        include_str!("../configs/cifar10-simclr-mixup.toml"),
+        include_str!("../../configs/cifar10-simclr-mixup.toml"),
     ),
     (
         "stl10-simclr-mixup",
-        include_str!("../configs/stl10-simclr-mixup.toml"),
+        include_str!("../../configs/stl10-simclr-mixup.toml"),
     ),
     (
         "tin-simclr-mixup",
-        include_str!("../configs/tin-simclr-mixup.toml"),
+        include_str!("../../configs/tin-simclr-mixup.toml"),
     ),
 ];
 
@@ -524,88 +533,6 @@ impl Config {
         }
     }
 
-    /// Checks the settings against each other (shapes, ranges), naming the offending key.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |key: &'static str, expected: &str, found: String| {
-            Err(Error::InvalidSetting {
-                setting: key,
-                expected: expected.into(),
-                found,
-            })
-        };
-        validate_name(&self.name)?;
-        self.dataset()?;
-        if self.model.base_width == 0 {
-            return bad("model.base_width", "a positive width", "0".into());
-        }
-        if self.method.kind == Method::Manifoldclr {
-            let (d, n) = (self.feature_dim(), self.method.block_size);
-            if n == 0 || !d.is_multiple_of(n) {
-                return bad(
-                    "method.block_size",
-                    &format!("a divisor of d = {d}"),
-                    n.to_string(),
-                );
-            }
-            if self.method.operators == 0 {
-                return bad("method.operators", "at least one operator", "0".into());
-            }
-            if !(self.method.threshold.is_finite() && self.method.threshold >= 0.0) {
-                return bad(
-                    "method.threshold",
-                    "finite and >= 0",
-                    self.method.threshold.to_string(),
-                );
-            }
-            if self.method.best_of_j == 0 {
-                return bad("method.best_of_j", "at least 1 draw", "0".into());
-            }
-        }
-        if self.method.kind.is_feature_augmentation() {
-            if self.model.projection_head {
-                return bad(
-                    "model.projection_head",
-                    "false: the feature-augmentation ablations contrast backbone features (the \
-                     reference's configs disable the head)",
-                    "true".into(),
-                );
-            }
-            let scale = self.method.feature_noise_scale;
-            if !(scale.is_finite() && scale >= 0.0) {
-                return bad(
-                    "method.feature_noise_scale",
-                    "finite and >= 0",
-                    scale.to_string(),
-                );
-            }
-            let d = self.feature_dim();
-            if self.method.feature_aug_per_dimension && self.optim.batch_size != d {
-                return bad(
-                    "optim.batch_size",
-                    &format!(
-                        "the feature dimension d = {d} with method.feature_aug_per_dimension \
-                         (one draw per dimension, broadcast as in the reference)"
-                    ),
-                    self.optim.batch_size.to_string(),
-                );
-            }
-        }
-        if self.optim.batch_size < 2 {
-            return bad(
-                "optim.batch_size",
-                "at least 2 (contrastive pairs)",
-                self.optim.batch_size.to_string(),
-            );
-        }
-        if self.optim.epochs == 0 {
-            return bad("optim.epochs", "at least 1", "0".into());
-        }
-        if self.loss.temperature.is_nan() || self.loss.temperature <= 0.0 {
-            return bad("loss.temperature", "> 0", self.loss.temperature.to_string());
-        }
-        Ok(())
-    }
-
     /// The config as TOML, complete (every key), as saved in the run directory.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Config {
@@ -614,170 +541,4 @@ impl Config {
             source: Box::new(e),
         })
     }
-}
-
-/// Checks that a run name is a plain folder name: `runs/<name>` must stay inside `runs/`.
-fn validate_name(name: &str) -> Result<()> {
-    let problem = if name.is_empty() {
-        Some("is empty")
-    } else if name == "." || name == ".." || name.split(['/', '\\']).any(|part| part == "..") {
-        Some("contains `..`")
-    } else if Path::new(name).is_absolute() || name.starts_with(['/', '\\']) {
-        Some("is an absolute path")
-    } else if name.contains(['/', '\\']) {
-        Some("contains a path separator")
-    } else if name.contains(['\0', ':']) {
-        Some("contains `:` or a NUL byte")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(Error::InvalidSetting {
-            setting: "name",
-            expected: format!(
-                "a plain folder name (letters, digits, `-`, `_`, `.`), since runs go to runs/<name>; `{name}` {problem}"
-            ),
-            found: name.to_owned(),
-        }),
-        None => Ok(()),
-    }
-}
-
-/// One key whose value differs between two configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difference {
-    /// The dotted key, e.g. `optim.backbone.lr`.
-    pub key: String,
-    /// Its value in the first config (TOML syntax), or `(absent)`.
-    pub left: String,
-    /// Its value in the second config (TOML syntax), or `(absent)`.
-    pub right: String,
-}
-
-impl std::fmt::Display for Difference {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} -> {}", self.key, self.left, self.right)
-    }
-}
-
-impl Config {
-    /// Every key whose value differs between `self` and `other`, in key order.
-    pub fn differences(&self, other: &Config) -> Vec<Difference> {
-        let flatten = |c: &Config| -> std::collections::BTreeMap<String, String> {
-            let mut out = std::collections::BTreeMap::new();
-            if let Ok(value) = toml::Value::try_from(c) {
-                flatten_into("", &value, &mut out);
-            }
-            out
-        };
-        let (a, b) = (flatten(self), flatten(other));
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        keys.into_iter()
-            .filter_map(|key| {
-                let (l, r) = (a.get(key), b.get(key));
-                (l != r).then(|| Difference {
-                    key: key.clone(),
-                    left: l.cloned().unwrap_or_else(|| "(absent)".into()),
-                    right: r.cloned().unwrap_or_else(|| "(absent)".into()),
-                })
-            })
-            .collect()
-    }
-}
-
-/// Flattens a TOML value into dotted keys and values in TOML syntax.
-fn flatten_into(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut std::collections::BTreeMap<String, String>,
-) {
-    match value {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten_into(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_owned(), other.to_string());
-        }
-    }
-}
-
-/// Sets `key=value` in `table`. The key must exist in the full config (so a typo is an error that
-/// lists the valid keys, not a silently ignored setting); the value is parsed as TOML, falling back
-/// to a string.
-fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
-    let Some((key, raw)) = assignment.split_once('=') else {
-        return Err(Error::InvalidSetting {
-            setting: "--set",
-            expected: "key=value".into(),
-            found: assignment.to_owned(),
-        });
-    };
-    let key = key.trim();
-    let valid = valid_keys();
-    if !valid.iter().any(|k| k == key) {
-        return Err(Error::UnknownConfigKey {
-            key: key.to_owned(),
-            valid: valid.join(", "),
-        });
-    }
-    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
-    let mut node = table;
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            node.insert(part.to_owned(), value);
-            break;
-        }
-        let entry = node
-            .entry(part.to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(Error::UnknownConfigKey {
-                    key: key.to_owned(),
-                    valid: valid.join(", "),
-                });
-            }
-        };
-    }
-    Ok(())
-}
-
-/// [`Config::default`] as a TOML table.
-fn default_table() -> toml::Table {
-    match toml::Value::try_from(Config::default()) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => toml::Table::new(),
-    }
-}
-
-/// Lays `over` onto `base`, recursing into tables; keys only in `over` are kept so that
-/// deserialisation can reject them by name.
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
-/// Every dotted key of the full config, e.g. `optim.backbone.lr`.
-pub fn valid_keys() -> Vec<String> {
-    let mut flat = std::collections::BTreeMap::new();
-    flatten_into("", &toml::Value::Table(default_table()), &mut flat);
-    flat.into_keys().collect()
 }
