@@ -71,6 +71,10 @@ fn bench_apply(c: &mut Criterion) {
     group.bench_function("apply_B512_M16_K8_n64", |bch| {
         bch.iter(|| ops.apply(&coeffs, &z).unwrap());
     });
+    // The same values without forming T(c): each block's exponential acting on its chunk.
+    group.bench_function("apply_action_B512_M16_K8_n64", |bch| {
+        bch.iter(|| ops.apply_action(&coeffs, &z).unwrap());
+    });
     group.finish();
 }
 

@@ -375,3 +375,72 @@ fn matches_torch_matrix_exp_at_n8() {
 fn matches_torch_matrix_exp_at_n64() {
     check_torch_fixture("expm_64.safetensors");
 }
+
+/// `expm(a)·v` in f64 from the Padé oracle, for the action tests.
+fn oracle_action(a: &[f64], n: usize, v: &[f64]) -> Vec<f64> {
+    let e = expm_pade13(a, n).unwrap();
+    (0..n)
+        .map(|i| (0..n).map(|j| e[i * n + j] * v[j]).sum())
+        .collect()
+}
+
+#[test]
+fn action_matches_the_oracle_applied_to_a_vector_across_norms() {
+    // Random, decaying (mostly negative spectrum) and rotation-like matrices, from tiny norms to
+    // well past the trained operators' (the semi-supervised augmentation's blocks reach ~10-30).
+    let mut rng = TestRng::new(21);
+    for n in [1, 2, 8, 64] {
+        for norm in [0.0f64, 1e-6, 0.05, 0.9, 3.0, 12.0, 40.0] {
+            for kind in ["random", "decaying", "skew"] {
+                let mut a = random_with_norm(&mut rng, n, norm.max(1e-30));
+                if norm == 0.0 {
+                    a.fill(0.0);
+                }
+                match kind {
+                    "decaying" => (0..n).for_each(|i| a[i * n + i] -= norm / 2.0),
+                    "skew" => {
+                        for i in 0..n {
+                            for j in 0..i {
+                                a[i * n + j] = -a[j * n + i];
+                            }
+                            a[i * n + i] = 0.0;
+                        }
+                    }
+                    _ => {}
+                }
+                let a32 = to_f32(&a);
+                let v32 = to_f32(&rng.normals(n));
+                let want = oracle_action(&widen(&a32), n, &widen(&v32));
+                let got = mclr_shared::expm::expm_action(&a32, n, &v32).unwrap();
+                assert_close_f32(&format!("n={n} norm={norm} {kind}"), &got, &want, 2e-5);
+                let got64 = mclr_shared::expm::expm_action(&widen(&a32), n, &widen(&v32)).unwrap();
+                assert_close(
+                    &format!("f64 n={n} norm={norm} {kind}"),
+                    &got64,
+                    &want,
+                    1e-11,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn action_rejects_mismatched_sizes_and_non_finite_input() {
+    use mclr_shared::expm::expm_action;
+    let err = expm_action(&[1.0f32; 4], 2, &[1.0; 3])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("3 vector values") && err.contains("2×2"),
+        "{err}"
+    );
+    assert!(expm_action::<f32>(&[], 0, &[]).is_err());
+    let err = expm_action(&[0.0, f32::NAN, 0.0, 0.0], 2, &[1.0, 1.0])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN"), "{err}");
+    // Finite input whose exponential overflows f32 is an error too, not an infinite feature.
+    let err = expm_action(&[200.0f32], 1, &[1.0]).unwrap_err().to_string();
+    assert!(err.contains("inf"), "{err}");
+}

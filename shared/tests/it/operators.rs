@@ -88,6 +88,41 @@ fn apply_matches_dense_512_block_diagonal_reference() {
 }
 
 #[test]
+fn apply_action_equals_apply_on_trained_size_operators() {
+    // M = 16 operators in two blocks of 64 (the demo-large shape), coefficients at the scale of
+    // prior samples and well beyond, broadcast over features as `apply` does.
+    let mut rng = TestRng::new(11);
+    let (m, k, n) = (16, 2, 64);
+    let ops = random_operators(&mut rng, m, k, n, 0.3);
+    let (s, b) = (4, 3);
+    for scale in [0.0, 0.05, 0.5, 2.0] {
+        let c: Vec<f32> = rng
+            .normals(s * b * m)
+            .iter()
+            .map(|x| (x * scale) as f32)
+            .collect();
+        let z: Vec<f32> = rng
+            .normals(b * ops.dim())
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        let want = ops.apply(&c, &z).unwrap();
+        let got = ops.apply_action(&c, &z).unwrap();
+        assert_close_f32(&format!("scale {scale}"), &got, &widen(&want), 2e-5);
+    }
+    let err = ops
+        .apply_action(&[0.0; 16], &[0.0; 100])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("100 values"), "{err}");
+    let err = ops
+        .apply_action(&[0.0; 15], &[0.0; 128])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("coefficients"), "{err}");
+}
+
+#[test]
 fn matches_reference_transop_forward() {
     for (file, tol) in [
         ("transop_small.safetensors", 1e-4),

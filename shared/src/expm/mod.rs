@@ -17,8 +17,16 @@
 //! polynomial grows like `u·e^{2θ}` when eigenvalues are negative, and θ ≈ 1 balances that against
 //! the error each squaring adds. An independent f64 Padé-13 implementation ([`expm_pade13`],
 //! Higham 2005) is kept as the test oracle.
+//!
+//! [`expm_action`] computes `expm(A)·v` without forming `expm(A)`, for matrices used once on one
+//! vector (the semi-supervised protocol's per-feature moves); it shares the trace shift and θ table.
 
 use crate::{Error, Result};
+
+mod action;
+
+pub use action::expm_action;
+pub(crate) use action::{ActionScratch, expm_action_in_place};
 
 /// Floating-point types the exponential is implemented for (f32 and f64). Sealed.
 pub trait Real:
@@ -37,6 +45,8 @@ pub trait Real:
 {
     /// Taylor degrees (multiples of 4, ascending) and the largest `‖A‖₁` each may be used for.
     const TAYLOR_TABLE: &'static [(usize, f64)];
+    /// Unit roundoff u (half the machine epsilon): the action's series stops below it.
+    const UNIT_ROUNDOFF: f64;
     /// Zero.
     const ZERO: Self;
     /// One.
@@ -59,6 +69,7 @@ mod private {
 
 impl Real for f32 {
     const TAYLOR_TABLE: &'static [(usize, f64)] = &[(4, 0.08), (8, 0.6), (12, 1.0)];
+    const UNIT_ROUNDOFF: f64 = f32::EPSILON as f64 / 2.0;
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     fn from_f64(x: f64) -> Self {
@@ -78,6 +89,7 @@ impl Real for f32 {
 impl Real for f64 {
     const TAYLOR_TABLE: &'static [(usize, f64)] =
         &[(8, 0.064), (12, 0.317), (16, 0.79), (20, 1.45), (24, 2.26)];
+    const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     fn from_f64(x: f64) -> Self {
