@@ -57,16 +57,7 @@ impl TransportShape {
         };
         let rows = blocks.len() / block_len;
         let d = k * n;
-        if z.is_empty() || !z.len().is_multiple_of(d) || !rows.is_multiple_of(z.len() / d) {
-            return Err(Error::invalid(
-                "features",
-                format!(
-                    "{} values are not B rows of d = {d} with B dividing the {rows} rows of blocks",
-                    z.len()
-                ),
-            )
-            .into());
-        }
+        crate::operators::check_broadcast_features(z.len(), d, rows, "rows of blocks")?;
         Ok(Self {
             blocks: k,
             n,

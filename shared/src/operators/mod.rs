@@ -178,15 +178,7 @@ impl Operators {
     pub fn apply_action(&self, coefficients: &[f32], z: &[f32]) -> Result<Vec<f32>> {
         let rows = self.coefficient_rows(coefficients)?;
         let d = self.dim();
-        if z.is_empty() || !z.len().is_multiple_of(d) || !rows.is_multiple_of(z.len() / d) {
-            return Err(Error::invalid(
-                "features",
-                format!(
-                    "{} values are not B rows of d = {d} with B dividing the {rows} coefficient rows",
-                    z.len()
-                ),
-            ));
-        }
+        check_broadcast_features(z.len(), d, rows, "coefficient rows")?;
         ensure_finite("features", z.iter().copied())?;
         let mut out: Vec<f32> = z.iter().copied().cycle().take(rows * d).collect();
         let run = |scratch: &mut expm::ActionScratch<f32>,
@@ -280,15 +272,7 @@ impl BlockDiagonal {
     /// Applies row r to feature row `r mod B` of `z` (B × d); returns R × d values.
     pub fn apply(&self, z: &[f32]) -> Result<Vec<f32>> {
         let (d, rows) = (self.dim(), self.rows());
-        if z.is_empty() || !z.len().is_multiple_of(d) || !rows.is_multiple_of(z.len() / d) {
-            return Err(Error::invalid(
-                "features",
-                format!(
-                    "{} values are not B rows of d = {d} with B dividing the {rows} coefficient rows",
-                    z.len()
-                ),
-            ));
-        }
+        check_broadcast_features(z.len(), d, rows, "coefficient rows")?;
         let mut out = vec![0.0f32; rows * d];
         let row_blocks = self.k * self.n * self.n;
         for ((dst, e), src) in out
@@ -314,6 +298,24 @@ impl BlockDiagonal {
             }
         }
     }
+}
+
+/// Checks that `len` feature values are B rows of d with B dividing the `rows` rows that move
+/// them (`what` names those rows in the message): the broadcast rule of this module's docs, one
+/// place for the CPU transport, its action form and the GPU's.
+pub(crate) fn check_broadcast_features(
+    len: usize,
+    d: usize,
+    rows: usize,
+    what: &str,
+) -> Result<()> {
+    if len == 0 || d == 0 || !len.is_multiple_of(d) || !rows.is_multiple_of(len / d) {
+        return Err(Error::invalid(
+            "features",
+            format!("{len} values are not B rows of d = {d} with B dividing the {rows} {what}"),
+        ));
+    }
+    Ok(())
 }
 
 /// torch.sign semantics: −1, 0 or 1 (f32::signum maps 0 to 1, which the reference never does).
