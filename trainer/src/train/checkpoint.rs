@@ -21,7 +21,8 @@
 //! checkpoints/epoch-NNNN/  one committed checkpoint per checkpointed epoch (the last `keep_last`):
 //!                          the three files above, config.toml and manifest.json
 //! checkpoints/best         the checkpoint with the lowest mean epoch loss: a symbolic link,
-//!                          replaced atomically, to a copy `checkpoints/best-NNNN-*`
+//!                          replaced atomically, to a copy `checkpoints/best-NNNN-*` (the
+//!                          copy it named before is kept until the next promotion)
 //! live.mclr                ManifoldCLR: a light viewer bundle of the latest live checkpoint,
 //! live-thumbs.png          and its thumbnail sheet (`crate::export::live`; `mclr view` serves them)
 //! ```
@@ -395,7 +396,12 @@ pub fn check_all(
     let mut out: Vec<(PathBuf, std::result::Result<u64, String>)> = dirs
         .into_iter()
         .map(|dir| {
-            let loaded = read(&dir, device)
+            // `best` is resolved once, so a promotion meanwhile cannot mix two checkpoints' files.
+            let source = match dir.is_symlink() {
+                true => std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()),
+                false => dir.clone(),
+            };
+            let loaded = read(&source, device)
                 .map(|(_, _, state)| state.epochs_done)
                 .map_err(|e| crate::error_chain(&e));
             (dir, loaded)
@@ -481,27 +487,31 @@ pub fn epoch_dirs(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(epochs)
 }
 
-/// Deletes all but the newest `keep` epoch checkpoints (by epoch number), and copies of former
-/// best checkpoints that `best` no longer points to.
+/// Deletes all but the newest `keep` epoch checkpoints (by epoch number). Copies of former best
+/// checkpoints are left to [`promote_best`], which keeps the one before the current.
 pub fn prune(run_dir: &Path, keep: usize) -> Result<()> {
     let epochs = epoch_dirs(run_dir)?;
     let excess = epochs.len().saturating_sub(keep);
     for (_, old) in epochs.into_iter().take(excess) {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
     }
-    remove_stale_best(run_dir)?;
     crate::durable::sync_dir(&run_dir.join(CHECKPOINT_DIR))
 }
 
-/// Removes `best-*` copies that the `best` link does not point to.
-fn remove_stale_best(run_dir: &Path) -> Result<Vec<PathBuf>> {
+/// Removes `best-*` copies that the `best` link does not point to, except `also_keep`.
+fn remove_stale_best(run_dir: &Path, also_keep: Option<&str>) -> Result<Vec<PathBuf>> {
     let root = run_dir.join(CHECKPOINT_DIR);
-    let current = std::fs::read_link(root.join(BEST))
-        .ok()
-        .map(|t| t.to_string_lossy().into_owned());
+    let current = best_target(&root);
     crate::durable::remove_matching(&root, |name| {
-        name.starts_with("best-") && current.as_deref() != Some(name)
+        name.starts_with("best-") && current.as_deref() != Some(name) && also_keep != Some(name)
     })
+}
+
+/// The name (inside `root`) of the copy the `best` link points to, if it is a link.
+fn best_target(root: &Path) -> Option<String> {
+    std::fs::read_link(root.join(BEST))
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned())
 }
 
 /// Removes what an interrupted run left behind: staging folders and temporary files
@@ -516,7 +526,7 @@ pub fn clean_partials(run_dir: &Path) -> Result<Vec<PathBuf>> {
     removed.extend(crate::durable::remove_matching(&root, |name| {
         name.starts_with('.')
     })?);
-    removed.extend(remove_stale_best(run_dir)?);
+    removed.extend(remove_stale_best(run_dir, None)?);
     Ok(removed)
 }
 
@@ -544,7 +554,10 @@ pub fn lock(run_dir: &Path) -> Result<std::fs::File> {
 
 /// Makes the checkpoint in `from` the best one. A copy `checkpoints/best-NNNN-*` is made (hard
 /// links where possible) and flushed, then the link `checkpoints/best` is replaced atomically by a
-/// rename, so `best` always names a complete checkpoint; the former copy is removed afterwards.
+/// rename, so `best` always names a complete checkpoint. The copy it named until now is kept until
+/// the next promotion: a reader that resolved `best` just before the rename (a path lookup is not
+/// atomic) still finds every file, and one that resolves it once ([`std::fs::canonicalize`]) reads
+/// one consistent checkpoint. Older copies are removed.
 pub fn promote_best(run_dir: &Path, from: &Path) -> Result<()> {
     let root = run_dir.join(CHECKPOINT_DIR);
     let name = dir_name(from).replacen("epoch-", "best-", 1);
@@ -561,8 +574,9 @@ pub fn promote_best(run_dir: &Path, from: &Path) -> Result<()> {
     let copy = root.join(&copy_name);
     let staging = staging.keep();
     crate::durable::rename(&staging, &copy)?;
+    // Copies older than the current one go before the link moves, so the current one survives it.
+    remove_stale_best(run_dir, Some(&copy_name))?;
     replace_best_link(&root, &copy_name)?;
-    remove_stale_best(run_dir)?;
     Ok(())
 }
 

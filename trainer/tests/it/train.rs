@@ -450,6 +450,21 @@ fn prune_keeps_the_newest_epochs_by_number() {
 }
 
 #[test]
+fn a_best_resolved_before_a_promotion_stays_complete_until_the_next() {
+    let config = tiny(&["optim.epochs=2"]);
+    let dir = tempfile::tempdir().unwrap();
+    train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
+    let best = dir.path().join("checkpoints/best");
+    let resolved = std::fs::canonicalize(&best).unwrap();
+    checkpoint::promote_best(dir.path(), &checkpoint::epoch_dir(dir.path(), 1)).unwrap();
+    assert_ne!(std::fs::canonicalize(&best).unwrap(), resolved);
+    checkpoint::verify(&resolved).unwrap();
+    checkpoint::promote_best(dir.path(), &checkpoint::epoch_dir(dir.path(), 2)).unwrap();
+    assert!(!resolved.exists(), "a copy two promotions old is removed");
+    checkpoint::verify(&best).unwrap();
+}
+
+#[test]
 fn best_is_never_absent_while_it_is_replaced() {
     let config = tiny(&["optim.epochs=2"]);
     let dir = tempfile::tempdir().unwrap();
@@ -476,7 +491,7 @@ fn best_is_never_absent_while_it_is_replaced() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(watcher.join().unwrap(), 0, "checkpoints/best was missing");
-    // Only the current copy is kept.
+    // The current copy and the one before it (for readers that resolved the former link) are kept.
     let copies = std::fs::read_dir(dir.path().join("checkpoints"))
         .unwrap()
         .filter(|e| {
@@ -487,7 +502,7 @@ fn best_is_never_absent_while_it_is_replaced() {
                 .starts_with("best-")
         })
         .count();
-    assert_eq!(copies, 1);
+    assert_eq!(copies, 2);
     checkpoint::verify(&best).unwrap();
 }
 
