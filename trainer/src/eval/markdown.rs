@@ -97,6 +97,19 @@ fn rows(first: &EvalResults) -> Vec<Row> {
         let method = s.method.clone();
         rows.push(Row::new(label, move |r| semi_cell(r, &method)));
     }
+    for s in first
+        .report
+        .semi_supervised
+        .iter()
+        .filter(|s| s.pseudo_labels.is_some())
+    {
+        let label = format!(
+            "semi-supervised {}: confident share (pseudo-labels right), first → last tenth of the iterations",
+            s.method
+        );
+        let method = s.method.clone();
+        rows.push(Row::new(label, move |r| pseudo_label_cell(r, &method)));
+    }
     let augment_nn_label = match &first.report.augmentation_nn {
         Some(a) if !a.setting.is_empty() => {
             format!("augmentation NN ({}): label agreement (unmoved)", a.setting)
@@ -169,6 +182,23 @@ fn semi_cell(r: &EvalResults, method: &str) -> Option<String> {
         .iter()
         .find(|s| s.method == method)
         .map(|s| format!("{} ± {:.1}", pct(s.mean), 100.0 * s.std))
+}
+
+/// The pseudo-label trend of `method` in `r`, as `confident (right) → confident (right)`.
+fn pseudo_label_cell(r: &EvalResults, method: &str) -> Option<String> {
+    let trend = r
+        .report
+        .semi_supervised
+        .iter()
+        .find(|s| s.method == method)?
+        .pseudo_labels?;
+    let window = |c: super::PseudoLabelCounts| {
+        let right = c
+            .accuracy()
+            .map_or_else(|| "none confident".to_owned(), pct);
+        format!("{} ({right})", pct(c.confident_share()))
+    };
+    Some(format!("{} → {}", window(trend.first), window(trend.last)))
 }
 
 /// A mean ± std of fractions, as percentages with two decimals (as the paper's figure).

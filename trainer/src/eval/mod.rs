@@ -34,7 +34,10 @@ use crate::{Error, Result};
 pub use kmeans::{KMeans, KMeansConfig, kmeans, kmeans_purity, purity};
 pub use knn::{KnnVote, knn_accuracy, knn_predict};
 pub use linear::{LinearProbe, LinearProbeConfig, linear_probe};
-pub use report::{ClusteringResult, KnnResult, ProbeResult, Report, SemiSupervisedResult};
+pub use report::{
+    ClusteringResult, KnnResult, ProbeResult, PseudoLabelCounts, PseudoLabelTrend, Report,
+    SemiSupervisedResult,
+};
 pub use semisup::{Augmentation, Method, SemiSupervisedConfig, semi_supervised};
 
 pub use augment_nn::{AugmentNnSetting, AugmentationNnConfig, augmentation_nn};

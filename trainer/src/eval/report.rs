@@ -62,6 +62,65 @@ pub struct SemiSupervisedResult {
     pub labels_per_class: usize,
     /// Training iterations per trial.
     pub iterations: usize,
+    /// How the confident pseudo-labels fared, pooled over the trials: `None` for a method without
+    /// them (supervised-only, mixup) and in results written before this diagnostic existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_labels: Option<PseudoLabelTrend>,
+}
+
+/// Counts of a semi-supervised method's pseudo-labels over a window of iterations, checked against
+/// the unlabelled rows' true labels (which training never sees). A classifier growing confident in
+/// wrong labels (confirmation bias) shows as a rising confident share with a falling accuracy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PseudoLabelCounts {
+    /// Unlabelled rows drawn (batch rows × iterations in the window).
+    pub rows: u64,
+    /// Rows whose top probability exceeded the confidence threshold: those that got a pseudo-label.
+    pub confident: u64,
+    /// Confident rows whose pseudo-label is their true label.
+    pub correct: u64,
+}
+
+impl PseudoLabelCounts {
+    /// Share of the rows drawn that were confident (0 when none was drawn).
+    pub fn confident_share(&self) -> f64 {
+        self.confident as f64 / self.rows.max(1) as f64
+    }
+
+    /// Share of the confident rows whose pseudo-label was right; `None` when none was confident.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.confident > 0).then(|| self.correct as f64 / self.confident as f64)
+    }
+
+    /// These counts plus `other`'s (pooling windows or trials).
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            rows: self.rows + other.rows,
+            confident: self.confident + other.confident,
+            correct: self.correct + other.correct,
+        }
+    }
+}
+
+/// Pseudo-label counts over the first and the last tenth of each trial's iterations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PseudoLabelTrend {
+    /// The first tenth (rounded up) of the iterations.
+    pub first: PseudoLabelCounts,
+    /// The last tenth (rounded up) of the iterations.
+    pub last: PseudoLabelCounts,
+}
+
+impl PseudoLabelTrend {
+    /// Both windows' counts plus `other`'s.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            first: self.first.plus(other.first),
+            last: self.last.plus(other.last),
+        }
+    }
 }
 
 /// A mean and the population standard deviation (ddof 0, as numpy's `std`) over repeats.

@@ -388,9 +388,9 @@ fn semi_supervised(
         bar.set_message(format!("semi-supervised: {}", method.name()));
         let started = Instant::now();
         let trials = semisup::parallel_trials(&config, |seed| {
-            let accuracy = semisup::trial(train, test, method, &config, seed, device)?;
+            let outcome = semisup::trial(train, test, method, &config, seed, device)?;
             bar.inc(1);
-            Ok(accuracy)
+            Ok(outcome)
         })?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -399,7 +399,7 @@ fn semi_supervised(
             config.trials,
             1e3 * seconds / (config.trials * config.iterations) as f64
         );
-        results.push(semisup::summarise(method.name(), trials, &config));
+        results.push(semisup::summarise(method.name(), &trials, &config));
     }
     bar.finish_and_clear();
     Ok(results)

@@ -527,6 +527,35 @@ fn semi_supervised_trials_are_reproducible_and_pseudo_labelling_runs() {
 }
 
 #[test]
+fn pseudo_labels_are_counted_against_the_hidden_labels_in_the_first_and_last_tenth() {
+    // 3 classes × 30 rows, 5 labelled per class: 75 unlabelled rows, all of them in every batch.
+    let train = clusters(3, 30, 4, 5.0, 0.5, 1);
+    let config = SemiSupervisedConfig {
+        trials: 2,
+        iterations: 95,
+        hidden: 16,
+        lr: 1e-2,
+        ema_decay: 0.5,
+        ..SemiSupervisedConfig::default()
+    };
+    let pseudo = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
+    let trend = pseudo.pseudo_labels.unwrap();
+    // Each window is ⌈95 / 10⌉ = 10 iterations of 75 rows, in each of 2 trials.
+    for window in [trend.first, trend.last] {
+        assert_eq!(window.rows, 2 * 10 * 75, "{trend:?}");
+        assert!(window.correct <= window.confident && window.confident <= window.rows);
+    }
+    // Well-separated clusters: the classifier ends confident, and right, on nearly every row.
+    assert!(trend.last.confident_share() > 0.9, "{trend:?}");
+    assert!(trend.last.accuracy().unwrap() > 0.95, "{trend:?}");
+    assert!(trend.last.confident > trend.first.confident, "{trend:?}");
+    for method in [Method::SupervisedOnly, Method::Mixup] {
+        let result = semi_supervised(&train, &train, method, &config, CPU).unwrap();
+        assert_eq!(result.pseudo_labels, None, "{}", result.method);
+    }
+}
+
+#[test]
 fn augmentation_that_changes_the_shape_is_rejected() {
     let train = clusters(2, 10, 3, 5.0, 0.5, 1);
     let config = SemiSupervisedConfig {

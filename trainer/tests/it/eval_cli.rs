@@ -151,6 +151,9 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
         assert_eq!((s.trials.len(), s.iterations), (2, 15), "{s:?}");
         let mean = s.trials.iter().sum::<f64>() / 2.0;
         assert!((s.mean - mean).abs() < 1e-12 && unit(s.mean));
+        // Only the methods with confident pseudo-labels count them.
+        let counted = !matches!(s.method.as_str(), "mixup" | "supervised-only");
+        assert_eq!(s.pseudo_labels.is_some(), counted, "{s:?}");
     }
     let identity = r.identity.as_ref().unwrap();
     // The identity protocol scores the linear protocol's probe on the clean test features.
@@ -184,6 +187,13 @@ fn eval_writes_every_protocol_to_results_json_and_a_table_to_results_md() {
     let semi = &r.semi_supervised[0];
     let cell = format!("{:.1}% ± {:.1} |", 100.0 * semi.mean, 100.0 * semi.std);
     assert!(table.contains(&cell), "{table}");
+    let pseudo = r.semi_supervised[0].pseudo_labels.unwrap();
+    let row = format!(
+        "| semi-supervised learned-operators: confident share (pseudo-labels right), first → last \
+         tenth of the iterations | {:.1}% (",
+        100.0 * pseudo.first.confident_share()
+    );
+    assert!(table.contains(&row), "{row} not in {table}");
     // The identity rows are the authors' protocol first, then the variants, each labelled.
     for label in [
         "| identity (authors' protocol, 1 repeats): probe on clean test features |",

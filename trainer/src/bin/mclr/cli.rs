@@ -234,7 +234,7 @@ pub(crate) struct TrainArgs {
     /// any other difference is refused.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) overrides: Vec<String>,
-    /// Run directory (default: runs/<config name>).
+    /// Run directory (default: `runs/<config name>`).
     #[arg(long)]
     pub(crate) run_dir: Option<PathBuf>,
     /// Continue the run in --run-dir from its latest checkpoint.

@@ -22,7 +22,10 @@
 //!    classifier's weights after each step, and score the EMA classifier's top-1 accuracy on the
 //!    test features.
 //!
-//! Trials use seeds `first_seed..first_seed + trials`; the result reports mean ± std.
+//! Trials use seeds `first_seed..first_seed + trials`; the result reports mean ± std. For the
+//! methods with confident pseudo-labels it also counts, over the first and the last tenth of the
+//! iterations, how many unlabelled rows were confident and how many of those pseudo-labels were
+//! right ([`PseudoLabelTrend`]): a diagnostic read from the hidden labels, never trained on.
 //!
 //! The augmentation is the caller's ([`Augmentation`]), so the same protocol compares learned
 //! operators (a prior sample, threshold 0), no augmentation (pseudo-labelling), or anything else.
@@ -70,7 +73,7 @@ pub use featmatch::{AttentionHead, dropout_mask};
 pub use mixup::{mix, mixup_consistency, sample_beta};
 
 use super::adam::Adam;
-use super::report::SemiSupervisedResult;
+use super::report::{PseudoLabelCounts, PseudoLabelTrend, SemiSupervisedResult};
 use super::{
     Features, accuracy, ensure_positive, ensure_positive_f64, invalid, linear::argmax, linear_layer,
 };
@@ -245,7 +248,16 @@ pub fn semi_supervised(
     let trials = parallel_trials(config, |seed| {
         trial(train, test, method, config, seed, device)
     })?;
-    Ok(summarise(method.name(), trials, config))
+    Ok(summarise(method.name(), &trials, config))
+}
+
+/// What one trial measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrialOutcome {
+    /// The EMA classifier's top-1 accuracy on the test features.
+    pub accuracy: f64,
+    /// Its pseudo-label counts, for a method with confident pseudo-labels.
+    pub pseudo_labels: Option<PseudoLabelTrend>,
 }
 
 /// `run(seed)` for every trial's seed `first_seed + t`, in parallel (each trial depends on its seed
@@ -253,10 +265,10 @@ pub fn semi_supervised(
 ///
 /// # Errors
 /// The first failing trial's.
-pub fn parallel_trials(
+pub fn parallel_trials<T: Send>(
     config: &SemiSupervisedConfig,
-    run: impl Fn(u64) -> Result<f64> + Sync,
-) -> Result<Vec<f64>> {
+    run: impl Fn(u64) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     use rayon::prelude::*;
     (0..config.trials)
         .into_par_iter()
@@ -264,14 +276,20 @@ pub fn parallel_trials(
         .collect()
 }
 
-/// The result of `method`'s `trials` (accuracies, trial `t` with seed `first_seed + t`): mean and
-/// population std (ddof 0, as numpy's default), with the settings that produced them. Public so
-/// that a caller running the trials one by one (for a progress bar) reports them identically.
+/// The result of `method`'s `outcomes` (trial `t` with seed `first_seed + t`): the accuracies' mean
+/// and population std (ddof 0, as numpy's default) and the pooled pseudo-label counts, with the
+/// settings that produced them. Public so that a caller running the trials one by one (for a
+/// progress bar) reports them identically.
 pub fn summarise(
     method: &str,
-    trials: Vec<f64>,
+    outcomes: &[TrialOutcome],
     config: &SemiSupervisedConfig,
 ) -> SemiSupervisedResult {
+    let pseudo_labels = outcomes
+        .iter()
+        .filter_map(|o| o.pseudo_labels)
+        .reduce(PseudoLabelTrend::plus);
+    let trials: Vec<f64> = outcomes.iter().map(|o| o.accuracy).collect();
     let n = trials.len().max(1) as f64;
     let mean = trials.iter().sum::<f64>() / n;
     let std = (trials.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -282,10 +300,12 @@ pub fn summarise(
         trials,
         labels_per_class: config.labels_per_class,
         iterations: config.iterations,
+        pseudo_labels,
     }
 }
 
-/// One trial with `seed` on `device`: the EMA classifier's top-1 accuracy on `test`.
+/// One trial with `seed` on `device`: the EMA classifier's top-1 accuracy on `test`, and the
+/// pseudo-label counts of a method that has them.
 ///
 /// # Errors
 /// As [`semi_supervised`].
@@ -296,7 +316,7 @@ pub fn trial(
     config: &SemiSupervisedConfig,
     seed: u64,
     device: &Device,
-) -> Result<f64> {
+) -> Result<TrialOutcome> {
     config.validate()?;
     train.ensure_compatible(test)?;
     let mut batches = TrialBatches::new(train, config, seed)?;
@@ -341,7 +361,10 @@ pub fn trial(
         Ok(Tensor::from_vec(pick, n, device)?)
     };
 
-    for _ in 0..config.iterations {
+    // Iterations counted in each window of the pseudo-label diagnostic.
+    let tenth = config.iterations.div_ceil(10);
+    let mut trend = PseudoLabelTrend::default();
+    for iteration in 0..config.iterations {
         let pick = rows_of(batches.labelled_batch())?;
         let z_l = features.index_select(&pick, 0)?;
         let logits = forward(&z_l, &classifier)?;
@@ -349,7 +372,8 @@ pub fn trial(
 
         if let Some(consistency) = consistency {
             let unlabelled = batches.unlabelled_batch();
-            let z_u = features.index_select(&rows_of(unlabelled.clone())?, 0)?;
+            let unlabelled_index = rows_of(unlabelled.clone())?;
+            let z_u = features.index_select(&unlabelled_index, 0)?;
             let unlabelled_shape = z_u.dims2()?;
             let term = match consistency {
                 Consistency::Mixup => {
@@ -371,8 +395,23 @@ pub fn trial(
                         .max(D::Minus1)?
                         .gt(config.threshold)?
                         .to_dtype(DType::F32)?;
-                    if confident.sum_all()?.to_scalar::<f32>()? > 0.0 {
+                    let n_confident = confident.sum_all()?.to_scalar::<f32>()?;
+                    let (in_first, in_last) =
+                        (iteration < tenth, iteration + tenth >= config.iterations);
+                    let mut counts = PseudoLabelCounts {
+                        rows: unlabelled_shape.0 as u64,
+                        confident: n_confident as u64,
+                        correct: 0,
+                    };
+                    let term = if n_confident > 0.0 {
                         let pseudo = probs.argmax(D::Minus1)?;
+                        if in_first || in_last {
+                            let truth = labels.index_select(&unlabelled_index, 0)?;
+                            counts.correct =
+                                (pseudo.eq(&truth)?.to_dtype(DType::F32)? * &confident)?
+                                    .sum_all()?
+                                    .to_scalar::<f32>()? as u64;
+                        }
                         let z_aug = match (augment, &head) {
                             (Augment::Identity, _) => None,
                             (Augment::Caller(augment), _) => {
@@ -418,7 +457,14 @@ pub fn trial(
                         Some(((nll * confident)?.sum_all()? / unlabelled_shape.0 as f64)?)
                     } else {
                         None
+                    };
+                    if in_first {
+                        trend.first = trend.first.plus(counts);
                     }
+                    if in_last {
+                        trend.last = trend.last.plus(counts);
+                    }
+                    term
                 }
             };
             if let Some(term) = term {
@@ -442,7 +488,10 @@ pub fn trial(
         .chunks_exact(test.classes())
         .map(|row| u16::try_from(argmax(row)).unwrap_or(0))
         .collect();
-    Ok(accuracy(&predictions, test.labels()))
+    Ok(TrialOutcome {
+        accuracy: accuracy(&predictions, test.labels()),
+        pseudo_labels: matches!(consistency, Some(Consistency::Confident(_))).then_some(trend),
+    })
 }
 
 /// Gives every var of `vars` without a gradient in `grads` a zero one, as torch's backward does
