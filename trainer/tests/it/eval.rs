@@ -506,17 +506,23 @@ fn structure_following_augmentation_beats_supervised_only_with_few_labels() {
     );
 }
 
-#[test]
-fn semi_supervised_trials_are_reproducible_and_pseudo_labelling_runs() {
-    let train = clusters(3, 30, 4, 5.0, 0.5, 1);
+/// Three well-separated clusters of 30 rows in 4 dimensions, with a small, fast semi-supervised
+/// setting of 2 trials × `iterations`.
+fn three_clusters(iterations: usize) -> (Features, SemiSupervisedConfig) {
     let config = SemiSupervisedConfig {
         trials: 2,
-        iterations: 20,
+        iterations,
         hidden: 16,
         lr: 1e-2,
         ema_decay: 0.5,
         ..SemiSupervisedConfig::default()
     };
+    (clusters(3, 30, 4, 5.0, 0.5, 1), config)
+}
+
+#[test]
+fn semi_supervised_trials_are_reproducible_and_pseudo_labelling_runs() {
+    let (train, config) = three_clusters(20);
     let a = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
     let b = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
     assert_eq!(a, b);
@@ -529,15 +535,7 @@ fn semi_supervised_trials_are_reproducible_and_pseudo_labelling_runs() {
 #[test]
 fn pseudo_labels_are_counted_against_the_hidden_labels_in_the_first_and_last_tenth() {
     // 3 classes × 30 rows, 5 labelled per class: 75 unlabelled rows, all of them in every batch.
-    let train = clusters(3, 30, 4, 5.0, 0.5, 1);
-    let config = SemiSupervisedConfig {
-        trials: 2,
-        iterations: 95,
-        hidden: 16,
-        lr: 1e-2,
-        ema_decay: 0.5,
-        ..SemiSupervisedConfig::default()
-    };
+    let (train, config) = three_clusters(95);
     let pseudo = semi_supervised(&train, &train, Method::PseudoLabel, &config, CPU).unwrap();
     let trend = pseudo.pseudo_labels.unwrap();
     // Each window is ⌈95 / 10⌉ = 10 iterations of 75 rows, in each of 2 trials.
