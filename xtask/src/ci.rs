@@ -44,6 +44,23 @@ pub fn run() -> Result<()> {
         "warnings",
     ])?;
 
+    // Broken intra-doc links and stray HTML in doc comments are errors, as clippy's warnings are.
+    cmd::run(
+        command(
+            "cargo",
+            &[
+                "doc",
+                "--locked",
+                "--workspace",
+                "--no-deps",
+                "--features",
+                GPU_FEATURE,
+            ],
+        )
+        .env("RUSTDOCFLAGS", "-D warnings"),
+    )
+    .map_err(|e| e.context("a doc comment does not render: see rustdoc's message above"))?;
+
     let mut wasm_clippy = vec![
         "clippy",
         "--locked",

@@ -30,7 +30,7 @@ impl TrialBatches {
     /// The split and batch stream of trial `seed` of `train` under `config`.
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] when `train` has more rows than a `u32` indexes.
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting) when `train` has more rows than a `u32` indexes.
     pub fn new(train: &Features, config: &SemiSupervisedConfig, seed: u64) -> Result<Self> {
         if u32::try_from(train.len()).is_err() {
             return Err(invalid(

@@ -40,8 +40,8 @@ impl AttentionHead {
     /// `fc`, each weight then bias.
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] when `dim < heads` (a head would have width 0) or `heads` is 0;
-    /// [`Error::Candle`] if a tensor operation fails.
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting) when `dim < heads` (a head would have width 0) or `heads` is 0;
+    /// [`Error::Candle`](crate::Error::Candle) if a tensor operation fails.
     pub fn new(rng: &mut StreamRng, dim: usize, heads: usize, device: &Device) -> Result<Self> {
         ensure_positive("featmatch attention heads", heads)?;
         let width = dim / heads;
@@ -71,8 +71,8 @@ impl AttentionHead {
     /// (`d × H·w`).
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] when there is no head, `embed` and `fc` differ in length, or a
-    /// layer's shape disagrees with the others; [`Error::Candle`] if a tensor operation fails.
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting) when there is no head, `embed` and `fc` differ in length, or a
+    /// layer's shape disagrees with the others; [`Error::Candle`](crate::Error::Candle) if a tensor operation fails.
     pub fn from_layers(
         embed: &[(Tensor, Tensor)],
         fc: &[(Tensor, Tensor)],
@@ -150,7 +150,7 @@ impl AttentionHead {
     /// elementwise (`H × N × M`, see [`dropout_mask`]), and `None` is the head in eval mode.
     ///
     /// # Errors
-    /// [`Error::Candle`] on mismatched shapes.
+    /// [`Error::Candle`](crate::Error::Candle) on mismatched shapes.
     pub fn forward(&self, x: &Tensor, memory: &Tensor, dropout: Option<&Tensor>) -> Result<Tensor> {
         let (n, _) = x.dims2()?;
         let m = memory.dim(0)?;
@@ -189,7 +189,7 @@ impl AttentionHead {
 /// order.
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] unless `0 ≤ p < 1`; [`Error::Candle`] if the tensor cannot be made.
+/// [`Error::InvalidSetting`](crate::Error::InvalidSetting) unless `0 ≤ p < 1`; [`Error::Candle`](crate::Error::Candle) if the tensor cannot be made.
 pub fn dropout_mask(
     rng: &mut StreamRng,
     dims: (usize, usize, usize),

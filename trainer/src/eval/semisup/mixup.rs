@@ -10,7 +10,7 @@ use crate::eval::invalid;
 /// The per-row mix `λ_i a_i + (1 − λ_i) b_i` of `a` and `b` (`N × k`) with `lambda` (`N × 1`).
 ///
 /// # Errors
-/// [`Error::Candle`] if the shapes do not broadcast.
+/// [`Error::Candle`](crate::Error::Candle) if the shapes do not broadcast.
 pub fn mix(a: &Tensor, b: &Tensor, lambda: &Tensor) -> Result<Tensor> {
     Ok((a.broadcast_mul(lambda)? + b.broadcast_mul(&lambda.affine(-1.0, 1.0)?)?)?)
 }
@@ -22,7 +22,7 @@ pub fn mix(a: &Tensor, b: &Tensor, lambda: &Tensor) -> Result<Tensor> {
 /// `[w1, b1, w2, b2]`), and the target carries no gradient.
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] unless both weight lists have 4 tensors; [`Error::Candle`] on
+/// [`Error::InvalidSetting`](crate::Error::InvalidSetting) unless both weight lists have 4 tensors; [`Error::Candle`](crate::Error::Candle) on
 /// mismatched shapes.
 pub fn mixup_consistency(
     z_u: &Tensor,
@@ -52,7 +52,7 @@ pub fn mixup_consistency(
 /// refused rather than sampled slowly.
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] naming `beta shape` unless `0 < a ≤ 1` and `0 < b ≤ 1`.
+/// [`Error::InvalidSetting`](crate::Error::InvalidSetting) naming `beta shape` unless `0 < a ≤ 1` and `0 < b ≤ 1`.
 pub fn sample_beta(rng: &mut StreamRng, a: f64, b: f64) -> Result<f64> {
     for shape in [a, b] {
         if !(shape > 0.0 && shape <= 1.0) {
