@@ -396,10 +396,11 @@ pub fn check_all(
     let mut out: Vec<(PathBuf, std::result::Result<u64, String>)> = dirs
         .into_iter()
         .map(|dir| {
-            // `best` is resolved once, so a promotion meanwhile cannot mix two checkpoints' files.
-            let source = match dir.is_symlink() {
-                true => std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()),
-                false => dir.clone(),
+            // Resolved once (`best` is a link), so a promotion meanwhile cannot mix two copies' files.
+            let source = if dir.is_symlink() {
+                std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())
+            } else {
+                dir.clone()
             };
             let loaded = read(&source, device)
                 .map(|(_, _, state)| state.epochs_done)
@@ -501,17 +502,12 @@ pub fn prune(run_dir: &Path, keep: usize) -> Result<()> {
 /// Removes `best-*` copies that the `best` link does not point to, except `also_keep`.
 fn remove_stale_best(run_dir: &Path, also_keep: Option<&str>) -> Result<Vec<PathBuf>> {
     let root = run_dir.join(CHECKPOINT_DIR);
-    let current = best_target(&root);
+    let current = std::fs::read_link(root.join(BEST))
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned());
     crate::durable::remove_matching(&root, |name| {
         name.starts_with("best-") && current.as_deref() != Some(name) && also_keep != Some(name)
     })
-}
-
-/// The name (inside `root`) of the copy the `best` link points to, if it is a link.
-fn best_target(root: &Path) -> Option<String> {
-    std::fs::read_link(root.join(BEST))
-        .ok()
-        .map(|t| t.to_string_lossy().into_owned())
 }
 
 /// Removes what an interrupted run left behind: staging folders and temporary files

@@ -449,12 +449,18 @@ fn prune_keeps_the_newest_epochs_by_number() {
     assert_eq!(left, [9999, 10000]);
 }
 
-#[test]
-fn a_best_resolved_before_a_promotion_stays_complete_until_the_next() {
+/// A run of two checkpointed epochs, and its `checkpoints/best` link.
+fn two_epochs_with_best() -> (tempfile::TempDir, std::path::PathBuf) {
     let config = tiny(&["optim.epochs=2"]);
     let dir = tempfile::tempdir().unwrap();
     train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
     let best = dir.path().join("checkpoints/best");
+    (dir, best)
+}
+
+#[test]
+fn a_best_resolved_before_a_promotion_stays_complete_until_the_next() {
+    let (dir, best) = two_epochs_with_best();
     let resolved = std::fs::canonicalize(&best).unwrap();
     checkpoint::promote_best(dir.path(), &checkpoint::epoch_dir(dir.path(), 1)).unwrap();
     assert_ne!(std::fs::canonicalize(&best).unwrap(), resolved);
@@ -466,10 +472,7 @@ fn a_best_resolved_before_a_promotion_stays_complete_until_the_next() {
 
 #[test]
 fn best_is_never_absent_while_it_is_replaced() {
-    let config = tiny(&["optim.epochs=2"]);
-    let dir = tempfile::tempdir().unwrap();
-    train_on(&config, images(), &options(dir.path(), false, None)).unwrap();
-    let best = dir.path().join("checkpoints/best");
+    let (dir, best) = two_epochs_with_best();
     let state = best.join(checkpoint::STATE_FILE);
     assert!(state.exists());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
